@@ -1,0 +1,1 @@
+"""Generated from cri/proto/ by `python -m cri.generate`; do not edit."""
