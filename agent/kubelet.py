@@ -1,0 +1,251 @@
+"""The agent: wires node, pod source, pod workers, runtime and status managers, and runs the main
+loop, which only dispatches (config changes, lifecycle events, sync tick, housekeeping tick)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from cri.client import CRIClient
+from cri.errors import CRIError
+from netns.install import install_cni
+from netns.service import CNIService
+
+from agent.config import AgentConfig
+from agent.dns import parse_resolv_conf
+from agent.image_manager import ImageManager
+from agent.node_info import gather_node_facts
+from agent.node_manager import NodeManager
+from agent.pleg import Relister
+from agent.pod_status import TERMINAL_PHASES, generate_pod_status
+from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome
+from agent.runtime_manager import RuntimeManager
+from agent.status_manager import StatusManager
+from shipmate.kubeclient import PODS, Informer, KubeClient, config_from_flags
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+SYNC_TICK = 1.0
+HOUSEKEEPING_TICK = 2.0
+RELIST_PERIOD = 1.0
+RUNTIME_RETRY_MAX = 10.0
+
+
+@dataclass(frozen=True)
+class LoopInput:
+    kind: str                   # "config", "pleg", "sync", "housekeeping"
+    change: str = ""            # ADDED / MODIFIED / DELETED for config
+    old: Obj | None = None
+    new: Obj | None = None
+    uid: str = ""
+
+
+class Agent:
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        self.inputs: asyncio.Queue[LoopInput] = asyncio.Queue()
+
+    # ------------------------------------------------------------------ startup
+    async def run(self) -> int:
+        cfg = self.config
+        async with CRIClient(cfg.container_runtime_endpoint) as runtime, \
+                KubeClient(config_from_flags(cfg.server, cfg.kubeconfig), user_agent="shipmate-agent") as client:
+            self.runtime, self.client = runtime, client
+            version = await self._wait_for_runtime()
+            runtime_version = f"{version.runtime_name}://{version.runtime_version}"
+            facts = await asyncio.to_thread(gather_node_facts, cfg.node_name, cfg.node_ip, cfg.max_pods,
+                                            cfg.root_dir, runtime_version)
+            resolv = await asyncio.to_thread(_read_text, "/etc/resolv.conf")
+            self.node_manager = NodeManager(client, runtime, facts)
+            self.runtime_manager = RuntimeManager(runtime, ImageManager(runtime), cfg.node_name, cfg.node_ip,
+                                                  parse_resolv_conf(resolv), cfg.pod_log_dir,
+                                                  runtime_name=version.runtime_name)
+            self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={cfg.node_name}",
+                                 on_change=self._on_pod_change)
+            self.status_manager = StatusManager(client, api_pod=self._api_pod)
+            self.workers = PodWorkers(PodHandlers(self._sync_pod, self._terminate_pod, self._cleanup_pod))
+            self.relister = Relister(runtime, cfg.node_name)
+
+            tasks = [asyncio.create_task(CNIService(cfg.ipam_dir).serve(cfg.cni_socket), name="cni-service")]
+            try:
+                node = await self.node_manager.register()
+                pod_cidr = node["spec"]["podCIDR"]
+                await asyncio.to_thread(install_cni, pod_cidr, cfg.cni_bin_dir, cfg.cni_conf_dir,
+                                        socket_path=cfg.cni_socket, ipam_dir=cfg.ipam_dir)
+                log.info("cni installed node=%s pod_cidr=%s", cfg.node_name, pod_cidr)
+                await self._tell_runtime_pod_cidr(pod_cidr)
+                self.node_manager.runtime_changed()
+                tasks += [
+                    asyncio.create_task(self.node_manager.run_status_loop(), name="node-status"),
+                    asyncio.create_task(self.node_manager.run_lease_loop(), name="node-lease"),
+                    asyncio.create_task(self.status_manager.run(), name="status-manager"),
+                    asyncio.create_task(self.pods.run(), name="pod-informer"),
+                    asyncio.create_task(self._relist_loop(), name="pleg"),
+                    asyncio.create_task(self._tick(LoopInput("sync"), SYNC_TICK), name="sync-tick"),
+                    asyncio.create_task(self._tick(LoopInput("housekeeping"), HOUSEKEEPING_TICK), name="housekeeping-tick"),
+                    asyncio.create_task(self._main_loop(), name="main-loop"),
+                ]
+                done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    log.error("root task ended task=%s error=%r", task.get_name(), error)
+                return 1
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await self.workers.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait_for_runtime(self) -> Any:
+        delay = 0.5
+        while True:
+            try:
+                return await self.runtime.version()
+            except CRIError as error:
+                log.warning("container runtime not answering endpoint=%s error=%s retry_in=%.1fs",
+                            self.config.container_runtime_endpoint, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RUNTIME_RETRY_MAX)
+
+    async def _tell_runtime_pod_cidr(self, pod_cidr: str) -> None:
+        try:
+            await self.runtime.update_runtime_config(pod_cidr)
+        except CRIError as error:
+            log.warning("UpdateRuntimeConfig failed pod_cidr=%s error=%s", pod_cidr, error)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_pod_change(self, change: str, old: Obj | None, new: Obj | None) -> None:
+        self.inputs.put_nowait(LoopInput("config", change, old, new))
+
+    async def _tick(self, item: LoopInput, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            self.inputs.put_nowait(item)
+
+    async def _relist_loop(self) -> None:
+        delay = RELIST_PERIOD
+        while True:
+            try:
+                events = await self.relister.relist()
+                for uid in dict.fromkeys(event.uid for event in events):
+                    self.inputs.put_nowait(LoopInput("pleg", uid=uid))
+                delay = RELIST_PERIOD
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                log.warning("relist failed error=%r retry_in=%.1fs", error, delay)
+                self.node_manager.runtime_changed()
+                delay = min(delay * 2, RUNTIME_RETRY_MAX)
+            await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ main loop
+    async def _main_loop(self) -> None:
+        handlers = {"config": self._handle_config, "pleg": self._handle_pleg,
+                    "sync": self._handle_sync_tick, "housekeeping": self._handle_housekeeping}
+        while True:
+            item = await self.inputs.get()
+            try:
+                handlers[item.kind](item)
+            except Exception:  # noqa: BLE001 - the dispatcher never dies of one bad input
+                log.exception("main loop handler failed input=%s", item.kind)
+
+    def _handle_config(self, item: LoopInput) -> None:
+        if item.change == "DELETED":
+            pod = item.old or item.new
+            if pod is not None:
+                self.workers.update(PodUpdate(pod, removed=True))
+        elif item.new is not None:
+            self.workers.update(PodUpdate(item.new))
+
+    def _handle_pleg(self, item: LoopInput) -> None:
+        self.workers.resync(item.uid)
+
+    def _handle_sync_tick(self, _item: LoopInput) -> None:
+        self.workers.resync_due()
+
+    def _handle_housekeeping(self, _item: LoopInput) -> None:
+        if not self.node_manager.health.ready:
+            self.node_manager.runtime_changed()
+        if not self.pods.synced.is_set():
+            return
+        known = {pod["metadata"]["uid"] for pod in self.pods.store.values()}
+        for uid in self.relister.pod_uids():
+            if uid and uid not in known and not self.workers.known(uid):
+                log.info("killing orphaned pod uid=%s", uid)
+                self.workers.update(PodUpdate(_orphan(uid), removed=True, grace_seconds=0))
+
+    def _api_pod(self, uid: str) -> Obj | None:
+        return next((p for p in self.pods.store.values() if p["metadata"].get("uid") == uid), None)
+
+    # ------------------------------------------------------------------ pod work
+    def _status_view(self, pod: Obj) -> Obj:
+        """The pod with the status we last set (the watch may not have echoed it back yet)."""
+        cached = self.status_manager.cached_status(pod["metadata"]["uid"])
+        if cached is None:
+            return pod
+        scheduled = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"]
+        cached["conditions"] = [c for c in cached.get("conditions") or [] if c.get("type") != "PodScheduled"] + scheduled
+        return dict(pod, status=cached)
+
+    def _write_status(self, pod: Obj, runtime_status: Any, waiting: dict, terminal: bool = False) -> Obj:
+        status = generate_pod_status(self._status_view(pod), runtime_status, waiting,
+                                     host_ips=[self.config.node_ip], runtime_name=self.runtime_manager.runtime_name,
+                                     now=datetime.now(timezone.utc), pod_is_terminal=terminal)
+        self.status_manager.set_status(pod, status)
+        return status
+
+    async def _sync_pod(self, pod: Obj) -> SyncOutcome:
+        uid = pod["metadata"]["uid"]
+        started = time.monotonic()
+        observed = await self.runtime_manager.inspect_pod(uid)
+        result = await self.runtime_manager.sync_pod(pod, observed)
+        if result.acted:
+            observed = await self.runtime_manager.inspect_pod(uid)
+        status = self._write_status(pod, observed, result.waiting)
+        if result.acted:
+            log.info("pod synced pod=%s/%s phase=%s took=%.3fs", pod["metadata"]["namespace"],
+                     pod["metadata"]["name"], status["phase"], time.monotonic() - started)
+        return SyncOutcome(retry_in=result.retry_in, terminal=status["phase"] in TERMINAL_PHASES)
+
+    async def _terminate_pod(self, pod: Obj, grace_seconds: int) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        observed = await self.runtime_manager.inspect_pod(uid)
+        await self.runtime_manager.stop_pod(observed, grace_seconds)
+        in_api = self._api_pod(uid) is not None
+        if in_api:
+            self._write_status(pod, await self.runtime_manager.inspect_pod(uid), {}, terminal=True)
+        if meta.get("deletionTimestamp") or not in_api:
+            await self.runtime_manager.remove_pod(observed)
+            await self.runtime_manager.remove_pod_logs(pod)
+            if in_api:
+                self.status_manager.request_deletion(pod)
+        log.info("pod terminated pod=%s/%s uid=%s grace=%ds", meta.get("namespace"), meta.get("name"), uid,
+                 grace_seconds)
+
+    async def _cleanup_pod(self, pod: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        leftover = await self.runtime_manager.inspect_pod(uid)
+        if leftover.sandboxes or leftover.containers:
+            await self.runtime_manager.stop_pod(leftover, 0)
+            await self.runtime_manager.remove_pod(leftover)
+        if pod.get("metadata", {}).get("name"):
+            await self.runtime_manager.remove_pod_logs(pod)
+        self.runtime_manager.forget_pod(uid)
+        self.status_manager.forget(uid)
+
+
+def _orphan(uid: str) -> Obj:
+    return {"metadata": {"uid": uid}, "spec": {"containers": []}}
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""

@@ -1,0 +1,34 @@
+"""`shipmate agent`: parse flags, set up logging, run the agent until a root task fails or a signal."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from agent.config import parse_args
+
+
+def _configure_logging(level: int) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _run(config) -> int:
+    from agent.kubelet import Agent
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await Agent(config).run()
+    except asyncio.CancelledError:
+        logging.getLogger("agent").info("agent stopping on signal node=%s", config.node_name)
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    config = parse_args(argv)
+    _configure_logging(config.log_level)
+    return asyncio.run(_run(config))

@@ -1,0 +1,153 @@
+"""Registers the Node, keeps its status (conditions from the runtime's health) and renews its Lease."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from cri.client import CRIClient, runtime_conditions
+from cri.errors import CRIError
+
+from agent.node_info import (NodeFacts, RuntimeHealth, lease_object, node_object, node_status,
+                             runtime_health, status_changed)
+from agent.pod_status import rfc3339
+from shipmate.kubeclient import LEASES, NODES, AlreadyExists, Conflict, KubeClient, NotFound
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_RENEW_INTERVAL = 10.0
+LEASE_DURATION_SECONDS = 40
+STATUS_CHECK_INTERVAL = 10.0
+STATUS_REPORT_INTERVAL = 60.0
+RETRY_INITIAL, RETRY_MAX = 0.5, 10.0
+
+
+def micro_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class NodeManager:
+    client: KubeClient
+    runtime: CRIClient
+    facts: NodeFacts
+    node: Obj = field(default_factory=dict)
+    health: RuntimeHealth = RuntimeHealth(False, "container runtime status check may not have completed yet")
+    _reported: Obj = field(default_factory=dict)
+    _reported_at: float = 0.0
+    _lease: Obj | None = None
+    _status_wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def check_runtime(self) -> RuntimeHealth:
+        try:
+            response = await self.runtime.status()
+        except CRIError as error:
+            self.health = runtime_health(None, error.message)
+        else:
+            conditions = {kind: (c.status, c.reason, c.message)
+                          for kind, c in runtime_conditions(response).items()}
+            self.health = runtime_health(conditions)
+        return self.health
+
+    async def register(self) -> Obj:
+        """Creates the Node (or adopts the existing one) and waits until it has a podCIDR."""
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                await self.check_runtime()
+                now = rfc3339(datetime.now(timezone.utc))
+                try:
+                    self.node = await self.client.create(NODES, node_object(self.facts, self.health, now))
+                    log.info("node registered node=%s", self.facts.name)
+                except AlreadyExists:
+                    self.node = await self.client.get(NODES, self.facts.name)
+                    log.info("node already registered node=%s", self.facts.name)
+                    await self._merge_labels()
+                if self.node.get("spec", {}).get("podCIDR"):
+                    await self.report_status(force=True)
+                    return self.node
+                log.warning("node has no podCIDR yet node=%s retry_in=%.1fs", self.facts.name, delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - keep trying until the server answers
+                log.warning("node registration failed node=%s error=%r retry_in=%.1fs", self.facts.name,
+                            error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _merge_labels(self) -> None:
+        labels = self.node.get("metadata", {}).get("labels") or {}
+        missing = {k: v for k, v in self.facts.labels.items() if labels.get(k) != v}
+        if missing:
+            self.node = await self.client.patch(NODES, self.facts.name, {"metadata": {"labels": missing}})
+
+    def runtime_changed(self) -> None:
+        """Ask for an early status check (e.g. a pod sync hit an unavailable runtime)."""
+        self._status_wake.set()
+
+    async def report_status(self, force: bool = False) -> None:
+        now = rfc3339(datetime.now(timezone.utc))
+        previous = (self._reported or self.node.get("status") or {}).get("conditions") or []
+        status = node_status(self.facts, self.health, previous, now)
+        due = time.monotonic() - self._reported_at >= STATUS_REPORT_INTERVAL
+        if not (force or due or status_changed(self._reported, status)):
+            return
+        self.node = await self.client.patch(NODES, self.facts.name, {"status": status}, subresource="status")
+        if status_changed(self._reported, status):
+            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+            log.info("node status updated node=%s ready=%s message=%s", self.facts.name, ready["status"],
+                     ready.get("message", ""))
+        self._reported, self._reported_at = status, time.monotonic()
+
+    async def run_status_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._status_wake.wait(), STATUS_CHECK_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            self._status_wake.clear()
+            try:
+                await self.check_runtime()
+                await self.report_status()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                log.warning("node status update failed node=%s error=%r", self.facts.name, error)
+
+    async def renew_lease(self) -> None:
+        renew = micro_time(datetime.now(timezone.utc))
+        if self._lease is None:
+            try:
+                self._lease = await self.client.get(LEASES, self.facts.name, LEASE_NAMESPACE)
+            except NotFound:
+                body = lease_object(self.facts.name, self.node.get("metadata", {}).get("uid", ""), renew,
+                                    LEASE_DURATION_SECONDS)
+                self._lease = await self.client.create(LEASES, body, LEASE_NAMESPACE)
+                return
+        lease = dict(self._lease)
+        lease["spec"] = dict(lease.get("spec") or {}, holderIdentity=self.facts.name,
+                             leaseDurationSeconds=LEASE_DURATION_SECONDS, renewTime=renew)
+        try:
+            self._lease = await self.client.update(LEASES, lease, LEASE_NAMESPACE)
+        except (Conflict, NotFound):
+            self._lease = None      # someone else wrote it (or deleted it): read again next time
+            raise
+
+    async def run_lease_loop(self) -> None:
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                await self.renew_lease()
+                delay = RETRY_INITIAL
+                await asyncio.sleep(LEASE_RENEW_INTERVAL)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001
+                log.warning("lease renewal failed node=%s error=%r retry_in=%.1fs", self.facts.name, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)

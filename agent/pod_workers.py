@@ -1,0 +1,178 @@
+"""One worker per pod UID with a single pending-update slot (the latest spec wins).
+
+States: SYNCING → TERMINATING → TERMINATED. Once a pod is terminating every update is a kill and
+the grace period can only shrink. The work itself (sync, terminate, cleanup) is injected, so the
+worker machinery is testable without a runtime.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Pod = dict[str, Any]
+RESYNC_INTERVAL = 30.0
+ERROR_BACKOFF_INITIAL = 0.5
+ERROR_BACKOFF_MAX = 30.0
+
+
+class WorkerState(str, Enum):
+    SYNCING = "syncing"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+
+
+@dataclass
+class PodUpdate:
+    pod: Pod
+    kill: bool = False              # terminate (API deletion, pod terminal, orphan)
+    removed: bool = False           # the pod is gone from the API: clean up and forget it
+    grace_seconds: int | None = None
+
+
+@dataclass
+class SyncOutcome:
+    retry_in: float | None = None   # sync again after this long (a backoff expires)
+    terminal: bool = False          # the pod reached Succeeded/Failed: stop it
+
+
+@dataclass
+class PodHandlers:
+    sync: Callable[[Pod], Awaitable[SyncOutcome]]
+    terminate: Callable[[Pod, int], Awaitable[None]]          # stop everything (grace seconds)
+    cleanup: Callable[[Pod], Awaitable[None]]                 # remove runtime objects, forget state
+
+
+def grace_period(pod: Pod) -> int:
+    meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+    if meta.get("deletionGracePeriodSeconds") is not None:
+        return int(meta["deletionGracePeriodSeconds"])
+    return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+@dataclass
+class PodWorker:
+    uid: str
+    handlers: PodHandlers
+    on_exit: Callable[[str], None]
+    state: WorkerState = WorkerState.SYNCING
+    pod: Pod | None = None
+    pending: PodUpdate | None = None
+    grace_seconds: int | None = None
+    removed: bool = False
+    next_sync_at: float = 0.0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    _error_backoff: float = ERROR_BACKOFF_INITIAL
+
+    def offer(self, update: PodUpdate) -> None:
+        if update.kill or update.removed or update.pod.get("metadata", {}).get("deletionTimestamp"):
+            grace = update.grace_seconds if update.grace_seconds is not None else grace_period(update.pod)
+            self.grace_seconds = grace if self.grace_seconds is None else min(self.grace_seconds, grace)
+            update.kill = True
+        if update.removed:
+            self.removed = True
+        if self.pending is not None and self.pending.kill:
+            update.kill = True
+        self.pending = update
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            update, self.pending = self.pending, None
+            if update is None:
+                continue
+            self.pod = update.pod
+            try:
+                if await self._step(update):
+                    return
+                self._error_backoff = ERROR_BACKOFF_INITIAL
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad pod never stops the agent
+                delay = self._error_backoff
+                self._error_backoff = min(self._error_backoff * 2, ERROR_BACKOFF_MAX)
+                log.exception("pod worker failed pod=%s uid=%s state=%s retry_in=%.1fs",
+                              _name(update.pod), self.uid, self.state.value, delay)
+                asyncio.get_running_loop().call_later(delay, self._retry, update)
+
+    def _retry(self, update: PodUpdate) -> None:
+        if self.pending is None and (self.task is None or not self.task.done()):
+            self.offer(update)
+
+    async def _step(self, update: PodUpdate) -> bool:
+        """Handles one update; True when the worker is finished."""
+        if self.state is WorkerState.SYNCING and update.kill:
+            self.state = WorkerState.TERMINATING
+        if self.state is WorkerState.SYNCING:
+            outcome = await self.handlers.sync(update.pod)
+            self.next_sync_at = time.monotonic() + (outcome.retry_in if outcome.retry_in is not None
+                                                    else RESYNC_INTERVAL)
+            if outcome.terminal:
+                self.state = WorkerState.TERMINATING
+                self.grace_seconds = 0 if self.grace_seconds is None else self.grace_seconds
+                self.offer(PodUpdate(update.pod, kill=True, grace_seconds=self.grace_seconds))
+            return False
+        if self.state is WorkerState.TERMINATING or update.kill:
+            # A pod already stopped (terminal phase) still goes through this when it is deleted.
+            await self.handlers.terminate(update.pod, self.grace_seconds or 0)
+            self.state = WorkerState.TERMINATED
+        if self.state is WorkerState.TERMINATED and self.removed:
+            await self.handlers.cleanup(update.pod)
+            self.on_exit(self.uid)
+            return True
+        return False
+
+
+class PodWorkers:
+    def __init__(self, handlers: PodHandlers):
+        self.handlers = handlers
+        self.workers: dict[str, PodWorker] = {}
+
+    def update(self, update: PodUpdate) -> None:
+        uid = update.pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            worker = PodWorker(uid, self.handlers, self._forget)
+            worker.task = asyncio.create_task(worker.run(), name=f"pod-worker-{uid}")
+            self.workers[uid] = worker
+        worker.offer(update)
+
+    def resync(self, uid: str) -> None:
+        """Something changed in the runtime for this pod: look again with the latest spec."""
+        worker = self.workers.get(uid)
+        if worker is not None and worker.pod is not None and worker.pending is None \
+                and worker.state is WorkerState.SYNCING:
+            worker.offer(PodUpdate(worker.pod))
+
+    def resync_due(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for worker in list(self.workers.values()):
+            if worker.state is WorkerState.SYNCING and worker.pod is not None and worker.next_sync_at <= now \
+                    and worker.pending is None:
+                worker.next_sync_at = now + RESYNC_INTERVAL
+                worker.offer(PodUpdate(worker.pod))
+
+    def known(self, uid: str) -> bool:
+        return uid in self.workers
+
+    def _forget(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+
+    async def stop(self) -> None:
+        for worker in list(self.workers.values()):
+            if worker.task is not None:
+                worker.task.cancel()
+        await asyncio.gather(*(w.task for w in self.workers.values() if w.task), return_exceptions=True)
+
+
+def _name(pod: Pod) -> str:
+    meta = pod.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"

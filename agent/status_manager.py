@@ -1,0 +1,136 @@
+"""The one writer of pod status: versioned per UID, no-op updates skipped, PATCH to pods/status,
+and deletion of terminated pods (UID precondition, gracePeriodSeconds=0)."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from shipmate.kubeclient import PODS, Conflict, KubeClient, NotFound
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+RECONCILE_INTERVAL = 10.0
+RETRY_INITIAL = 0.2
+RETRY_MAX = 10.0
+
+
+@dataclass
+class _Entry:
+    namespace: str
+    name: str
+    status: Obj
+    version: int
+    written_version: int = 0
+    delete_requested: bool = False
+    deleted: bool = False
+
+
+@dataclass
+class StatusManager:
+    client: KubeClient
+    # The API's current copy of a pod (the informer's store), for the periodic reconcile.
+    api_pod: Callable[[str], Obj | None] = lambda uid: None
+    _entries: dict[str, _Entry] = field(default_factory=dict)
+    _dirty: set[str] = field(default_factory=set)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def cached_status(self, uid: str) -> Obj | None:
+        entry = self._entries.get(uid)
+        return copy.deepcopy(entry.status) if entry else None
+
+    def set_status(self, pod: Obj, status: Obj) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        entry = self._entries.get(uid)
+        if entry is not None and entry.status == status:
+            return
+        version = entry.version + 1 if entry else 1
+        new = _Entry(meta["namespace"], meta["name"], copy.deepcopy(status), version)
+        if entry is not None:
+            new.written_version, new.delete_requested, new.deleted = \
+                entry.written_version, entry.delete_requested, entry.deleted
+        self._entries[uid] = new
+        self._dirty.add(uid)
+        self._wake.set()
+
+    def request_deletion(self, pod: Obj) -> None:
+        """The pod is terminated and has a deletionTimestamp: delete the API object."""
+        meta = pod["metadata"]
+        entry = self._entries.get(meta["uid"])
+        if entry is None:
+            entry = _Entry(meta["namespace"], meta["name"], {}, 0)
+            self._entries[meta["uid"]] = entry
+        if not entry.deleted:
+            entry.delete_requested = True
+            self._dirty.add(meta["uid"])
+            self._wake.set()
+
+    def forget(self, uid: str) -> None:
+        self._entries.pop(uid, None)
+        self._dirty.discard(uid)
+
+    async def run(self) -> None:
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), RECONCILE_INTERVAL)
+            except asyncio.TimeoutError:
+                self._mark_drifted()
+            self._wake.clear()
+            uids, self._dirty = list(self._dirty), set()
+            results = await asyncio.gather(*(self._write(uid) for uid in uids))
+            failed = [uid for uid, ok in zip(uids, results) if not ok]
+            if failed:
+                self._dirty.update(failed)
+                log.info("status writes will be retried pods=%d retry_in=%.1fs", len(failed), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                self._wake.set()
+            else:
+                delay = RETRY_INITIAL
+
+    def _mark_drifted(self) -> None:
+        """Level-triggered safety net: re-send statuses the API does not show."""
+        for uid, entry in self._entries.items():
+            if entry.deleted or not entry.status:
+                continue
+            current = self.api_pod(uid)
+            if current is not None and not _status_contains(current.get("status") or {}, entry.status):
+                entry.written_version = 0
+                self._dirty.add(uid)
+
+    async def _write(self, uid: str) -> bool:
+        entry = self._entries.get(uid)
+        if entry is None or entry.deleted:
+            return True
+        try:
+            if entry.status and entry.written_version != entry.version:
+                version = entry.version
+                await self.client.patch(PODS, entry.name, {"metadata": {"uid": uid}, "status": entry.status},
+                                        entry.namespace, subresource="status")
+                entry.written_version = version
+            if entry.delete_requested:
+                await self.client.delete(PODS, entry.name, entry.namespace, grace_period_seconds=0, uid=uid)
+                entry.deleted = True
+                log.info("pod deleted pod=%s/%s uid=%s", entry.namespace, entry.name, uid)
+            return True
+        except NotFound:
+            entry.deleted = True
+            return True
+        except Conflict as error:
+            # A UID precondition failed: the name now belongs to another pod; ours is gone.
+            log.info("pod replaced pod=%s/%s uid=%s: %s", entry.namespace, entry.name, uid, error.message)
+            entry.deleted = True
+            return True
+        except Exception as error:  # noqa: BLE001 - API down, timeouts: retried with backoff
+            log.warning("status write failed pod=%s/%s uid=%s error=%r", entry.namespace, entry.name, uid, error)
+            return False
+
+
+def _status_contains(api_status: Obj, ours: Obj) -> bool:
+    return all(api_status.get(key) == value or (value is None and key not in api_status)
+               for key, value in ours.items())

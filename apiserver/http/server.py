@@ -1,0 +1,367 @@
+"""HTTP layer: routing, content negotiation, encoding of objects, lists, tables, watch streams, errors."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from apiserver import errors
+from apiserver.api import API
+from apiserver.fieldcheck import unknown_fields
+from apiserver.http import discovery, openapi
+from apiserver.http.requestinfo import RequestInfo, parse_resource_path
+from apiserver.patch import APPLY_PATCH, PATCH_TYPES
+from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
+from apiserver.storage.interface import RevisionCompacted, WatchClosed
+from apiserver.tables import render_table
+from shipmate.selectors import SelectorError, parse_field_selector, parse_label_selector
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+BOOKMARK_INTERVAL = 30.0
+_MIN_REQUEST_TIMEOUT = 1800
+
+
+def _dumps(body: Any) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+def json_response(body: Any, status: int = 200, content_type: str = JSON,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=_dumps(body), status=status, content_type=content_type.split(";")[0],
+                        headers={"Content-Type": content_type, **(headers or {})})
+
+
+def error_response(exc: errors.APIError) -> web.Response:
+    return json_response(exc.status(), exc.code, headers=exc.headers)
+
+
+def table_version(accept: str) -> str | None:
+    """The meta.k8s.io Table version the client asks for first, if any."""
+    for media in accept.split(","):
+        params = dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p)
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+            return params["v"]
+        if media.split(";")[0].strip() in (JSON, "*/*") and "as" not in params:
+            return None
+    return None
+
+
+def _bool(value: str | None) -> bool:
+    return value in ("1", "true", "True")
+
+
+def _optional_bool(value: str | None) -> bool | None:
+    return None if value is None else _bool(value)
+
+
+class HTTPServer:
+    def __init__(self, api: API, server_address: str = "127.0.0.1:6443"):
+        self.api = api
+        self.server_address = server_address
+        self.app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._errors])
+        self.app.router.add_get("/version", self.version)
+        for path in ("/healthz", "/livez", "/readyz"):
+            self.app.router.add_get(path, self.health)
+        self.app.router.add_get("/api", self.core_versions)
+        self.app.router.add_get("/apis", self.groups)
+        self.app.router.add_get("/openapi/v3", self.openapi_root)
+        self.app.router.add_get("/openapi/v3/{path:.*}", self.openapi_group_version)
+        self.app.router.add_route("*", "/api/{tail:.*}", self.resource)
+        self.app.router.add_route("*", "/apis/{tail:.*}", self.resource)
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler):
+        try:
+            return await handler(request)
+        except errors.APIError as exc:
+            return error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                return error_response(errors.APIError(404, "NotFound", "the server could not find the requested "
+                                                      "resource", {}))
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a Status, and is logged
+            log.exception("request failed method=%s path=%s", request.method, request.path)
+            return error_response(errors.internal_error(str(exc)))
+
+    # non-resource endpoints ------------------------------------------------------------------
+    async def version(self, request: web.Request) -> web.Response:
+        return json_response(discovery.version_info())
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", content_type="text/plain")
+
+    def _aggregated(self, request: web.Request, legacy: bool) -> web.Response | None:
+        accept = request.headers.get("Accept", "")
+        for media, version in ((discovery.AGGREGATED_V2, "v2"), (discovery.AGGREGATED_V2BETA1, "v2beta1")):
+            wanted = media.replace(";", "").replace(" ", "")
+            if any(part.replace(";", "").replace(" ", "") == wanted for part in accept.split(",")):
+                body = discovery.aggregated_discovery(self.api.resources(), legacy, f"apidiscovery.k8s.io/{version}")
+                return json_response(body, content_type=media)
+        return None
+
+    async def core_versions(self, request: web.Request) -> web.Response:
+        return self._aggregated(request, True) or json_response(discovery.api_versions(self.server_address))
+
+    async def groups(self, request: web.Request) -> web.Response:
+        return self._aggregated(request, False) or json_response(discovery.api_group_list(self.api.resources()))
+
+    async def openapi_root(self, request: web.Request) -> web.Response:
+        return json_response(openapi.root_document(self.api.resources()))
+
+    async def openapi_group_version(self, request: web.Request) -> web.Response:
+        parts = request.match_info["path"].strip("/").split("/")
+        if parts[0] == "api" and len(parts) == 2:
+            document = openapi.group_version_document(self.api.resources(), "", parts[1])
+        elif parts[0] == "apis" and len(parts) == 3:
+            document = openapi.group_version_document(self.api.resources(), parts[1], parts[2])
+        else:
+            document = None
+        if document is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
+        return json_response(document)
+
+    # resources -------------------------------------------------------------------------------
+    def _discovery_document(self, request: web.Request) -> dict[str, Any] | None:
+        parts = [p for p in request.path.split("/") if p]
+        resources = self.api.resources()
+        if parts[0] == "api" and len(parts) == 2:
+            return discovery.api_resource_list(resources, "", parts[1])
+        if parts[0] == "apis" and len(parts) == 2:
+            return discovery.api_group(resources, parts[1])
+        if parts[0] == "apis" and len(parts) == 3:
+            return discovery.api_resource_list(resources, parts[1], parts[2])
+        return None
+
+    def _lookup(self, info: RequestInfo) -> Registry:
+        registry = self.api.registries.get((info.group, info.resource))
+        if registry is None or registry.info.version != info.version:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
+        if info.subresource and info.subresource not in registry.info.subresources:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
+        if info.namespace and not registry.info.namespaced:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
+        return registry
+
+    async def resource(self, request: web.Request) -> web.StreamResponse:
+        info = parse_resource_path(request.path)
+        if info is None:
+            document = self._discovery_document(request) if request.method == "GET" else None
+            if document is None:
+                raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
+            return json_response(document)
+        registry = self._lookup(info)
+        method = request.method
+        if method == "GET":
+            if info.name:
+                obj = await registry.get(info.namespace, info.name)
+                return self._object_response(request, registry, obj)
+            if _bool(request.query.get("watch")):
+                return await self._watch(request, registry, info)
+            return await self._list(request, registry, info)
+        if method == "POST" and not info.name:
+            return await self._create(request, registry, info)
+        if method == "POST" and info.subresource == "binding":
+            body = await self._body(request)
+            await self.api.bind(info.namespace, info.name, body, self._dry_run(request))
+            return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "code": 201}, 201)
+        if method == "PUT" and info.name and info.subresource in ("", "status", "finalize"):
+            body = await self._body(request)
+            warnings = self._check_fields(request, registry, body)
+            obj, created = await self.api.update(registry, info.namespace, info.name, body, info.subresource,
+                                                 self._dry_run(request))
+            return self._object_response(request, registry, obj, 201 if created else 200, warnings)
+        if method == "PATCH" and info.name and info.subresource in ("", "status"):
+            return await self._patch(request, registry, info)
+        if method == "DELETE" and info.name and not info.subresource:
+            return await self._delete(request, registry, info)
+        if method == "DELETE" and not info.name:
+            return await self._delete_collection(request, registry, info)
+        raise errors.method_not_allowed(method, registry.info.plural)
+
+    @staticmethod
+    def _dry_run(request: web.Request) -> bool:
+        values = request.query.getall("dryRun", [])
+        for value in values:
+            if value != "All":
+                raise errors.bad_request(f'unsupported dryRun value "{value}"')
+        return bool(values)
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return None
+        content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip()
+        try:
+            if "yaml" in content_type:
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise errors.bad_request(f"error decoding request body: {exc}") from None
+
+    @staticmethod
+    def _check_fields(request: web.Request, registry: Registry, body: Any) -> list[str]:
+        """Apply fieldValidation: Strict rejects unknown fields (400), Warn returns them as warnings."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(f"fieldValidation must be one of Ignore, Warn, or Strict, got {mode!r}")
+        if mode == "Ignore":
+            return []
+        unknown = unknown_fields(registry.info.kind, body)
+        if unknown and mode == "Strict":
+            kind = registry.info.kind
+            detail = ", ".join(f'unknown field "{f}"' for f in unknown)
+            raise errors.bad_request(f'{kind} in version "{registry.info.version}" cannot be handled as a {kind}: '
+                                     f'strict decoding error: {detail}')
+        return [f'unknown field "{f}"' for f in unknown]
+
+    def _object_response(self, request: web.Request, registry: Registry, obj: dict, status: int = 200,
+                         warnings: list[str] = ()) -> web.Response:
+        headers = {"Warning": ", ".join(f'299 - "{w}"'.replace('"', '\\"', 0) for w in warnings)} if warnings else None
+        version = table_version(request.headers.get("Accept", ""))
+        if version:
+            spec = registry.strategy.table(utc_now())
+            body = render_table(spec, [obj], request.query.get("includeObject", "Metadata"), version,
+                                obj.get("metadata", {}).get("resourceVersion", ""))
+            return json_response(body, status, headers=headers)
+        return json_response(obj, status, headers=headers)
+
+    def _selectors(self, request: web.Request):
+        try:
+            return (parse_label_selector(request.query.get("labelSelector")),
+                    parse_field_selector(request.query.get("fieldSelector")))
+        except SelectorError as exc:
+            raise errors.bad_request(f"unable to parse requirement: {exc}") from None
+
+    async def _list(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        labels, fields = self._selectors(request)
+        items, revision = await registry.list(info.namespace, labels, fields)
+        version = table_version(request.headers.get("Accept", ""))
+        if version:
+            spec = registry.strategy.table(utc_now())
+            return json_response(render_table(spec, items, request.query.get("includeObject", "Metadata"), version,
+                                              str(revision)))
+        return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
+                              "metadata": {"resourceVersion": str(revision)}, "items": items})
+
+    async def _create(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        body = await self._body(request)
+        warnings = self._check_fields(request, registry, body)
+        namespace = info.namespace
+        if registry.info.namespaced and not namespace:
+            raise errors.method_not_allowed("POST", registry.info.plural)
+        obj = await self.api.create(registry, namespace, body, self._dry_run(request))
+        return self._object_response(request, registry, obj, 201, warnings)
+
+    async def _patch(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type not in PATCH_TYPES:
+            raise errors.unsupported_media_type([*PATCH_TYPES, APPLY_PATCH] if content_type != APPLY_PATCH
+                                                else list(PATCH_TYPES))
+        body = await self._body(request)
+        obj = await registry.patch(info.namespace, info.name, content_type, body, info.subresource,
+                                   self._dry_run(request))
+        return self._object_response(request, registry, obj)
+
+    def _delete_options(self, request: web.Request, body: Any) -> DeleteOptions:
+        body = body if isinstance(body, dict) else {}
+        grace = body.get("gracePeriodSeconds")
+        if "gracePeriodSeconds" in request.query:
+            try:
+                grace = int(request.query["gracePeriodSeconds"])
+            except ValueError:
+                raise errors.bad_request("gracePeriodSeconds must be an integer") from None
+        preconditions = body.get("preconditions") or {}
+        dry_run = self._dry_run(request) or bool(body.get("dryRun"))
+        return DeleteOptions(grace, preconditions.get("uid"), preconditions.get("resourceVersion"), dry_run)
+
+    async def _delete(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        options = self._delete_options(request, await self._body(request))
+        result = await self.api.delete(registry, info.namespace, info.name, options)
+        return self._object_response(request, registry, result.object, 200 if result.removed else 202)
+
+    async def _delete_collection(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        options = self._delete_options(request, await self._body(request))
+        labels, fields = self._selectors(request)
+        items, revision = await registry.list(info.namespace, labels, fields)
+        deleted = []
+        for item in items:
+            meta = item["metadata"]
+            try:
+                result = await self.api.delete(registry, meta.get("namespace", ""), meta["name"], options)
+            except errors.APIError as exc:
+                if exc.code == 404:
+                    continue
+                raise
+            deleted.append(result.object)
+        return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
+                              "metadata": {"resourceVersion": str(revision)}, "items": deleted})
+
+    # watch -----------------------------------------------------------------------------------
+    async def _watch(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.StreamResponse:
+        labels, fields = self._selectors(request)
+        query = request.query
+        bookmarks = _bool(query.get("allowWatchBookmarks"))
+        send_initial = _optional_bool(query.get("sendInitialEvents"))
+        if send_initial and not bookmarks:
+            raise errors.invalid_object("meta.k8s.io", "ListOptions", "", [errors.forbidden(
+                "allowWatchBookmarks", "allowWatchBookmarks must be set to true when sendInitialEvents is set")])
+        try:
+            timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else \
+                float(random.randint(_MIN_REQUEST_TIMEOUT, 2 * _MIN_REQUEST_TIMEOUT))
+        except ValueError:
+            raise errors.bad_request("timeoutSeconds must be a number") from None
+        table = table_version(request.headers.get("Accept", ""))
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        try:
+            resource_watch = await registry.watch(info.namespace, labels, fields, query.get("resourceVersion", ""),
+                                                  send_initial)
+        except RevisionCompacted as exc:
+            await response.prepare(request)
+            await response.write((_dumps({"type": "ERROR", "object": expired_status(exc)}) + "\n").encode())
+            await response.write_eof()
+            return response
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        spec = registry.strategy.table(utc_now()) if table else None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                event = await resource_watch.next(min(remaining, BOOKMARK_INTERVAL))
+                if event is None:
+                    if bookmarks and loop.time() < deadline:
+                        event = registry.bookmark(registry.storage.revision)
+                    else:
+                        continue
+                if event.type == "BOOKMARK" and not bookmarks:
+                    continue
+                obj = event.object
+                if spec is not None and event.type != "BOOKMARK":
+                    spec = registry.strategy.table(utc_now())
+                    obj = render_table(spec, [obj], query.get("includeObject", "Metadata"), table,
+                                       obj["metadata"].get("resourceVersion", ""))
+                await response.write((_dumps({"type": event.type, "object": obj}) + "\n").encode())
+        except (WatchClosed, ConnectionResetError):
+            pass
+        finally:
+            resource_watch.stop()
+        try:
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        return response

@@ -1,0 +1,129 @@
+"""The per-kind strategy contract and the defaults most kinds share."""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from apiserver.errors import FieldError
+from apiserver.tables import Column, Row, TableSpec
+from apiserver.validation import NameValidator, dns1123_subdomain, validate_meta_update, validate_object_meta
+
+Obj = dict[str, Any]
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()  # e.g. ("status", "binding")
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+@dataclass
+class Strategy:
+    """Behaviour of one kind. Subclasses override what differs from these defaults."""
+    info: ResourceInfo
+    name_validator: NameValidator = dns1123_subdomain
+    allow_create_on_update: bool = False
+    has_status: bool = False
+    field_labels: tuple[str, ...] = field(default=("metadata.name", "metadata.namespace"))
+
+    def default(self, obj: Obj) -> None:
+        """Fill in defaults (runs on create and update, like upstream's defaulting on decode)."""
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        """Reset fields a client may not set on create (e.g. status for kinds with status)."""
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return validate_object_meta(obj, self.info.namespaced, self.name_validator)
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """An update of the main resource keeps the stored status (status goes through /status)."""
+        if self.has_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return self.validate(new) + validate_meta_update(new, old)
+
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
+        """A /status update keeps everything but status (and labels/annotations are kept too)."""
+        status = new.get("status")
+        for key in list(new):
+            if key not in ("apiVersion", "kind", "metadata", "status"):
+                del new[key]
+        for key, value in old.items():
+            if key not in ("apiVersion", "kind", "metadata", "status"):
+                new[key] = value
+        if status is None:
+            new.pop("status", None)
+        old_meta = old.get("metadata", {})
+        new_meta = new.setdefault("metadata", {})
+        for key in ("labels", "annotations", "finalizers", "ownerReferences", "deletionTimestamp",
+                    "deletionGracePeriodSeconds", "generation"):
+            if key in old_meta:
+                new_meta[key] = old_meta[key]
+            else:
+                new_meta.pop(key, None)
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return self.validate_update(new, old)
+
+    def spec_changed(self, new: Obj, old: Obj) -> bool:
+        """Whether metadata.generation should be bumped."""
+        return {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
+            {k: v for k, v in old.items() if k not in ("metadata", "status")}
+
+    def field_values(self, obj: Obj) -> dict[str, str]:
+        meta = obj.get("metadata", {})
+        values = {"metadata.name": meta.get("name", "")}
+        if self.info.namespaced:
+            values["metadata.namespace"] = meta.get("namespace", "")
+        return values
+
+    def graceful_delete_seconds(self, obj: Obj, requested: int | None) -> int:
+        """Seconds of grace before removal; 0 removes at once (kinds without graceful deletion)."""
+        return 0
+
+    def blocks_deletion(self, obj: Obj) -> bool:
+        """Whether finalizers keep a deleted object stored."""
+        return bool(obj.get("metadata", {}).get("finalizers"))
+
+    def mark_deleting(self, obj: Obj) -> None:
+        """Kind-specific changes when deletion starts (namespaces turn Terminating)."""
+
+    def table(self, now: datetime.datetime) -> TableSpec:
+        return TableSpec(columns=[Column("Name", "string", "name", "Name must be unique within a namespace.", 0),
+                                  Column("Created At", "date", "", "CreationTimestamp is a timestamp "
+                                         "representing the server time when this object was created.", 0)],
+                         row=lambda obj: Row([obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")]))

@@ -1,0 +1,64 @@
+"""Nodes: cluster-scoped, created by the agent with status; podCIDR set once."""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from apiserver import printers
+from apiserver.errors import FieldError, forbidden, invalid
+from apiserver.kinds.base import Obj, ResourceInfo, Strategy
+from apiserver.tables import TableSpec
+from shipmate.quantity import QuantityError, canonical
+
+NODE_INFO = ResourceInfo("", "v1", "Node", "nodes", "node", False, short_names=("no",), subresources=("status",))
+
+
+def _canonical_resources(resources: object, path: str, errors: list[FieldError]) -> None:
+    if not isinstance(resources, dict):
+        return
+    for name, value in list(resources.items()):
+        try:
+            resources[name] = canonical(value)
+        except QuantityError:
+            errors.append(invalid(f"{path}[{name}]", value, "must be a valid quantity"))
+
+
+@dataclass
+class NodeStrategy(Strategy):
+    info: ResourceInfo = NODE_INFO
+    has_status: bool = True
+    field_labels: tuple[str, ...] = field(default=("metadata.name", "spec.unschedulable"))
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict) and spec.get("podCIDR") and not spec.get("podCIDRs"):
+            spec["podCIDRs"] = [spec["podCIDR"]]
+        status = obj.get("status")
+        if isinstance(status, dict) and status.get("capacity") and not status.get("allocatable"):
+            status["allocatable"] = dict(status["capacity"])
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        errors = super().validate(obj)
+        status = obj.get("status") or {}
+        for key in ("capacity", "allocatable"):
+            _canonical_resources(status.get(key), f"status.{key}", errors)
+        spec = obj.get("spec") or {}
+        cidrs = spec.get("podCIDRs") or []
+        if spec.get("podCIDR") and cidrs and cidrs[0] != spec["podCIDR"]:
+            errors.append(invalid("spec.podCIDRs", cidrs, "first entry must match spec.podCIDR"))
+        return errors
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        errors = super().validate_update(new, old)
+        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+        if old_spec.get("podCIDRs") and new_spec.get("podCIDRs") != old_spec.get("podCIDRs"):
+            errors.append(forbidden("spec.podCIDRs", 'node updates may not change podCIDR except from "" to valid'))
+        return errors
+
+    def field_values(self, obj: Obj) -> dict[str, str]:
+        values = super().field_values(obj)
+        values["spec.unschedulable"] = "true" if (obj.get("spec") or {}).get("unschedulable") else "false"
+        return values
+
+    def table(self, now: datetime.datetime) -> TableSpec:
+        return printers.spec_for(printers.NODE_COLUMNS, printers.node_row, now)

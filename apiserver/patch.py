@@ -1,0 +1,265 @@
+"""Patch application: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic merge patch.
+
+Strategic merge uses a table of list fields that merge by key (dotted paths without indexes,
+e.g. "spec.containers" → "name") instead of being replaced, plus the `$patch` directives
+(`replace`, `delete`, `merge`), `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
+
+PRIMITIVE_MERGE = ""  # a list of scalars merged as a set union (e.g. finalizers)
+
+# Merge keys of the kinds we serve (upstream's patchMergeKey / patchStrategy=merge struct tags).
+MERGE_KEYS: dict[str, str] = {
+    "metadata.finalizers": PRIMITIVE_MERGE,
+    "metadata.ownerReferences": "uid",
+    "spec.containers": "name",
+    "spec.initContainers": "name",
+    "spec.ephemeralContainers": "name",
+    "spec.volumes": "name",
+    "spec.imagePullSecrets": "name",
+    "spec.hostAliases": "ip",
+    "spec.readinessGates": "conditionType",
+    "spec.containers.ports": "containerPort",
+    "spec.initContainers.ports": "containerPort",
+    "spec.containers.env": "name",
+    "spec.initContainers.env": "name",
+    "spec.containers.volumeMounts": "mountPath",
+    "spec.initContainers.volumeMounts": "mountPath",
+    "spec.containers.volumeDevices": "devicePath",
+    "spec.initContainers.volumeDevices": "devicePath",
+    "spec.podCIDRs": PRIMITIVE_MERGE,
+    "status.conditions": "type",
+    "status.addresses": "type",
+    "status.podIPs": "ip",
+    "status.hostIPs": "ip",
+}
+
+
+class PatchError(ValueError):
+    """The patch cannot be applied (HTTP 422 for JSON patch test failures, 400 otherwise)."""
+
+    def __init__(self, message: str, code: int = 400):
+        super().__init__(message)
+        self.code = code
+
+
+# --- RFC 7386 -------------------------------------------------------------------------------
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+# --- RFC 6902 -------------------------------------------------------------------------------
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise PatchError(f"invalid JSON pointer {path!r}")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def _list_index(container: list, token: str, allow_end: bool) -> int:
+    if token == "-" and allow_end:
+        return len(container)
+    if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
+        raise PatchError(f"invalid array index {token!r}")
+    index = int(token)
+    if index > len(container) or (index == len(container) and not allow_end):
+        raise PatchError(f"array index {index} out of bounds")
+    return index
+
+
+def _parent(doc: Any, tokens: list[str]) -> Any:
+    node = doc
+    for token in tokens[:-1]:
+        if isinstance(node, dict):
+            if token not in node:
+                raise PatchError(f"path not found: /{'/'.join(tokens)}")
+            node = node[token]
+        elif isinstance(node, list):
+            node = node[_list_index(node, token, False)]
+        else:
+            raise PatchError(f"path not found: /{'/'.join(tokens)}")
+    return node
+
+
+def _get(doc: Any, path: str) -> Any:
+    tokens = _pointer(path)
+    if not tokens:
+        return doc
+    parent = _parent(doc, tokens)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f"path not found: {path}")
+        return parent[last]
+    if isinstance(parent, list):
+        return parent[_list_index(parent, last, False)]
+    raise PatchError(f"path not found: {path}")
+
+
+def _add(doc: Any, path: str, value: Any) -> Any:
+    tokens = _pointer(path)
+    if not tokens:
+        return value
+    parent = _parent(doc, tokens)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list):
+        parent.insert(_list_index(parent, last, True), value)
+    else:
+        raise PatchError(f"path not found: {path}")
+    return doc
+
+
+def _remove(doc: Any, path: str) -> tuple[Any, Any]:
+    tokens = _pointer(path)
+    if not tokens:
+        raise PatchError("cannot remove the document root")
+    parent = _parent(doc, tokens)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f"Unable to remove nonexistent key: {last}: missing value")
+        return doc, parent.pop(last)
+    if isinstance(parent, list):
+        return doc, parent.pop(_list_index(parent, last, False))
+    raise PatchError(f"path not found: {path}")
+
+
+def json_patch(target: Any, operations: Any) -> Any:
+    if not isinstance(operations, list):
+        raise PatchError("json patch must be a list of operations")
+    doc = copy.deepcopy(target)
+    for operation in operations:
+        if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
+            raise PatchError(f"invalid json patch operation: {operation!r}")
+        op, path = operation["op"], operation["path"]
+        if op in ("add", "replace", "test") and "value" not in operation:
+            raise PatchError(f"missing value for {op} operation")
+        if op == "add":
+            doc = _add(doc, path, copy.deepcopy(operation["value"]))
+        elif op == "remove":
+            doc, _ = _remove(doc, path)
+        elif op == "replace":
+            doc, _ = _remove(doc, path) if _pointer(path) else (doc, None)
+            doc = _add(doc, path, copy.deepcopy(operation["value"]))
+        elif op == "move":
+            doc, value = _remove(doc, operation["from"])
+            doc = _add(doc, path, value)
+        elif op == "copy":
+            doc = _add(doc, path, copy.deepcopy(_get(doc, operation["from"])))
+        elif op == "test":
+            if _get(doc, path) != operation["value"]:
+                raise PatchError(f"testing value {path} failed: test failed", code=422)
+        else:
+            raise PatchError(f"Unexpected kind: {op}")
+    return doc
+
+
+# --- strategic merge ------------------------------------------------------------------------
+
+def strategic_merge_patch(target: Any, patch: Any, merge_keys: Mapping[str, str] = MERGE_KEYS) -> Any:
+    if not isinstance(patch, dict):
+        raise PatchError("strategic merge patch must be a JSON object")
+    return _merge_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch, "", merge_keys)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _merge_map(original: dict, patch: dict, path: str, merge_keys: Mapping[str, str]) -> dict:
+    directive = patch.get("$patch")
+    if directive == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if directive == "delete":
+        return {}
+    if directive not in (None, "merge"):
+        raise PatchError(f"Unknown patch type: {directive} in map: {patch}")
+    for key, value in patch.items():
+        if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
+            continue
+        if key.startswith("$deleteFromPrimitiveList/"):
+            field = key.split("/", 1)[1]
+            if isinstance(original.get(field), list) and isinstance(value, list):
+                original[field] = [item for item in original[field] if item not in value]
+            continue
+        field_path = _join(path, key)
+        if value is None:
+            original.pop(key, None)
+        elif isinstance(value, dict):
+            current = original.get(key)
+            merged = _merge_map(current if isinstance(current, dict) else {}, value, field_path, merge_keys)
+            if value.get("$patch") == "delete":
+                original.pop(key, None)
+            else:
+                original[key] = merged
+        elif isinstance(value, list) and field_path in merge_keys:
+            original[key] = _merge_list(original.get(key) or [], value, field_path, merge_keys)
+        else:
+            original[key] = copy.deepcopy(value)
+    return original
+
+
+def _merge_list(original: list, patch: list, path: str, merge_keys: Mapping[str, str]) -> list:
+    if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
+        return [copy.deepcopy(item) for item in patch if not (isinstance(item, dict) and "$patch" in item)]
+    merge_key = merge_keys[path]
+    result = copy.deepcopy(original)
+    if merge_key == PRIMITIVE_MERGE:
+        for item in patch:
+            if item not in result:
+                result.append(copy.deepcopy(item))
+        return result
+    for item in patch:
+        if not isinstance(item, dict):
+            raise PatchError(f"{path}: expected a map with merge key {merge_key!r}, got {item!r}")
+        if merge_key not in item:
+            raise PatchError(f"map: {item} does not contain declared merge key: {merge_key}")
+        index = next((i for i, existing in enumerate(result)
+                      if isinstance(existing, dict) and existing.get(merge_key) == item[merge_key]), None)
+        if item.get("$patch") == "delete":
+            if index is not None:
+                result.pop(index)
+            continue
+        if index is None:
+            result.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+        else:
+            result[index] = _merge_map(result[index], item, path, merge_keys)
+    return result
+
+
+def apply_patch(patch_type: str, target: dict, patch: Any) -> dict:
+    if patch_type == JSON_PATCH:
+        result = json_patch(target, patch)
+    elif patch_type == MERGE_PATCH:
+        if not isinstance(patch, dict):
+            raise PatchError("merge patch must be a JSON object")
+        result = merge_patch(target, patch)
+    elif patch_type == STRATEGIC_MERGE_PATCH:
+        result = strategic_merge_patch(target, patch)
+    else:
+        raise PatchError(f"unsupported patch type {patch_type}", code=415)
+    if not isinstance(result, dict):
+        raise PatchError("the patch produced a non-object document")
+    return result

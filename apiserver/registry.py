@@ -1,0 +1,416 @@
+"""Generic CRUD + watch for one kind over the key-value storage, driven by the kind's strategy."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from apiserver import errors
+from apiserver.kinds.base import Obj, Strategy, rfc3339
+from apiserver.patch import PatchError, apply_patch
+from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,
+                                         RevisionMismatch, Storage, StorageEvent, Watch)
+from shipmate.selectors import FieldSelector, LabelSelector
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime.datetime]
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_UPDATE_RETRIES = 16
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def encode(obj: Obj) -> bytes:
+    stored = dict(obj)
+    meta = dict(stored.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    stored["metadata"] = meta
+    return json.dumps(stored, separators=(",", ":")).encode()
+
+
+@dataclass
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+    object: Obj
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    precondition_uid: str | None = None
+    precondition_resource_version: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    object: Obj
+    removed: bool  # False: marked for graceful deletion / waiting on finalizers
+
+
+def parse_resource_version(value: str | None) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version "{value}"') from None
+    if number < 0:
+        raise errors.bad_request(f'invalid resource version "{value}"')
+    return number
+
+
+class Registry:
+    def __init__(self, strategy: Strategy, storage: Storage, clock: Clock = utc_now):
+        self.strategy = strategy
+        self.info = strategy.info
+        self.storage = storage
+        self.clock = clock
+
+    # keys and encoding -----------------------------------------------------------------------
+    def key(self, namespace: str, name: str) -> str:
+        base = f"/registry/{self.info.group_resource}/"
+        return f"{base}{namespace}/{name}" if self.info.namespaced else f"{base}{name}"
+
+    def prefix(self, namespace: str = "") -> str:
+        base = f"/registry/{self.info.group_resource}/"
+        return f"{base}{namespace}/" if self.info.namespaced and namespace else base
+
+    def decode(self, kv: KeyValue) -> Obj:
+        obj = json.loads(kv.value)
+        obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+        obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        return obj
+
+    def _not_found(self, name: str) -> errors.APIError:
+        return errors.not_found(self.info.group, self.info.plural, name)
+
+    def _conflict(self, name: str, why: str = errors.STALE_OBJECT) -> errors.APIError:
+        return errors.conflict(self.info.group, self.info.plural, name, why)
+
+    def _invalid(self, name: str, problems: list) -> errors.APIError:
+        return errors.invalid_object(self.info.group, self.info.kind, name, problems)
+
+    def field_selector_check(self, selector: FieldSelector) -> None:
+        for requirement in selector.requirements:
+            if requirement.field not in self.strategy.field_labels:
+                raise errors.bad_request(f'field label not supported: {requirement.field}')
+
+    def matches(self, obj: Obj, labels: LabelSelector, fields: FieldSelector) -> bool:
+        return labels.matches(obj.get("metadata", {}).get("labels")) and \
+            (fields.empty() or fields.matches(self.strategy.field_values(obj)))
+
+    # reads -----------------------------------------------------------------------------------
+    async def get(self, namespace: str, name: str) -> Obj:
+        kv = await self.storage.get(self.key(namespace, name))
+        if kv is None:
+            raise self._not_found(name)
+        return self.decode(kv)
+
+    async def list(self, namespace: str = "", labels: LabelSelector = LabelSelector(),
+                   fields: FieldSelector = FieldSelector()) -> tuple[list[Obj], int]:
+        self.field_selector_check(fields)
+        kvs, revision = await self.storage.list(self.prefix(namespace))
+        items = [obj for obj in map(self.decode, kvs) if self.matches(obj, labels, fields)]
+        return items, revision
+
+    # writes ----------------------------------------------------------------------------------
+    def _validate_body(self, obj: Any, namespace: str, name: str | None = None) -> Obj:
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind and kind != self.info.kind or api_version and api_version != self.info.api_version:
+            raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected API "
+                                     f"version ({self.info.api_version})" if api_version != self.info.api_version
+                                     else f"the kind in the data ({kind}) does not match the expected kind "
+                                     f"({self.info.kind})")
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if self.info.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
+                                         "on the request")
+            meta["namespace"] = namespace
+        if name is not None and meta.get("name") and meta["name"] != name:
+            raise errors.bad_request("the name of the object "
+                                     f"({meta['name']}) does not match the name on the URL ({name})")
+        if name is not None:
+            meta["name"] = name
+        obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        return obj
+
+    async def create(self, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+        obj = self._validate_body(body, namespace)
+        meta = obj["metadata"]
+        if meta.get("resourceVersion"):
+            raise errors.bad_request("resourceVersion should not be set on objects to be created")
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
+        for field in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(field, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = rfc3339(self.clock())
+        meta["generation"] = 1
+        self.strategy.default(obj)
+        self.strategy.prepare_for_create(obj)
+        problems = self.strategy.validate(obj)
+        if problems:
+            raise self._invalid(meta.get("name") or "", problems)
+        if dry_run:
+            return obj
+        try:
+            kv = await self.storage.create(self.key(namespace, meta["name"]), encode(obj))
+        except KeyExists:
+            raise errors.already_exists(self.info.group, self.info.plural, meta["name"]) from None
+        return self.decode(kv)
+
+    def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> Obj:
+        new_meta, old_meta = new["metadata"], old["metadata"]
+        if new_meta.get("uid") and new_meta["uid"] != old_meta.get("uid"):
+            raise self._conflict(old_meta["name"], f"Precondition failed: UID in precondition: {new_meta['uid']}, "
+                                                   f"UID in object meta: {old_meta.get('uid')}")
+        for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if field in old_meta:
+                new_meta[field] = old_meta[field]
+            else:
+                new_meta.pop(field, None)
+        new_meta["resourceVersion"] = old_meta.get("resourceVersion")
+        if subresource == "status":
+            self.strategy.prepare_for_status_update(new, old)
+        else:
+            self.strategy.prepare_for_update(new, old)
+        self.strategy.default(new)
+        if subresource == "status":
+            problems = self.strategy.validate_status_update(new, old)
+        else:
+            problems = self.strategy.validate_update(new, old)
+        if problems:
+            raise self._invalid(old_meta["name"], problems)
+        if self.strategy.spec_changed(new, old):
+            new_meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        return new
+
+    async def _store_update(self, namespace: str, name: str, new: Obj, old_revision: int,
+                            dry_run: bool) -> Obj:
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not self.strategy.blocks_deletion(new) \
+                and not meta.get("deletionGracePeriodSeconds"):
+            if dry_run:
+                return new
+            try:
+                kv = await self.storage.delete(self.key(namespace, name), old_revision)
+            except RevisionMismatch:
+                raise self._conflict(name) from None
+            except KeyNotFound:
+                raise self._not_found(name) from None
+            deleted = self.decode(kv)
+            return deleted
+        if dry_run:
+            return new
+        try:
+            kv = await self.storage.update(self.key(namespace, name), encode(new), old_revision)
+        except RevisionMismatch:
+            raise self._conflict(name) from None
+        except KeyNotFound:
+            raise self._not_found(name) from None
+        return self.decode(kv)
+
+    async def update(self, namespace: str, name: str, body: Any, subresource: str = "",
+                     dry_run: bool = False) -> tuple[Obj, bool]:
+        """PUT. Returns (object, created)."""
+        new = self._validate_body(body, namespace, name)
+        requested_rv = new["metadata"].get("resourceVersion")
+        kv = await self.storage.get(self.key(namespace, name))
+        if kv is None:
+            if self.strategy.allow_create_on_update and not subresource:
+                new["metadata"].pop("resourceVersion", None)
+                return await self.create(namespace, new, dry_run), True
+            raise self._not_found(name)
+        old = self.decode(kv)
+        if requested_rv and parse_resource_version(requested_rv) != kv.mod_revision:
+            raise self._conflict(name)
+        self._prepare_update(new, old, subresource)
+        if new == old:
+            return old, False
+        return await self._store_update(namespace, name, new, kv.mod_revision, dry_run), False
+
+    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[Obj], Obj],
+                                subresource: str = "", dry_run: bool = False) -> Obj:
+        """Read-modify-write with retries on conflicting concurrent writes (patches, bindings)."""
+        for _ in range(_UPDATE_RETRIES):
+            kv = await self.storage.get(self.key(namespace, name))
+            if kv is None:
+                raise self._not_found(name)
+            old = self.decode(kv)
+            new = mutate(copy.deepcopy(old))
+            new = self._validate_body(new, namespace, name)
+            requested_rv = new["metadata"].get("resourceVersion")
+            if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
+                raise self._conflict(name)
+            self._prepare_update(new, old, subresource)
+            if new == old:
+                return old
+            try:
+                return await self._store_update(namespace, name, new, kv.mod_revision, dry_run)
+            except errors.APIError as exc:
+                if exc.reason == "Conflict" and not requested_rv and "Precondition" not in exc.message:
+                    continue
+                raise
+        raise self._conflict(name)
+
+    async def patch(self, namespace: str, name: str, patch_type: str, patch: Any, subresource: str = "",
+                    dry_run: bool = False) -> Obj:
+        def mutate(current: Obj) -> Obj:
+            try:
+                patched = apply_patch(patch_type, current, patch)
+            except PatchError as exc:
+                if exc.code == 415:
+                    raise errors.unsupported_media_type([]) from None
+                if exc.code == 422:
+                    raise errors.APIError(422, "Invalid", str(exc)) from None
+                raise errors.bad_request(str(exc)) from None
+            patched_meta = patched.get("metadata")
+            if isinstance(patched_meta, dict) and patched_meta.get("resourceVersion") == \
+                    current["metadata"]["resourceVersion"]:
+                # An unchanged resourceVersion from the current object is not a precondition.
+                patch_meta = patch.get("metadata") if isinstance(patch, dict) else None
+                if not (isinstance(patch_meta, dict) and "resourceVersion" in patch_meta):
+                    patched_meta.pop("resourceVersion")
+            return patched
+        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run)
+
+    async def delete(self, namespace: str, name: str, options: DeleteOptions = DeleteOptions()) -> DeleteResult:
+        for _ in range(_UPDATE_RETRIES):
+            kv = await self.storage.get(self.key(namespace, name))
+            if kv is None:
+                raise self._not_found(name)
+            current = self.decode(kv)
+            meta = current["metadata"]
+            if options.precondition_uid and options.precondition_uid != meta.get("uid"):
+                raise self._conflict(name, f"Precondition failed: UID in precondition: {options.precondition_uid}, "
+                                           f"UID in object meta: {meta.get('uid')}")
+            if options.precondition_resource_version and \
+                    options.precondition_resource_version != meta["resourceVersion"]:
+                raise self._conflict(name, "Precondition failed: ResourceVersion in precondition: "
+                                           f"{options.precondition_resource_version}, ResourceVersion in object "
+                                           f"meta: {meta['resourceVersion']}")
+            grace = self.strategy.graceful_delete_seconds(current, options.grace_period_seconds)
+            if grace == 0 and not self.strategy.blocks_deletion(current):
+                if options.dry_run:
+                    return DeleteResult(current, True)
+                try:
+                    kv = await self.storage.delete(self.key(namespace, name), kv.mod_revision)
+                except (RevisionMismatch, KeyNotFound):
+                    continue
+                return DeleteResult(self.decode(kv), True)
+            existing_grace = meta.get("deletionGracePeriodSeconds")
+            if meta.get("deletionTimestamp") and (existing_grace is None or grace >= existing_grace):
+                return DeleteResult(current, False)  # already terminating; only a shorter grace changes it
+            marked = self._mark_for_deletion(current, grace)
+            if options.dry_run:
+                return DeleteResult(marked, False)
+            try:
+                kv = await self.storage.update(self.key(namespace, name), encode(marked), kv.mod_revision)
+            except (RevisionMismatch, KeyNotFound):
+                continue
+            return DeleteResult(self.decode(kv), False)
+        raise self._conflict(name)
+
+    def _mark_for_deletion(self, obj: Obj, grace: int) -> Obj:
+        marked = copy.deepcopy(obj)
+        meta = marked["metadata"]
+        meta["deletionTimestamp"] = rfc3339(self.clock() + datetime.timedelta(seconds=grace))
+        meta["deletionGracePeriodSeconds"] = grace
+        if grace > 0:
+            meta["generation"] = int(meta.get("generation") or 0) + 1
+        self.strategy.mark_deleting(marked)
+        return marked
+
+    # watch -----------------------------------------------------------------------------------
+    async def watch(self, namespace: str, labels: LabelSelector, fields: FieldSelector, resource_version: str,
+                    send_initial_events: bool | None = None) -> "ResourceWatch":
+        """Upstream semantics: rv ""/"0" (or sendInitialEvents=true) first replays the current objects as
+        ADDED, then changes after the list revision; rv=N streams changes after N.
+
+        Raises RevisionCompacted (410 Expired) when N is older than the storage's history.
+        """
+        self.field_selector_check(fields)
+        start = parse_resource_version(resource_version)
+        wants_initial = send_initial_events if send_initial_events is not None else start == 0
+        initial: list[Obj] = []
+        if wants_initial or start == 0:
+            items, list_revision = await self.list(namespace, labels, fields)
+            start = list_revision
+            if wants_initial:
+                initial = items
+        storage_watch = self.storage.watch(self.prefix(namespace), start)
+        return ResourceWatch(self, storage_watch, initial, labels, fields, start, bool(send_initial_events))
+
+    def convert_event(self, event: StorageEvent, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
+        """A storage event as seen through selectors: leaving the selection is DELETED, entering is ADDED."""
+        obj = self.decode(event.kv)
+        if event.type == EventType.DELETE:
+            return WatchEvent("DELETED", obj) if self.matches(obj, labels, fields) else None
+        now_matches = self.matches(obj, labels, fields)
+        if event.prev is None:
+            return WatchEvent("ADDED", obj) if now_matches else None
+        if labels.empty() and fields.empty():
+            return WatchEvent("MODIFIED", obj)
+        was_matching = self.matches(self.decode(event.prev), labels, fields)
+        if now_matches:
+            return WatchEvent("MODIFIED" if was_matching else "ADDED", obj)
+        return WatchEvent("DELETED", obj) if was_matching else None
+
+    def bookmark(self, revision: int, initial_events_end: bool = False) -> WatchEvent:
+        meta: Obj = {"resourceVersion": str(revision), "creationTimestamp": None}
+        if initial_events_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return WatchEvent("BOOKMARK", {"kind": self.info.kind, "apiVersion": self.info.api_version,
+                                       "metadata": meta})
+
+
+class ResourceWatch:
+    """One client's watch: initial events, then converted storage events; `next()` returns None on timeout."""
+
+    def __init__(self, registry: Registry, storage_watch: Watch, initial: list[Obj], labels: LabelSelector,
+                 fields: FieldSelector, start: int, initial_events_end: bool):
+        self.registry = registry
+        self._watch = storage_watch
+        self._pending = [WatchEvent("ADDED", obj) for obj in initial]
+        if initial_events_end:
+            self._pending.append(registry.bookmark(start, initial_events_end=True))
+        self._labels, self._fields = labels, fields
+        self.start_revision = start
+
+    async def next(self, timeout: float | None = None) -> WatchEvent | None:
+        """The next event; None after `timeout` seconds without one; WatchClosed when the storage closes."""
+        if self._pending:
+            return self._pending.pop(0)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            event = await self._watch.next(remaining)
+            if event is None:
+                return None
+            converted = self.registry.convert_event(event, self._labels, self._fields)
+            if converted is not None:
+                return converted
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def expired_status(exc: RevisionCompacted) -> Obj:
+    return errors.gone(f"too old resource version: {exc.requested} ({exc.oldest})").status()

@@ -1,0 +1,130 @@
+"""Validation helpers shared by the kinds: names, labels, object metadata (messages as upstream)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from apiserver.errors import FieldError, invalid, required
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_RE = re.compile(f"^{_DNS1123_LABEL}$")
+_DNS1123_SUBDOMAIN_RE = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
+_QUALIFIED_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+NameValidator = Callable[[str], list[str]]
+
+
+def dns1123_label(value: str) -> list[str]:
+    problems = []
+    if len(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not _DNS1123_LABEL_RE.match(value):
+        problems.append("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                        "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+                        "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+    return problems
+
+
+def dns1123_subdomain(value: str) -> list[str]:
+    problems = []
+    if len(value) > 253:
+        problems.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN_RE.match(value):
+        problems.append("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+                        "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+                        "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*"
+                        "[a-z0-9])?)*')")
+    return problems
+
+
+def path_segment_name(value: str) -> list[str]:
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    for bad in ("/", "%"):
+        if bad in value:
+            return [f"may not contain '{bad}'"]
+    return []
+
+
+def qualified_name(value: str) -> list[str]:
+    """A label or annotation key: optional DNS subdomain prefix + '/' + name of <= 63 chars."""
+    prefix, _, name = value.rpartition("/")
+    problems = []
+    if prefix:
+        problems += [f"prefix part {p}" for p in dns1123_subdomain(prefix)]
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    elif not _QUALIFIED_NAME_RE.match(name):
+        problems.append("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+                        "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+                        "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+    return problems
+
+
+def label_value(value: str) -> list[str]:
+    problems = []
+    if len(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not _LABEL_VALUE_RE.match(value):
+        problems.append("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+                        "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+                        "'my_value',  or '12345', regex used for validation is "
+                        "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+    return problems
+
+
+def validate_object_meta(obj: dict[str, Any], namespaced: bool, name_validator: NameValidator) -> list[FieldError]:
+    errors: list[FieldError] = []
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return [required("metadata")]
+    name = meta.get("name")
+    if not name:
+        errors.append(required("metadata.name", "name or generateName is required"))
+    elif not isinstance(name, str):
+        errors.append(invalid("metadata.name", name, "must be a string"))
+    else:
+        errors += [invalid("metadata.name", name, p) for p in name_validator(name)]
+    namespace = meta.get("namespace")
+    if namespaced:
+        if not namespace:
+            errors.append(required("metadata.namespace"))
+        else:
+            errors += [invalid("metadata.namespace", namespace, p) for p in dns1123_label(namespace)]
+    elif namespace:
+        errors.append(FieldError("FieldValueForbidden", "metadata.namespace", "not allowed on this type"))
+    errors += validate_labels(meta.get("labels"), "metadata.labels")
+    annotations = meta.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        errors.append(invalid("metadata.annotations", annotations, "must be a map of strings"))
+    else:
+        for key in annotations:
+            errors += [invalid("metadata.annotations", key, p) for p in qualified_name(key)]
+    return errors
+
+
+def validate_labels(labels: Any, path: str) -> list[FieldError]:
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [invalid(path, labels, "must be a map of strings")]
+    errors = []
+    for key, value in labels.items():
+        errors += [invalid(path, key, p) for p in qualified_name(key)]
+        if not isinstance(value, str):
+            errors.append(invalid(f"{path}[{key}]", value, "must be a string"))
+        else:
+            errors += [invalid(path, value, p) for p in label_value(value)]
+    return errors
+
+
+def validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    errors = []
+    new_meta, old_meta = new.get("metadata", {}), old.get("metadata", {})
+    for field in ("name", "namespace", "uid", "creationTimestamp"):
+        if new_meta.get(field) != old_meta.get(field):
+            errors.append(invalid(f"metadata.{field}", new_meta.get(field), "field is immutable"))
+    return errors

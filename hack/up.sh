@@ -1,0 +1,182 @@
+#!/bin/bash
+# Bring up a one-node shipmate cluster on this host; safe to run again at any time.
+#
+#   hack/up.sh [--images-only | --host-only] [--test-extras]
+#     --images-only  stop after the registry and the images
+#     --host-only    stop after containerd, the registry and the images (no server, no agent)
+#     --test-extras  also install the package's test extras into the virtualenv
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APT_PACKAGES=(containerd runc iptables conntrack iproute2 docker-registry busybox-static skopeo
+              gcc libc6-dev python3 python3-venv curl procps util-linux ca-certificates)
+SERVER_ARGS=(--bind-address 0.0.0.0 --port "$API_PORT" --data-dir "$STATE_DIR/server"
+             --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24 --admin-kubeconfig "$KUBECONFIG_PATH")
+AGENT_ARGS=(--server "http://127.0.0.1:$API_PORT"
+            --container-runtime-endpoint "unix://$CONTAINERD_SOCKET" --root-dir "$STATE_DIR/agent"
+            --cni-bin-dir /opt/cni/bin --cni-conf-dir /etc/cni/net.d)
+
+ensure_packages() {
+  local missing=() package
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  log "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# The package is installed editable, so the repository's code is what runs; the stamp records
+# which checkout and which pyproject.toml the venv was installed from.
+ensure_venv() {
+  local flavour=$1 spec=$REPO_ROOT stamp_file=$VENV/.shipmate-install source installed=
+  [[ $flavour == test ]] && spec="$REPO_ROOT[test]"
+  source="$REPO_ROOT $(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  [[ -x $PY ]] || { log "creating $VENV"; python3 -m venv "$VENV"; }
+  [[ -r $stamp_file ]] && installed=$(<"$stamp_file")
+  # An install with the test extras also serves a plain `make up`.
+  if [[ $installed == "$source test" || $installed == "$source $flavour" ]]; then
+    return 0
+  fi
+  log "installing shipmate (editable) into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e "$spec"
+  printf '%s\n' "$source $flavour" >"$stamp_file"
+}
+
+ensure_kubectl() {
+  "$PY" "$REPO_ROOT/hack/install_kubectl.py" --dest "$KUBECTL"
+}
+
+ensure_registry() {
+  local config=$ETC_DIR/registry.yml pid
+  mkdir -p "$STATE_DIR/registry"
+  # Debian's own registry service listens on every address; ours replaces it, on loopback only.
+  if systemd_is_init && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+    log "disabling Debian's docker-registry service (shipmate runs its own on $REGISTRY)"
+    systemctl disable --now docker-registry
+  fi
+  if ! cmp -s "$REPO_ROOT/hack/registry.yml" "$config"; then
+    install -m 0644 "$REPO_ROOT/hack/registry.yml" "$config"
+    if pid=$(daemon_pid registry docker-registry); then
+      log "registry config changed; restarting the registry"
+      stop_daemon registry docker-registry
+    fi
+  fi
+  if registry_up; then
+    return 0
+  fi
+  log "starting the registry on $REGISTRY"
+  start_daemon registry /usr/bin/docker-registry serve "$config"
+  wait_for 30 "registry on $REGISTRY" registry registry_up
+}
+
+ensure_images() {
+  "$PY" "$REPO_ROOT/hack/build_images.py" --registry "$REGISTRY"
+}
+
+# containerd is restarted only when the config it was started with differs from the one on disk.
+ensure_containerd() {
+  local hash_file=$RUN_DIR/containerd.config.sha256 wanted pid=
+  "$VENV/bin/shipmate" containerd-config --registries "$ETC_DIR/registries.yaml" \
+    --out "$CONTAINERD_CONFIG" --certs-dir /etc/containerd/certs.d
+  wanted=$(sha256sum "$CONTAINERD_CONFIG" | cut -d' ' -f1)
+  mkdir -p /opt/cni/bin /etc/cni/net.d
+  if containerd_up && [[ -r $hash_file && $(<"$hash_file") == "$wanted" ]]; then
+    return 0
+  fi
+  if systemd_is_init; then
+    log "(re)starting containerd.service with $CONTAINERD_CONFIG"
+    systemctl enable --quiet containerd
+    systemctl restart containerd
+  else
+    if containerd_up; then
+      pid=$(daemon_pid containerd containerd) || pid=$(pgrep -x containerd | head -n1) || true
+      [[ -n $pid ]] || die "containerd answers on $CONTAINERD_SOCKET but its process was not found"
+      log "containerd config changed; restarting containerd (running containers are kept)"
+      stop_pid "$pid" containerd
+    fi
+    log "starting containerd"
+    start_daemon containerd /usr/bin/containerd --config "$CONTAINERD_CONFIG"
+  fi
+  printf '%s\n' "$wanted" >"$hash_file"
+  wait_for 30 containerd containerd containerd_up
+}
+
+pull_images() {
+  "$PY" "$REPO_ROOT/hack/cri_tool.py" pull "$REGISTRY/shipmate/pause:1.0" "$REGISTRY/library/busybox:latest"
+}
+
+server_up() { curl -fs -o /dev/null "http://127.0.0.1:$API_PORT/readyz"; }
+started_server_up() { daemon_pid server 'shipmate server' || return "$GAVE_UP"; server_up; }
+
+ensure_server() {
+  daemon_pid server 'shipmate server' >/dev/null && return 0
+  if server_up; then
+    log "an API server not started by make up answers on port $API_PORT; using it"
+    return 0
+  fi
+  log "starting shipmate server"
+  start_daemon server "$VENV/bin/shipmate" server "${SERVER_ARGS[@]}"
+  wait_for 60 "shipmate server" server started_server_up
+}
+
+ensure_agent() {
+  daemon_pid agent 'shipmate agent' >/dev/null && return 0
+  if pgrep -f "$VENV/bin/shipmate agent|shipmate agent " >/dev/null; then
+    die "a shipmate agent not started by make up is running ($(pgrep -af 'shipmate agent' | head -n1)); stop it first"
+  fi
+  log "starting shipmate agent"
+  start_daemon agent "$VENV/bin/shipmate" agent "${AGENT_ARGS[@]}"
+}
+
+# The agent registers the node under the hostname (lower-cased, as the kubelet does).
+node_name() { hostname | tr '[:upper:]' '[:lower:]'; }
+
+node_ready() {
+  daemon_pid agent 'shipmate agent' || return "$GAVE_UP"
+  [[ $("$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" get node "$(node_name)" \
+       -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+wait_node_ready() {
+  log "waiting for the node to be Ready"
+  wait_for 120 "node $(node_name) Ready" "server agent" node_ready
+  "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" get nodes -o wide
+  cat <<EOF
+
+shipmate is up. Use it with:
+  export KUBECONFIG=$KUBECONFIG_PATH
+  kubectl get nodes
+Logs: $LOG_DIR/{server,agent,containerd,registry}.log   Stop: sudo make down
+EOF
+}
+
+main() {
+  local until=cluster flavour=plain
+  while (($#)); do
+    case $1 in
+      --images-only) until=images ;;
+      --host-only) until=host ;;
+      --test-extras) flavour=test ;;
+      *) die "unknown option $1" ;;
+    esac
+    shift
+  done
+  require_root up
+  ensure_packages
+  ensure_venv "$flavour"
+  ensure_kubectl
+  ensure_registry
+  ensure_images
+  [[ $until == images ]] && return 0
+  ensure_containerd
+  pull_images
+  [[ $until == host ]] && { log "host containerd, registry and images are up"; return 0; }
+  ensure_server
+  ensure_agent
+  wait_node_ready
+}
+
+main "$@"

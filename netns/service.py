@@ -1,0 +1,94 @@
+"""CNIService: the agent's side of the CNI socket. Each request runs `cni_ops.handle` in a thread."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+
+from netns import cni_ops
+from netns.cni_codes import ERR_DECODING_FAILURE
+from netns.cni_spec import DEFAULT_IPAM_DIR, DEFAULT_SOCKET_PATH, CNIError, CNIReply
+from netns.cni_wire import MAX_MESSAGE_BYTES, decode_request, encode_reply
+
+log = logging.getLogger(__name__)
+
+
+class CNIService:
+    def __init__(self, state_dir: str = DEFAULT_IPAM_DIR) -> None:
+        self.state_dir = state_dir
+
+    async def serve(self, socket_path: str = DEFAULT_SOCKET_PATH) -> None:
+        """Serves until cancelled; the socket file is root-only and removed on the way out."""
+        os.makedirs(os.path.dirname(socket_path), mode=0o755, exist_ok=True)
+        try:
+            os.unlink(socket_path)  # a stale socket of a killed agent
+        except FileNotFoundError:
+            pass
+        server = await asyncio.start_unix_server(self._serve_connection, path=socket_path,
+                                                 limit=MAX_MESSAGE_BYTES)
+        os.chmod(socket_path, 0o600)
+        log.info("cni service listening socket=%s ipam_dir=%s", socket_path, self.state_dir)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            try:
+                os.unlink(socket_path)
+            except FileNotFoundError:
+                pass
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            data = b""
+            while chunk := await reader.read(65536):  # until the plugin's SHUT_WR
+                data += chunk
+                if len(data) > MAX_MESSAGE_BYTES:
+                    break
+            reply = await self.execute(data)
+            writer.write(encode_reply(reply.exit_code, reply.stdout))
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError) as e:
+            log.warning("cni client went away error=%s", e)
+        finally:
+            writer.close()
+
+    async def execute(self, data: bytes) -> CNIReply:
+        if len(data) > MAX_MESSAGE_BYTES:
+            error = CNIError(ERR_DECODING_FAILURE, f"request larger than {MAX_MESSAGE_BYTES} bytes")
+            return CNIReply(1, json.dumps(error.to_json("1.0.0")))
+        try:
+            env, stdin = decode_request(data)
+        except ValueError as e:
+            error = CNIError(ERR_DECODING_FAILURE, "malformed request on the CNI socket", str(e))
+            return CNIReply(1, json.dumps(error.to_json("1.0.0")))
+        return await asyncio.to_thread(cni_ops.handle, env, stdin, ipam_dir=self.state_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the service alone, e.g. inside a simulated node's netns in tests."""
+    parser = argparse.ArgumentParser(prog="python -m netns.service")
+    parser.add_argument("--socket", default=DEFAULT_SOCKET_PATH)
+    parser.add_argument("--state-dir", default=DEFAULT_IPAM_DIR)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_serve_until_signalled(CNIService(args.state_dir), args.socket))
+    return 0
+
+
+async def _serve_until_signalled(service: CNIService, socket_path: str) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await service.serve(socket_path)
+    except asyncio.CancelledError:
+        log.info("cni service stopped socket=%s", socket_path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
