@@ -15,6 +15,7 @@ from cri.gen import api_pb2
 from agent import labels
 from agent.expansion import expand
 from agent.sandbox_config import namespace_options
+from shipmate.quantity import QuantityError, parse_quantity
 
 # kubelet's defaults for containers that are not privileged (procMount Default).
 DEFAULT_MASKED_PATHS = [
@@ -23,6 +24,10 @@ DEFAULT_MASKED_PATHS = [
     "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 ]
 DEFAULT_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+MIN_CPU_SHARES = 2
+CPU_PERIOD_US = 100_000
+MIN_CPU_QUOTA_US = 1_000
 
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 
@@ -40,8 +45,10 @@ class PodContext:
 
 
 def container_hash(container: dict[str, Any]) -> str:
-    """A stable hash of the container spec: a changed spec means a new container (issue 3)."""
-    digest = hashlib.sha256(json.dumps(container, sort_keys=True, separators=(",", ":")).encode())
+    """A stable hash of the container spec: a running container whose spec changed (e.g. a new
+    image) is replaced. Resources are left out, as kubelet does, so a resize is not a restart."""
+    hashed = {k: v for k, v in container.items() if k != "resources"}
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()[:8]
 
 
@@ -117,8 +124,29 @@ def container_config(pod: dict[str, Any], container: dict[str, Any], *, restart_
         stdin=bool(container.get("stdin")),
         stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
-        linux=api_pb2.LinuxContainerConfig(security_context=_security_context(pod, container)),
+        linux=api_pb2.LinuxContainerConfig(resources=container_resources(container),
+                                           security_context=_security_context(pod, container)),
     )
+
+
+def container_resources(container: dict[str, Any]) -> api_pb2.LinuxContainerResources:
+    """kubelet's cgroup values: shares from the CPU request (limit when no request), a CFS quota
+    from the CPU limit, and the memory limit in bytes."""
+    resources = container.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    try:
+        cpu_request = requests.get("cpu", limits.get("cpu"))
+        milli_request = parse_quantity(cpu_request).milli_value() if cpu_request is not None else 0
+        result = api_pb2.LinuxContainerResources(cpu_shares=max(MIN_CPU_SHARES, milli_request * 1024 // 1000))
+        if "cpu" in limits:
+            milli_limit = parse_quantity(limits["cpu"]).milli_value()
+            result.cpu_period = CPU_PERIOD_US
+            result.cpu_quota = max(MIN_CPU_QUOTA_US, milli_limit * CPU_PERIOD_US // 1000)
+        if "memory" in limits:
+            result.memory_limit_in_bytes = parse_quantity(limits["memory"]).int_value()
+    except QuantityError as error:
+        raise ContainerConfigError(f"invalid resources: {error}") from None
+    return result
 
 
 def _security_context(pod: dict[str, Any], container: dict[str, Any]) -> api_pb2.LinuxContainerSecurityContext:

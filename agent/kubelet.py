@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +22,8 @@ from agent.node_info import gather_node_facts
 from agent.node_manager import NodeManager
 from agent.pleg import Relister
 from agent.pod_status import TERMINAL_PHASES, generate_pod_status
-from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome
+from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome, needs_sync
+from agent.runtime_events import watch_task_events
 from agent.runtime_manager import RuntimeManager
 from agent.status_manager import StatusManager
 from shipmate.kubeclient import PODS, Informer, KubeClient, config_from_flags
@@ -42,6 +44,7 @@ class LoopInput:
     old: Obj | None = None
     new: Obj | None = None
     uid: str = ""
+    observed_at: float = 0.0
 
 
 class Agent:
@@ -55,6 +58,7 @@ class Agent:
         async with CRIClient(cfg.container_runtime_endpoint) as runtime, \
                 KubeClient(config_from_flags(cfg.server, cfg.kubeconfig), user_agent="shipmate-agent") as client:
             self.runtime, self.client = runtime, client
+            await asyncio.to_thread(os.makedirs, cfg.root_dir, 0o755, True)
             version = await self._wait_for_runtime()
             runtime_version = f"{version.runtime_name}://{version.runtime_version}"
             facts = await asyncio.to_thread(gather_node_facts, cfg.node_name, cfg.node_ip, cfg.max_pods,
@@ -85,6 +89,8 @@ class Agent:
                     asyncio.create_task(self.status_manager.run(), name="status-manager"),
                     asyncio.create_task(self.pods.run(), name="pod-informer"),
                     asyncio.create_task(self._relist_loop(), name="pleg"),
+                    asyncio.create_task(watch_task_events(cfg.container_runtime_endpoint, self.relister.uid_of,
+                                                          self._on_runtime_event), name="containerd-events"),
                     asyncio.create_task(self._tick(LoopInput("sync"), SYNC_TICK), name="sync-tick"),
                     asyncio.create_task(self._tick(LoopInput("housekeeping"), HOUSEKEEPING_TICK), name="housekeeping-tick"),
                     asyncio.create_task(self._main_loop(), name="main-loop"),
@@ -121,6 +127,9 @@ class Agent:
     def _on_pod_change(self, change: str, old: Obj | None, new: Obj | None) -> None:
         self.inputs.put_nowait(LoopInput("config", change, old, new))
 
+    def _on_runtime_event(self, uid: str, observed_at: float) -> None:
+        self.inputs.put_nowait(LoopInput("pleg", uid=uid, observed_at=observed_at))
+
     async def _tick(self, item: LoopInput, period: float) -> None:
         while True:
             await asyncio.sleep(period)
@@ -132,7 +141,7 @@ class Agent:
             try:
                 events = await self.relister.relist()
                 for uid in dict.fromkeys(event.uid for event in events):
-                    self.inputs.put_nowait(LoopInput("pleg", uid=uid))
+                    self.inputs.put_nowait(LoopInput("pleg", uid=uid, observed_at=self.relister.last_relist))
                 delay = RELIST_PERIOD
             except asyncio.CancelledError:
                 raise
@@ -158,11 +167,11 @@ class Agent:
             pod = item.old or item.new
             if pod is not None:
                 self.workers.update(PodUpdate(pod, removed=True))
-        elif item.new is not None:
+        elif item.new is not None and needs_sync(item.old, item.new):
             self.workers.update(PodUpdate(item.new))
 
     def _handle_pleg(self, item: LoopInput) -> None:
-        self.workers.resync(item.uid)
+        self.workers.resync(item.uid, item.observed_at)
 
     def _handle_sync_tick(self, _item: LoopInput) -> None:
         self.workers.resync_due()
@@ -174,9 +183,10 @@ class Agent:
             return
         known = {pod["metadata"]["uid"] for pod in self.pods.store.values()}
         for uid in self.relister.pod_uids():
-            if uid and uid not in known and not self.workers.known(uid):
-                log.info("killing orphaned pod uid=%s", uid)
-                self.workers.update(PodUpdate(_orphan(uid), removed=True, grace_seconds=0))
+            if uid and uid not in known and not self.workers.known(uid, since=self.relister.last_relist):
+                namespace, name = self.relister.pod_names.get(uid, ("", ""))
+                log.info("killing orphaned pod pod=%s/%s uid=%s", namespace, name, uid)
+                self.workers.update(PodUpdate(_orphan(uid, namespace, name), removed=True, grace_seconds=0))
 
     def _api_pod(self, uid: str) -> Obj | None:
         return next((p for p in self.pods.store.values() if p["metadata"].get("uid") == uid), None)
@@ -221,7 +231,8 @@ class Agent:
             self._write_status(pod, await self.runtime_manager.inspect_pod(uid), {}, terminal=True)
         if meta.get("deletionTimestamp") or not in_api:
             await self.runtime_manager.remove_pod(observed)
-            await self.runtime_manager.remove_pod_logs(pod)
+            if meta.get("name"):
+                await self.runtime_manager.remove_pod_logs(pod)
             if in_api:
                 self.status_manager.request_deletion(pod)
         log.info("pod terminated pod=%s/%s uid=%s grace=%ds", meta.get("namespace"), meta.get("name"), uid,
@@ -239,8 +250,9 @@ class Agent:
         self.status_manager.forget(uid)
 
 
-def _orphan(uid: str) -> Obj:
-    return {"metadata": {"uid": uid}, "spec": {"containers": []}}
+def _orphan(uid: str, namespace: str, name: str) -> Obj:
+    """A stand-in for a pod the API no longer has, built from its sandbox's metadata."""
+    return {"metadata": {"uid": uid, "namespace": namespace, "name": name}, "spec": {"containers": []}}
 
 
 def _read_text(path: str) -> str:

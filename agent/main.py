@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 
-from agent.config import parse_args
+from agent.config import AgentConfig, parse_args
 
 
 def _configure_logging(level: int) -> None:
@@ -15,7 +15,7 @@ def _configure_logging(level: int) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-async def _run(config) -> int:
+async def _run(config: AgentConfig) -> int:
     from agent.kubelet import Agent
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()

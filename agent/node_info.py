@@ -127,7 +127,7 @@ def node_status(facts: NodeFacts, health: RuntimeHealth, previous_conditions: li
             "machineID": facts.machine_id, "systemUUID": facts.system_uuid, "bootID": facts.boot_id,
             "kernelVersion": facts.kernel_version, "osImage": facts.os_image,
             "containerRuntimeVersion": facts.runtime_version, "kubeletVersion": KUBELET_VERSION,
-            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": facts.architecture,
+            "operatingSystem": "linux", "architecture": facts.architecture,
         },
     }
 

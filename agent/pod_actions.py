@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.container_config import container_hash
 from agent.runtime_state import ContainerPhase, PodRuntimeStatus
 
 
@@ -85,7 +86,9 @@ def compute_pod_actions(pod: dict[str, Any], status: PodRuntimeStatus) -> PodAct
         if latest is None:
             actions.start.append(ContainerToStart(name, 0))
         elif latest.phase == ContainerPhase.RUNNING:
-            continue
+            if latest.hash and latest.hash != container_hash(container):
+                actions.kill[latest.id] = "container spec changed"
+                actions.start.append(ContainerToStart(name, latest.attempt + 1))
         elif latest.phase == ContainerPhase.CREATED:
             # Created but never started (the agent stopped in between): replace it.
             actions.remove.append(latest.id)
@@ -98,7 +101,19 @@ def compute_pod_actions(pod: dict[str, Any], status: PodRuntimeStatus) -> PodAct
     for running in status.containers:
         if running.phase == ContainerPhase.RUNNING and running.name not in wanted:
             actions.kill[running.id] = "container is not in the pod spec"
+    actions.remove.extend(dead_containers_to_remove(status))
     return actions
+
+
+def dead_containers_to_remove(status: PodRuntimeStatus) -> list[str]:
+    """Like kubelet's container GC: keep the newest container of each name (and its predecessor's
+    record when the newest is running), remove older exited ones."""
+    stale = []
+    for name in dict.fromkeys(c.name for c in status.containers):
+        history = status.containers_named(name)
+        keep = 2 if history[0].phase != ContainerPhase.EXITED else 1
+        stale += [c.id for c in history[keep:] if c.phase == ContainerPhase.EXITED]
+    return stale
 
 
 def _next_restart_count(status: PodRuntimeStatus, name: str) -> int:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 Pod = dict[str, Any]
 RESYNC_INTERVAL = 30.0
+FINISHED_MEMORY = 60.0
 ERROR_BACKOFF_INITIAL = 0.5
 ERROR_BACKOFF_MAX = 30.0
 
@@ -48,6 +49,21 @@ class PodHandlers:
     cleanup: Callable[[Pod], Awaitable[None]]                 # remove runtime objects, forget state
 
 
+_VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+
+
+def needs_sync(old: Pod | None, new: Pod) -> bool:
+    """Whether an API update matters to the worker: status-only updates (our own status writes
+    echoed back by the watch) do not."""
+    if old is None:
+        return True
+
+    def relevant(pod: Pod) -> tuple:
+        meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+        return meta, pod.get("spec")
+    return relevant(old) != relevant(new)
+
+
 def grace_period(pod: Pod) -> int:
     meta, spec = pod.get("metadata", {}), pod.get("spec", {})
     if meta.get("deletionGracePeriodSeconds") is not None:
@@ -65,14 +81,19 @@ class PodWorker:
     pending: PodUpdate | None = None
     grace_seconds: int | None = None
     removed: bool = False
+    terminated_for_deletion: bool = False
+    last_sync_started: float = 0.0
     next_sync_at: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    grace_shrunk: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     _error_backoff: float = ERROR_BACKOFF_INITIAL
 
     def offer(self, update: PodUpdate) -> None:
         if update.kill or update.removed or update.pod.get("metadata", {}).get("deletionTimestamp"):
             grace = update.grace_seconds if update.grace_seconds is not None else grace_period(update.pod)
+            if self.grace_seconds is not None and grace < self.grace_seconds:
+                self.grace_shrunk.set()
             self.grace_seconds = grace if self.grace_seconds is None else min(self.grace_seconds, grace)
             update.kill = True
         if update.removed:
@@ -112,6 +133,7 @@ class PodWorker:
         if self.state is WorkerState.SYNCING and update.kill:
             self.state = WorkerState.TERMINATING
         if self.state is WorkerState.SYNCING:
+            self.last_sync_started = time.monotonic()
             outcome = await self.handlers.sync(update.pod)
             self.next_sync_at = time.monotonic() + (outcome.retry_in if outcome.retry_in is not None
                                                     else RESYNC_INTERVAL)
@@ -120,10 +142,12 @@ class PodWorker:
                 self.grace_seconds = 0 if self.grace_seconds is None else self.grace_seconds
                 self.offer(PodUpdate(update.pod, kill=True, grace_seconds=self.grace_seconds))
             return False
-        if self.state is WorkerState.TERMINATING or update.kill:
-            # A pod already stopped (terminal phase) still goes through this when it is deleted.
-            await self.handlers.terminate(update.pod, self.grace_seconds or 0)
+        deleting = bool(update.pod.get("metadata", {}).get("deletionTimestamp")) or update.removed
+        if self.state is WorkerState.TERMINATING or (deleting and not self.terminated_for_deletion):
+            # A pod already stopped (terminal phase) goes through this once more when it is deleted.
+            await self._terminate(update.pod)
             self.state = WorkerState.TERMINATED
+            self.terminated_for_deletion = deleting
         if self.state is WorkerState.TERMINATED and self.removed:
             await self.handlers.cleanup(update.pod)
             self.on_exit(self.uid)
@@ -131,10 +155,34 @@ class PodWorker:
         return False
 
 
+    async def _terminate(self, pod: Pod) -> None:
+        """Runs the kill; a shorter grace period arriving meanwhile restarts it with that period
+        (the runtime accepts a second, shorter StopContainer)."""
+        while True:
+            self.grace_shrunk.clear()
+            work = asyncio.ensure_future(self.handlers.terminate(pod, self.grace_seconds or 0))
+            shrunk = asyncio.ensure_future(self.grace_shrunk.wait())
+            try:
+                await asyncio.wait({work, shrunk}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                shrunk.cancel()
+                if not work.done():
+                    work.cancel()
+                await asyncio.gather(work, shrunk, return_exceptions=True)
+            if not work.cancelled():
+                work.result()
+                return
+            log.info("grace period shortened, killing again pod=%s uid=%s grace=%ds", _name(pod), self.uid,
+                     self.grace_seconds or 0)
+            if self.pending is not None:
+                pod = self.pending.pod
+
+
 class PodWorkers:
     def __init__(self, handlers: PodHandlers):
         self.handlers = handlers
         self.workers: dict[str, PodWorker] = {}
+        self.finished_at: dict[str, float] = {}     # uid → when its worker finished (cleanup done)
 
     def update(self, update: PodUpdate) -> None:
         uid = update.pod["metadata"]["uid"]
@@ -145,11 +193,12 @@ class PodWorkers:
             self.workers[uid] = worker
         worker.offer(update)
 
-    def resync(self, uid: str) -> None:
-        """Something changed in the runtime for this pod: look again with the latest spec."""
+    def resync(self, uid: str, observed_at: float = float("inf")) -> None:
+        """The runtime changed for this pod (as seen at `observed_at`): look again with the latest
+        spec, unless a sync that started after that observation already saw it."""
         worker = self.workers.get(uid)
         if worker is not None and worker.pod is not None and worker.pending is None \
-                and worker.state is WorkerState.SYNCING:
+                and worker.state is WorkerState.SYNCING and worker.last_sync_started < observed_at:
             worker.offer(PodUpdate(worker.pod))
 
     def resync_due(self, now: float | None = None) -> None:
@@ -160,11 +209,17 @@ class PodWorkers:
                 worker.next_sync_at = now + RESYNC_INTERVAL
                 worker.offer(PodUpdate(worker.pod))
 
-    def known(self, uid: str) -> bool:
-        return uid in self.workers
+    def known(self, uid: str, since: float = float("inf")) -> bool:
+        """Whether a worker handles the pod, or finished it after `since` (a runtime listing
+        older than that may still show the pod's removed sandbox)."""
+        return uid in self.workers or self.finished_at.get(uid, -1.0) >= since
 
     def _forget(self, uid: str) -> None:
         self.workers.pop(uid, None)
+        now = time.monotonic()
+        self.finished_at[uid] = now
+        for old in [u for u, t in self.finished_at.items() if now - t > FINISHED_MEMORY]:
+            del self.finished_at[old]
 
     async def stop(self) -> None:
         for worker in list(self.workers.values()):

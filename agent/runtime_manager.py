@@ -46,6 +46,7 @@ class RuntimeManager:
     host_dns: ResolvConf
     log_root: str = "/var/log/pods"
     restart_backoff: Backoff = field(default_factory=Backoff)
+    sandbox_backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=60.0))
     runtime_name: str = "containerd"
 
     # ------------------------------------------------------------------ observe
@@ -72,12 +73,6 @@ class RuntimeManager:
         except NotFound:
             return None
 
-    async def list_node_pods(self) -> dict[str, tuple[str, str]]:
-        """uid → (namespace, name) for every sandbox this agent created."""
-        sandboxes = await self.runtime.list_pod_sandbox(
-            api_pb2.PodSandboxFilter(label_selector={labels.NODE_NAME: self.node_name}))
-        return {s.metadata.uid: (s.metadata.namespace, s.metadata.name) for s in sandboxes}
-
     # ------------------------------------------------------------------ act
     async def sync_pod(self, pod: dict[str, Any], status: PodRuntimeStatus) -> SyncResult:
         actions = compute_pod_actions(pod, status)
@@ -85,38 +80,67 @@ class RuntimeManager:
         if actions.nothing_to_do:
             return result
         result.acted = True
-        log.info("syncing pod=%s uid=%s create_sandbox=%s start=%s kill=%d", _name(pod), uid,
+        uid = pod["metadata"]["uid"]
+        log.debug("syncing pod=%s uid=%s create_sandbox=%s start=%s kill=%d", _name(pod), uid,
                  actions.create_sandbox, [c.name for c in actions.start], len(actions.kill))
         if actions.kill_pod:
             await self.stop_pod(status, grace_seconds=0)
-        for container_id in actions.kill:
-            await self._stop_container(container_id, 0)
+        if actions.kill:
+            grace = max(int(pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)), MINIMUM_GRACE_PERIOD)
+            await asyncio.gather(*(self._stop_container(container_id, grace) for container_id in actions.kill))
         for container_id in actions.remove:
             await self._remove_quietly(self.runtime.remove_container(container_id))
 
+        if actions.create_sandbox and self.sandbox_backoff.in_backoff(uid):
+            return self._sandbox_waiting(actions, result, self.sandbox_backoff.remaining(uid))
         config = await self._sandbox_config(pod, actions.attempt)
-        sandbox_id, pod_ip = actions.sandbox_id, status.latest_sandbox().ip if status.sandboxes else ""
-        if actions.create_sandbox:
-            await asyncio.to_thread(os.makedirs, config.log_directory, 0o755, True)
-            sandbox_id = await self.runtime.run_pod_sandbox(config)
-            sandbox = await self.runtime.pod_sandbox_status(sandbox_id)
-            pod_ip = sandbox.status.network.ip
-            log.info("sandbox started pod=%s sandbox=%s ip=%s", _name(pod), sandbox_id[:13], pod_ip)
-
-        context = PodContext(pod_ip=pod_ip, host_ip=self.node_ip, node_name=self.node_name)
         by_name = {c["name"]: c for c in pod.get("spec", {}).get("containers") or []}
+        # One image check/pull per distinct image and policy in this sync; on a new sandbox they run
+        # while the sandbox starts (the sandbox is the slow part of a pod start).
+        images: dict[tuple[str, str], asyncio.Future[str]] = {}
         for start in actions.start:
-            waiting, retry_in = await self._start_container(pod, by_name[start.name], start, sandbox_id,
-                                                            config, context, status)
-            if waiting is not None:
-                result.waiting[start.name] = waiting
-            if retry_in is not None:
-                result.retry_in = retry_in if result.retry_in is None else min(result.retry_in, retry_in)
+            container = by_name[start.name]
+            key = (container["image"], container.get("imagePullPolicy") or "")
+            if key not in images and not self._restart_backing_off(uid, status, start.name):
+                images[key] = asyncio.ensure_future(self.images.ensure_image(uid, container, config))
+        try:
+            sandbox_id, pod_ip = actions.sandbox_id, status.latest_sandbox().ip if status.sandboxes else ""
+            if actions.create_sandbox:
+                await asyncio.to_thread(os.makedirs, config.log_directory, 0o755, True)
+                try:
+                    sandbox_id = await self.runtime.run_pod_sandbox(config)
+                except RuntimeUnavailable:
+                    raise
+                except CRIError as error:
+                    delay = self.sandbox_backoff.failed(uid)
+                    log.warning("sandbox creation failed pod=%s retry_in=%.0fs error=%s", _name(pod), delay,
+                                error.message)
+                    return self._sandbox_waiting(actions, result, delay)
+                self.sandbox_backoff.reset(uid)
+                sandbox = await self.runtime.pod_sandbox_status(sandbox_id)
+                pod_ip = sandbox.status.network.ip
+                log.info("sandbox started pod=%s sandbox=%s ip=%s", _name(pod), sandbox_id[:13], pod_ip)
+
+            context = PodContext(pod_ip=pod_ip, host_ip=self.node_ip, node_name=self.node_name)
+            for start in actions.start:
+                container = by_name[start.name]
+                image = images.get((container["image"], container.get("imagePullPolicy") or ""))
+                waiting, retry_in = await self._start_container(pod, container, start, sandbox_id, config,
+                                                                context, status, image)
+                if waiting is not None:
+                    result.waiting[start.name] = waiting
+                if retry_in is not None:
+                    result.retry_in = retry_in if result.retry_in is None else min(result.retry_in, retry_in)
+        finally:
+            for pending in images.values():
+                pending.cancel()
+            await asyncio.gather(*images.values(), return_exceptions=True)
         return result
 
     async def _start_container(self, pod: dict[str, Any], container: dict[str, Any], start: ContainerToStart,
                                sandbox_id: str, sandbox: api_pb2.PodSandboxConfig, context: PodContext,
-                               status: PodRuntimeStatus) -> tuple[ContainerWaiting | None, float | None]:
+                               status: PodRuntimeStatus, image: asyncio.Future[str] | None,
+                               ) -> tuple[ContainerWaiting | None, float | None]:
         uid = pod["metadata"]["uid"]
         restart_key = (uid, container["name"])
         previous = status.latest_container(container["name"])
@@ -134,7 +158,8 @@ class RuntimeManager:
         except ContainerConfigError as error:
             return ContainerWaiting("CreateContainerConfigError", str(error)), None
         try:
-            config.image.image = await self.images.ensure_image(uid, container, sandbox)
+            config.image.image = await (asyncio.shield(image) if image is not None
+                                        else self.images.ensure_image(uid, container, sandbox))
         except ImageError as error:
             return error.waiting, error.retry_in
         try:
@@ -153,6 +178,19 @@ class RuntimeManager:
                  container_id[:13], start.restart_count)
         return None, None
 
+    @staticmethod
+    def _sandbox_waiting(actions: PodActions, result: SyncResult, retry_in: float) -> SyncResult:
+        """No sandbox: every container to start keeps waiting in ContainerCreating, as in kubelet."""
+        for start in actions.start:
+            result.waiting[start.name] = ContainerWaiting("ContainerCreating")
+        result.retry_in = retry_in
+        return result
+
+    def _restart_backing_off(self, uid: str, status: PodRuntimeStatus, name: str) -> bool:
+        previous = status.latest_container(name)
+        return previous is not None and previous.phase == ContainerPhase.EXITED \
+            and self.restart_backoff.in_backoff((uid, name))
+
     async def _sandbox_config(self, pod: dict[str, Any], attempt: int) -> api_pb2.PodSandboxConfig:
         return sandbox_config(pod, attempt=attempt, node_name=self.node_name,
                               dns=pod_dns(pod, self.host_dns), log_root=self.log_root,
@@ -169,11 +207,10 @@ class RuntimeManager:
                 await self._remove_quietly(self.runtime.stop_pod_sandbox(sandbox.id))
 
     async def remove_pod(self, status: PodRuntimeStatus) -> None:
-        """Removes the (stopped) containers and sandboxes of a pod."""
+        """Removes the containers and sandboxes of a pod (the runtime stops what still runs)."""
         for container in status.containers:
             await self._remove_quietly(self.runtime.remove_container(container.id))
         for sandbox in status.sandboxes:
-            await self._remove_quietly(self.runtime.stop_pod_sandbox(sandbox.id))
             await self._remove_quietly(self.runtime.remove_pod_sandbox(sandbox.id))
 
     async def _stop_container(self, container_id: str, grace: int) -> None:
@@ -192,6 +229,7 @@ class RuntimeManager:
     def forget_pod(self, uid: str) -> None:
         self.images.forget_pod(uid)
         self.restart_backoff.forget_where(lambda key: isinstance(key, tuple) and key[0] == uid)
+        self.sandbox_backoff.reset(uid)
 
 
 def _name(pod: dict[str, Any]) -> str:

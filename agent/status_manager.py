@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,8 +33,10 @@ class _Entry:
 @dataclass
 class StatusManager:
     client: KubeClient
-    # The API's current copy of a pod (the informer's store), for the periodic reconcile.
-    api_pod: Callable[[str], Obj | None] = lambda uid: None
+    # The API's current copy of a pod by UID (the informer's store): skips writes the API already
+    # shows, writes for a pod that is gone (or whose name now belongs to a new UID), and drives the
+    # periodic reconcile. Without it every change is written.
+    api_pod: Callable[[str], Obj | None] | None = None
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,6 +57,10 @@ class StatusManager:
             new.written_version, new.delete_requested, new.deleted = \
                 entry.written_version, entry.delete_requested, entry.deleted
         self._entries[uid] = new
+        current = self.api_pod(uid) if entry is None and self.api_pod is not None else None
+        if current is not None and _status_contains(current.get("status") or {}, status):
+            new.written_version = version     # e.g. after an agent restart: the API already has it
+            return
         self._dirty.add(uid)
         self._wake.set()
 
@@ -75,12 +82,16 @@ class StatusManager:
 
     async def run(self) -> None:
         delay = RETRY_INITIAL
+        last_reconcile = time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), RECONCILE_INTERVAL)
             except asyncio.TimeoutError:
-                self._mark_drifted()
+                pass
             self._wake.clear()
+            if time.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
+                self._mark_drifted()
+                last_reconcile = time.monotonic()
             uids, self._dirty = list(self._dirty), set()
             results = await asyncio.gather(*(self._write(uid) for uid in uids))
             failed = [uid for uid, ok in zip(uids, results) if not ok]
@@ -95,6 +106,8 @@ class StatusManager:
 
     def _mark_drifted(self) -> None:
         """Level-triggered safety net: re-send statuses the API does not show."""
+        if self.api_pod is None:
+            return
         for uid, entry in self._entries.items():
             if entry.deleted or not entry.status:
                 continue
@@ -108,7 +121,8 @@ class StatusManager:
         if entry is None or entry.deleted:
             return True
         try:
-            if entry.status and entry.written_version != entry.version:
+            gone = self.api_pod is not None and self.api_pod(uid) is None
+            if entry.status and entry.written_version != entry.version and not gone:
                 version = entry.version
                 await self.client.patch(PODS, entry.name, {"metadata": {"uid": uid}, "status": entry.status},
                                         entry.namespace, subresource="status")

@@ -12,7 +12,8 @@ from typing import Any
 from apiserver import errors
 from apiserver.ipam import CIDRAllocator, CIDRExhausted
 from apiserver.kinds import all_strategies
-from apiserver.kinds.base import Obj, ResourceInfo, rfc3339
+from apiserver.kinds.base import Obj, ResourceInfo
+from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
 from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, utc_now
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
@@ -20,6 +21,7 @@ from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 class API:
@@ -119,6 +121,8 @@ class API:
 
     # delete ----------------------------------------------------------------------------------
     async def delete(self, registry: Registry, namespace: str, name: str, options: DeleteOptions) -> DeleteResult:
+        if registry is self.namespaces and name in IMMORTAL_NAMESPACES:
+            raise errors.forbidden_error("", "namespaces", name, "this namespace may not be deleted")
         result = await registry.delete(namespace, name, options)
         if registry is self.nodes and result.removed and not options.dry_run:
             for cidr in (result.object.get("spec") or {}).get("podCIDRs") or []:

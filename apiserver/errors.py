@@ -149,9 +149,5 @@ def gone(message: str) -> APIError:
     return APIError(410, "Expired", message)
 
 
-def not_acceptable(message: str) -> APIError:
-    return APIError(406, "NotAcceptable", message)
-
-
 def internal_error(message: str) -> APIError:
     return APIError(500, "InternalError", f"Internal error occurred: {message}")

@@ -33,7 +33,8 @@ TOP_LEVEL = {
 def _unknown(obj: Any, known: set[str], path: str) -> list[str]:
     if not isinstance(obj, dict):
         return []
-    return [f"{path}.{key}" if path else key for key in obj if key not in known]
+    # "$patch", "$setElementOrder/..." and the like are strategic merge directives, not fields.
+    return [f"{path}.{key}" if path else key for key in obj if key not in known and not key.startswith("$")]
 
 
 def unknown_fields(kind: str, obj: Any) -> list[str]:

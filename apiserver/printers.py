@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from apiserver.timeutil import parse_rfc3339
 from apiserver.tables import AGE_DESCRIPTION, NAME_DESCRIPTION, Column, Row, TableSpec, age
 
 Obj = dict[str, Any]
@@ -27,15 +28,6 @@ POD_COLUMNS = [
 ]
 
 _TERMINAL_PHASES = ("Succeeded", "Failed")
-
-
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _terminated_reason(terminated: Obj, prefix: str) -> str:
@@ -67,7 +59,7 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, datetime.datetime |
         reason = "SchedulingGated"
 
     def later(current, container):
-        finished = _parse_time(((container.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+        finished = parse_rfc3339(((container.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
         return finished if finished and (current is None or finished > current) else current
 
     initializing = False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import datetime
 import json
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from apiserver import errors
-from apiserver.kinds.base import Obj, Strategy, rfc3339
+from apiserver.kinds.base import Obj, Strategy
+from apiserver.timeutil import rfc3339
 from apiserver.patch import PatchError, apply_patch
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,
                                          RevisionMismatch, Storage, StorageEvent, Watch)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime.datetime]
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _UPDATE_RETRIES = 16
+_DECODE_CACHE_SIZE = 512
 
 
 def utc_now() -> datetime.datetime:
@@ -75,20 +78,32 @@ class Registry:
         self.info = strategy.info
         self.storage = storage
         self.clock = clock
+        self._decoded: collections.OrderedDict[tuple[str, int], Obj] = collections.OrderedDict()
 
     # keys and encoding -----------------------------------------------------------------------
+    # Keys follow upstream's etcd layout: the plural without the group (events.k8s.io shares core events).
     def key(self, namespace: str, name: str) -> str:
-        base = f"/registry/{self.info.group_resource}/"
+        base = f"/registry/{self.info.plural}/"
         return f"{base}{namespace}/{name}" if self.info.namespaced else f"{base}{name}"
 
     def prefix(self, namespace: str = "") -> str:
-        base = f"/registry/{self.info.group_resource}/"
+        base = f"/registry/{self.info.plural}/"
         return f"{base}{namespace}/" if self.info.namespaced and namespace else base
 
     def decode(self, kv: KeyValue) -> Obj:
         obj = json.loads(kv.value)
         obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        return obj
+
+    def decode_shared(self, kv: KeyValue) -> Obj:
+        """decode() memoized for watch fan-out: many watchers see the same event. Callers must not mutate."""
+        cache_key = (kv.key, kv.mod_revision)
+        obj = self._decoded.get(cache_key)
+        if obj is None:
+            obj = self._decoded[cache_key] = self.decode(kv)
+            while len(self._decoded) > _DECODE_CACHE_SIZE:
+                self._decoded.popitem(last=False)
         return obj
 
     def _not_found(self, name: str) -> errors.APIError:
@@ -127,11 +142,12 @@ class Registry:
     def _validate_body(self, obj: Any, namespace: str, name: str | None = None) -> Obj:
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
-        kind, api_version = obj.get("kind"), obj.get("apiVersion")
-        if kind and kind != self.info.kind or api_version and api_version != self.info.api_version:
-            raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected API "
-                                     f"version ({self.info.api_version})" if api_version != self.info.api_version
-                                     else f"the kind in the data ({kind}) does not match the expected kind "
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if api_version and api_version != self.info.api_version:
+            raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected "
+                                     f"API version ({self.info.api_version})")
+        if kind and kind != self.info.kind:
+            raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                                      f"({self.info.kind})")
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -142,6 +158,8 @@ class Registry:
                 raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
                                          "on the request")
             meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
         if name is not None and meta.get("name") and meta["name"] != name:
             raise errors.bad_request("the name of the object "
                                      f"({meta['name']}) does not match the name on the URL ({name})")
@@ -359,7 +377,7 @@ class Registry:
 
     def convert_event(self, event: StorageEvent, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
         """A storage event as seen through selectors: leaving the selection is DELETED, entering is ADDED."""
-        obj = self.decode(event.kv)
+        obj = self.decode_shared(event.kv)
         if event.type == EventType.DELETE:
             return WatchEvent("DELETED", obj) if self.matches(obj, labels, fields) else None
         now_matches = self.matches(obj, labels, fields)
@@ -367,7 +385,7 @@ class Registry:
             return WatchEvent("ADDED", obj) if now_matches else None
         if labels.empty() and fields.empty():
             return WatchEvent("MODIFIED", obj)
-        was_matching = self.matches(self.decode(event.prev), labels, fields)
+        was_matching = self.matches(self.decode_shared(event.prev), labels, fields)
         if now_matches:
             return WatchEvent("MODIFIED" if was_matching else "ADDED", obj)
         return WatchEvent("DELETED", obj) if was_matching else None

@@ -5,6 +5,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from apiserver.timeutil import parse_rfc3339
+
 NAME_DESCRIPTION = ("Name must be unique within a namespace. Is required when creating resources, although "
                     "some resources may allow a client to request the generation of an appropriate name "
                     "automatically. Name is primarily intended for creation idempotence and configuration "
@@ -75,11 +77,8 @@ def human_duration(delta: datetime.timedelta) -> str:
 
 
 def age(timestamp: str | None, now: datetime.datetime) -> str:
-    if not timestamp:
-        return "<unknown>"
-    try:
-        moment = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_rfc3339(timestamp)
+    if moment is None:
         return "<unknown>"
     return human_duration(now - moment)
 

@@ -26,15 +26,23 @@ async def pull(client: CRIClient, images: list[str]) -> None:
 
 
 async def remove_pods(client: CRIClient) -> None:
+    """Every sandbox is tried even when one fails; the failures are raised together at the end."""
+    failures = []
     for sandbox in await client.list_pod_sandbox():
         if POD_UID_LABEL not in sandbox.labels:
             continue
+        pod = f"{sandbox.metadata.namespace}/{sandbox.metadata.name}"
         try:
             await client.stop_pod_sandbox(sandbox.id)
             await client.remove_pod_sandbox(sandbox.id)
         except NotFound:
             continue  # removed meanwhile
-        print(f"removed pod sandbox {sandbox.id[:13]} {sandbox.metadata.namespace}/{sandbox.metadata.name}")
+        except CRIError as error:
+            failures.append(f"{pod} (sandbox {sandbox.id[:13]}): {error}")
+            continue
+        print(f"removed pod sandbox {sandbox.id[:13]} {pod}")
+    if failures:
+        raise RuntimeError("could not remove " + "; ".join(failures))
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -1,5 +1,5 @@
 # Shared helpers of hack/up.sh, hack/down.sh and hack/test.sh (sourced, not run).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts sourcing this file
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=/opt/shipmate/venv
@@ -42,7 +42,17 @@ start_daemon() {
   printf '\n--- %s starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_DIR/$name.log"
   # A script's background job is not a process-group leader, so setsid does not fork: $! is the daemon.
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  printf '%s\n' "$!" >"$RUN_DIR/$name.pid"
+  local pid=$! i cmdline ours
+  printf '%s\n' "$pid" >"$RUN_DIR/$name.pid"
+  # Until the fork has exec'd setsid, and setsid the daemon, /proc shows this script's or setsid's
+  # command line; daemon_pid needs the daemon's.
+  ours=$(tr '\0' ' ' <"/proc/$$/cmdline")
+  for ((i = 0; i < 100; i++)); do
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || true
+    [[ -n $cmdline && $cmdline != "$ours" && $cmdline != setsid\ * ]] && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
 }
 
 # stop_pid PID NAME: SIGTERM, then SIGKILL after 20 s.

@@ -6,6 +6,7 @@
 #     --host-only    stop after containerd, the registry and the images (no server, no agent)
 #     --test-extras  also install the package's test extras into the virtualenv
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(containerd runc iptables conntrack iproute2 docker-registry busybox-static skopeo
@@ -25,14 +26,15 @@ ensure_packages() {
   log "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
 # The package is installed editable, so the repository's code is what runs; the stamp records
 # which checkout and which pyproject.toml the venv was installed from.
 ensure_venv() {
   local flavour=$1 spec=$REPO_ROOT stamp_file=$VENV/.shipmate-install source installed=
-  [[ $flavour == test ]] && spec="$REPO_ROOT[test]"
+  [[ $flavour == test ]] && spec="${REPO_ROOT}[test]"
   source="$REPO_ROOT $(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
   [[ -x $PY ]] || { log "creating $VENV"; python3 -m venv "$VENV"; }
   [[ -r $stamp_file ]] && installed=$(<"$stamp_file")
@@ -159,7 +161,7 @@ main() {
     case $1 in
       --images-only) until=images ;;
       --host-only) until=host ;;
-      --test-extras) flavour=test ;;
+      --test-extras) flavour="test" ;;
       *) die "unknown option $1" ;;
     esac
     shift

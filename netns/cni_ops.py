@@ -126,9 +126,13 @@ def _add(request: CNIRequest, conf: NetConf, ipam: IPAMStore) -> dict[str, Any]:
 
 
 def _undo(request: CNIRequest, host_name: str, ipam: IPAMStore) -> None:
-    with IPRoute() as ipr:
-        netlink_ops.delete_link(ipr, host_name)
-    ipam.release(request.container_id, request.ifname)
+    """Best effort after a failed ADD; the runtime's DEL that follows finishes what this could not."""
+    try:
+        with IPRoute() as ipr:
+            netlink_ops.delete_link(ipr, host_name)
+        ipam.release(request.container_id, request.ifname)
+    except Exception as e:
+        log.warning("cni rollback incomplete pod=%s container=%s error=%s", request.pod, request.container_id, e)
 
 
 def _delete(request: CNIRequest, conf: NetConf, ipam: IPAMStore) -> None:

@@ -45,6 +45,8 @@ def render_conflist(pod_cidr: str, *, ipam_dir: str = DEFAULT_IPAM_DIR, mtu: int
 
 
 def render_launcher(python: str, package_root: str, socket_path: str) -> str:
+    if not python.startswith("/") or any(c.isspace() for c in python):
+        raise ValueError(f"interpreter path {python!r} cannot go on a #! line")
     return (
         f"#!{python} -IS\n"
         "# shipmate CNI plugin launcher, written by netns.install; do not edit.\n"

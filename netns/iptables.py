@@ -27,10 +27,16 @@ class Backend:
     iptables: str
     restore: str
     save: str
+    # How many services one restore should carry in a full sync (None: all in one). Measured
+    # here with iptables 1.8.9: iptables-nft-restore --noflush is superlinear in its input size
+    # (1k services 3 s, 2k 11 s, 4k 184 s), while 40 inputs of 100 services load 4k in 3.5 s,
+    # as fast as one flushing restore. iptables-legacy rewrites the whole table on every
+    # commit, so more transactions would only cost more there.
+    full_sync_chunk: int | None
 
 
-NFT = Backend("nft", "iptables-nft", "iptables-nft-restore", "iptables-nft-save")
-LEGACY = Backend("legacy", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save")
+NFT = Backend("nft", "iptables-nft", "iptables-nft-restore", "iptables-nft-save", 100)
+LEGACY = Backend("legacy", "iptables-legacy", "iptables-legacy-restore", "iptables-legacy-save", None)
 BACKENDS = (NFT, LEGACY)
 
 
@@ -49,6 +55,10 @@ class JumpRule:
     table: str
     chain: str
     spec: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        return self.spec[-1]
 
 
 def netns_prefix(netns: str | None) -> tuple[str, ...]:
@@ -81,6 +91,11 @@ class Iptables:
         if rc != 0:
             raise _restore_error(self.backend, text, err)
 
+    async def restore_all(self, transactions: Iterable[str]) -> None:
+        """Apply several transactions in order; stop at the first failure."""
+        for text in transactions:
+            await self.restore(text)
+
     async def save(self, table: str) -> str:
         """The table in iptables-save format. Slow with many rules: never on a hot path."""
         rc, out, err = await _run((*self._prefix, self.backend.save, "-t", table))
@@ -100,29 +115,20 @@ class Iptables:
             return False
         raise IptablesError(f"{self.backend.iptables} -t {table} -C {chain}: {err.strip()}")
 
-    async def ensure_jumps(self, jumps: Iterable[JumpRule]) -> int:
-        """Insert each missing jump at the top of its built-in chain; returns how many were added.
+    async def missing_jumps(self, jumps: Iterable[JumpRule]) -> list[JumpRule]:
+        """The jumps not in place (their target chain may not exist yet); `-C` checks run concurrently.
 
-        The target chains must exist (the restore that fills them creates them). A few `-C`
-        checks cost milliseconds, while listing a built-in chain of a big nft table does not
-        scale, hence one check per jump.
+        The caller adds them in its next restore, after the chains they target are declared.
         """
-        added = 0
-        for jump in jumps:
-            if await self.has_rule(jump.table, jump.chain, jump.spec):
-                continue
-            argv = (*self._prefix, self.backend.iptables, "-w", "-t", jump.table, "-I", jump.chain, "1", *jump.spec)
-            rc, _, err = await _run(argv)
-            if rc != 0:
-                raise IptablesError(f"inserting jump {jump.table}/{jump.chain} {' '.join(jump.spec)}: {err.strip()}")
-            added += 1
-        return added
+        jumps = list(jumps)
+        present = await asyncio.gather(*(self.has_rule(j.table, j.chain, j.spec) for j in jumps))
+        return [j for j, ok in zip(jumps, present) if not ok]
 
     async def cleanup(self, jumps: Iterable[JumpRule], is_ours: Callable[[str, str], bool]) -> list[str]:
         """Remove `jumps` and every chain `is_ours(table, chain)` claims; returns what was removed.
 
-        Each table is one restore transaction: delete the jumps, flush the chains (declaring a
-        chain flushes it), then delete them.
+        Not a hot path (it lists the tables). Jumps go first, one `-D` each; then per table one
+        restore transaction flushes the chains (declaring a chain flushes it) and deletes them.
         """
         jumps = list(jumps)
         removed: list[str] = []
@@ -133,7 +139,7 @@ class Iptables:
                 # A jump may have been added more than once (e.g. by two agents): remove them all.
                 while await self.has_rule(table, jump.chain, jump.spec):
                     await self._delete_rule(table, jump.chain, jump.spec)
-                    removed.append(f"{table}/{jump.chain} -j {jump.spec[-1]}")
+                    removed.append(f"{table}/{jump.chain} -j {jump.target}")
             if not ours:
                 continue
             lines = [f"*{table}", *(f":{c} - [0:0]" for c in ours), *(f"-X {c}" for c in ours), "COMMIT", ""]
@@ -173,6 +179,10 @@ async def _rule_count(backend: Backend, prefix: tuple[str, ...], tables: Iterabl
     return rules, hinted
 
 
+def installed_backends() -> list[Backend]:
+    return [b for b in BACKENDS if shutil.which(b.restore)]
+
+
 async def detect_backend(netns: str | None = None) -> Backend:
     """The backend this host's rules live in, reasoning as upstream's iptables-wrapper does.
 
@@ -181,7 +191,7 @@ async def detect_backend(netns: str | None = None) -> Backend:
     3. else the `iptables` alternative the distribution selected.
     """
     prefix = netns_prefix(netns)
-    available = [b for b in BACKENDS if shutil.which(b.restore)]
+    available = installed_backends()
     if not available:
         raise IptablesError("neither iptables-nft-restore nor iptables-legacy-restore is installed")
     if len(available) == 1:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 from netns import cni_ops
 from netns.cni_codes import ERR_DECODING_FAILURE
@@ -15,10 +17,14 @@ from netns.cni_wire import MAX_MESSAGE_BYTES, decode_request, encode_reply
 
 log = logging.getLogger(__name__)
 
+# Netlink work of concurrent pod starts runs in parallel up to this; more requests queue.
+CNI_WORKER_THREADS = 8
+
 
 class CNIService:
     def __init__(self, state_dir: str = DEFAULT_IPAM_DIR) -> None:
         self.state_dir = state_dir
+        self._executor: ThreadPoolExecutor | None = None
 
     async def serve(self, socket_path: str = DEFAULT_SOCKET_PATH) -> None:
         """Serves until cancelled; the socket file is root-only and removed on the way out."""
@@ -27,6 +33,9 @@ class CNIService:
             os.unlink(socket_path)  # a stale socket of a killed agent
         except FileNotFoundError:
             pass
+        # Not the loop's default executor: other blocking agent work (a long iptables-restore)
+        # must not delay pod network setup.
+        self._executor = ThreadPoolExecutor(max_workers=CNI_WORKER_THREADS, thread_name_prefix="cni")
         server = await asyncio.start_unix_server(self._serve_connection, path=socket_path,
                                                  limit=MAX_MESSAGE_BYTES)
         os.chmod(socket_path, 0o600)
@@ -35,6 +44,7 @@ class CNIService:
             async with server:
                 await server.serve_forever()
         finally:
+            self._executor.shutdown(wait=False)
             try:
                 os.unlink(socket_path)
             except FileNotFoundError:
@@ -47,7 +57,7 @@ class CNIService:
                 data += chunk
                 if len(data) > MAX_MESSAGE_BYTES:
                     break
-            reply = await self.execute(data)
+            reply = await self._execute(data)
             writer.write(encode_reply(reply.exit_code, reply.stdout))
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError) as e:
@@ -55,7 +65,7 @@ class CNIService:
         finally:
             writer.close()
 
-    async def execute(self, data: bytes) -> CNIReply:
+    async def _execute(self, data: bytes) -> CNIReply:
         if len(data) > MAX_MESSAGE_BYTES:
             error = CNIError(ERR_DECODING_FAILURE, f"request larger than {MAX_MESSAGE_BYTES} bytes")
             return CNIReply(1, json.dumps(error.to_json("1.0.0")))
@@ -64,7 +74,8 @@ class CNIService:
         except ValueError as e:
             error = CNIError(ERR_DECODING_FAILURE, "malformed request on the CNI socket", str(e))
             return CNIReply(1, json.dumps(error.to_json("1.0.0")))
-        return await asyncio.to_thread(cni_ops.handle, env, stdin, ipam_dir=self.state_dir)
+        work = functools.partial(cni_ops.handle, env, stdin, ipam_dir=self.state_dir)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -199,6 +199,8 @@ NODES = Resource("v1", "nodes", namespaced=False)
 NAMESPACES = Resource("v1", "namespaces", namespaced=False)
 EVENTS = Resource("v1", "events")
 LEASES = Resource("coordination.k8s.io/v1", "leases")
+SERVICES = Resource("v1", "services")
+ENDPOINT_SLICES = Resource("discovery.k8s.io/v1", "endpointslices")
 
 PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
@@ -308,7 +310,9 @@ class KubeClient:
         query = {"watch": "1", "resourceVersion": resource_version, "labelSelector": label_selector,
                  "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                  "allowWatchBookmarks": "true" if allow_bookmarks else None}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout)
+        # A server that vanishes without closing the connection must not hang the watch forever.
+        read_limit = timeout_seconds + self.timeout if timeout_seconds else None
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read_limit)
         async with self._client().get(self._url(resource.path(namespace), query), timeout=timeout) as response:
             if response.status != 200:
                 _decode(response.status, await response.text())

@@ -236,7 +236,3 @@ def parse_field_selector(text: str | None) -> FieldSelector:
         requirements.append(FieldRequirement(_unescape(match["field"].strip()), operator,
                                              _unescape(match["value"])))
     return FieldSelector(tuple(requirements))
-
-
-def format_label_selector(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))

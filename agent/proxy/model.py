@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agent.proxy import chains
 
@@ -19,8 +20,8 @@ class InvalidObject(ValueError):
     """A Service or EndpointSlice the proxy cannot program (the message says why)."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ServicePortName:
+class ServicePortName(NamedTuple):
+    """Identity of a service port. A tuple, not a dataclass: it is hashed on every map access."""
     namespace: str
     name: str
     port: str

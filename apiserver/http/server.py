@@ -5,20 +5,22 @@ import asyncio
 import json
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from apiserver import errors
+from apiserver import errors, protobuf
 from apiserver.api import API
 from apiserver.fieldcheck import unknown_fields
 from apiserver.http import discovery, openapi
 from apiserver.http.requestinfo import RequestInfo, parse_resource_path
-from apiserver.patch import APPLY_PATCH, PATCH_TYPES
+from apiserver.patch import APPLY_PATCH, JSON_PATCH, PATCH_TYPES
+from apiserver.protobuf import ProtobufError
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
 from apiserver.storage.interface import RevisionCompacted, WatchClosed
-from apiserver.tables import render_table
+from apiserver.tables import partial_object_metadata, render_table
 from shipmate.selectors import SelectorError, parse_field_selector, parse_label_selector
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ def _dumps(body: Any) -> str:
 
 def json_response(body: Any, status: int = 200, content_type: str = JSON,
                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(text=_dumps(body), status=status, content_type=content_type.split(";")[0],
+    return web.Response(body=_dumps(body).encode(), status=status,
                         headers={"Content-Type": content_type, **(headers or {})})
 
 
@@ -42,15 +44,33 @@ def error_response(exc: errors.APIError) -> web.Response:
     return json_response(exc.status(), exc.code, headers=exc.headers)
 
 
-def table_version(accept: str) -> str | None:
-    """The meta.k8s.io Table version the client asks for first, if any."""
+@dataclass(frozen=True)
+class Rendering:
+    """How the client wants objects: plain JSON, a meta.k8s.io Table, or PartialObjectMetadata."""
+    as_kind: str = ""  # "", "Table" or "PartialObjectMetadata"
+    version: str = "v1"
+
+
+def negotiate(accept: str) -> Rendering:
+    """The first media type in Accept that we serve (all are JSON-encoded)."""
     for media in accept.split(","):
         params = dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p)
-        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
-            return params["v"]
-        if media.split(";")[0].strip() in (JSON, "*/*") and "as" not in params:
-            return None
-    return None
+        as_kind = params.get("as", "")
+        if not as_kind:
+            if media.split(";")[0].strip() in (JSON, "*/*", "application/vnd.kubernetes.protobuf", ""):
+                return Rendering()
+            continue
+        if params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
+            if as_kind == "Table":
+                return Rendering("Table", params["v"])
+            if as_kind in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                return Rendering("PartialObjectMetadata", params["v"])
+    return Rendering()
+
+
+def warning_header(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
 
 
 def _bool(value: str | None) -> bool:
@@ -66,6 +86,7 @@ class HTTPServer:
         self.api = api
         self.server_address = server_address
         self.app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._errors])
+        self._watches: set = set()
         self.app.router.add_get("/version", self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
@@ -92,6 +113,11 @@ class HTTPServer:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a Status, and is logged
             log.exception("request failed method=%s path=%s", request.method, request.path)
             return error_response(errors.internal_error(str(exc)))
+
+    def close_watches(self) -> None:
+        """End every open watch stream cleanly (clients resume elsewhere or after restart)."""
+        for resource_watch in list(self._watches):
+            resource_watch.stop()
 
     # non-resource endpoints ------------------------------------------------------------------
     async def version(self, request: web.Request) -> web.Response:
@@ -161,6 +187,8 @@ class HTTPServer:
             return json_response(document)
         registry = self._lookup(info)
         method = request.method
+        if method == "GET" and info.subresource not in ("", "status"):
+            raise errors.method_not_allowed(method, registry.info.plural)
         if method == "GET":
             if info.name:
                 obj = await registry.get(info.namespace, info.name)
@@ -203,6 +231,14 @@ class HTTPServer:
         if not raw:
             return None
         content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip()
+        if content_type == protobuf.CONTENT_TYPE:
+            try:
+                return protobuf.decode_object(raw)
+            except ProtobufError as exc:
+                log.info("protobuf body not decoded error=%s", exc)
+                raise errors.unsupported_media_type([JSON, "application/yaml"]) from None
+        if content_type not in (JSON, "application/yaml", "*/*", "") and not content_type.endswith("+json"):
+            raise errors.unsupported_media_type([JSON, "application/yaml"])
         try:
             if "yaml" in content_type:
                 return yaml.safe_load(raw)
@@ -228,13 +264,16 @@ class HTTPServer:
 
     def _object_response(self, request: web.Request, registry: Registry, obj: dict, status: int = 200,
                          warnings: list[str] = ()) -> web.Response:
-        headers = {"Warning": ", ".join(f'299 - "{w}"'.replace('"', '\\"', 0) for w in warnings)} if warnings else None
-        version = table_version(request.headers.get("Accept", ""))
-        if version:
+        headers = {"Warning": ", ".join(warning_header(w) for w in warnings)} if warnings else None
+        rendering = negotiate(request.headers.get("Accept", ""))
+        if rendering.as_kind == "Table":
             spec = registry.strategy.table(utc_now())
-            body = render_table(spec, [obj], request.query.get("includeObject", "Metadata"), version,
+            body = render_table(spec, [obj], request.query.get("includeObject", "Metadata"), rendering.version,
                                 obj.get("metadata", {}).get("resourceVersion", ""))
             return json_response(body, status, headers=headers)
+        if rendering.as_kind == "PartialObjectMetadata":
+            return json_response(partial_object_metadata(obj, f"meta.k8s.io/{rendering.version}"), status,
+                                 headers=headers)
         return json_response(obj, status, headers=headers)
 
     def _selectors(self, request: web.Request):
@@ -247,11 +286,16 @@ class HTTPServer:
     async def _list(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         labels, fields = self._selectors(request)
         items, revision = await registry.list(info.namespace, labels, fields)
-        version = table_version(request.headers.get("Accept", ""))
-        if version:
+        rendering = negotiate(request.headers.get("Accept", ""))
+        if rendering.as_kind == "Table":
             spec = registry.strategy.table(utc_now())
-            return json_response(render_table(spec, items, request.query.get("includeObject", "Metadata"), version,
-                                              str(revision)))
+            return json_response(render_table(spec, items, request.query.get("includeObject", "Metadata"),
+                                              rendering.version, str(revision)))
+        if rendering.as_kind == "PartialObjectMetadata":
+            api_version = f"meta.k8s.io/{rendering.version}"
+            return json_response({"kind": "PartialObjectMetadataList", "apiVersion": api_version,
+                                  "metadata": {"resourceVersion": str(revision)},
+                                  "items": [partial_object_metadata(obj, api_version) for obj in items]})
         return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
                               "metadata": {"resourceVersion": str(revision)}, "items": items})
 
@@ -270,9 +314,11 @@ class HTTPServer:
             raise errors.unsupported_media_type([*PATCH_TYPES, APPLY_PATCH] if content_type != APPLY_PATCH
                                                 else list(PATCH_TYPES))
         body = await self._body(request)
+        # A merge or strategic patch has the object's shape, so its unknown fields are the result's.
+        warnings = self._check_fields(request, registry, body) if content_type != JSON_PATCH else []
         obj = await registry.patch(info.namespace, info.name, content_type, body, info.subresource,
                                    self._dry_run(request))
-        return self._object_response(request, registry, obj)
+        return self._object_response(request, registry, obj, warnings=warnings)
 
     def _delete_options(self, request: web.Request, body: Any) -> DeleteOptions:
         body = body if isinstance(body, dict) else {}
@@ -289,7 +335,8 @@ class HTTPServer:
     async def _delete(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         options = self._delete_options(request, await self._body(request))
         result = await self.api.delete(registry, info.namespace, info.name, options)
-        return self._object_response(request, registry, result.object, 200 if result.removed else 202)
+        # Upstream answers 200 for a graceful deletion too (202 only for OrphanDependents=false).
+        return self._object_response(request, registry, result.object)
 
     async def _delete_collection(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         options = self._delete_options(request, await self._body(request))
@@ -322,46 +369,49 @@ class HTTPServer:
                 float(random.randint(_MIN_REQUEST_TIMEOUT, 2 * _MIN_REQUEST_TIMEOUT))
         except ValueError:
             raise errors.bad_request("timeoutSeconds must be a number") from None
-        table = table_version(request.headers.get("Accept", ""))
+        rendering = negotiate(request.headers.get("Accept", ""))
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         try:
             resource_watch = await registry.watch(info.namespace, labels, fields, query.get("resourceVersion", ""),
                                                   send_initial)
         except RevisionCompacted as exc:
+            # As upstream's watch cache: a 200 stream whose only event is an ERROR carrying 410 Expired.
             await response.prepare(request)
             await response.write((_dumps({"type": "ERROR", "object": expired_status(exc)}) + "\n").encode())
             await response.write_eof()
             return response
-        await response.prepare(request)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        spec = registry.strategy.table(utc_now()) if table else None
+        self._watches.add(resource_watch)
         try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                event = await resource_watch.next(min(remaining, BOOKMARK_INTERVAL))
-                if event is None:
-                    if bookmarks and loop.time() < deadline:
-                        event = registry.bookmark(registry.storage.revision)
-                    else:
-                        continue
-                if event.type == "BOOKMARK" and not bookmarks:
-                    continue
-                obj = event.object
-                if spec is not None and event.type != "BOOKMARK":
-                    spec = registry.strategy.table(utc_now())
-                    obj = render_table(spec, [obj], query.get("includeObject", "Metadata"), table,
-                                       obj["metadata"].get("resourceVersion", ""))
-                await response.write((_dumps({"type": event.type, "object": obj}) + "\n").encode())
+            await response.prepare(request)
+            await self._stream_events(response, registry, resource_watch, timeout, bookmarks, rendering,
+                                      query.get("includeObject", "Metadata"))
+            await response.write_eof()
         except (WatchClosed, ConnectionResetError):
             pass
         finally:
             resource_watch.stop()
-        try:
-            await response.write_eof()
-        except ConnectionResetError:
-            pass
+            self._watches.discard(resource_watch)
         return response
+
+    @staticmethod
+    async def _stream_events(response: web.StreamResponse, registry: Registry, resource_watch, timeout: float,
+                             bookmarks: bool, rendering: Rendering, include_object: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            event = await resource_watch.next(min(remaining, BOOKMARK_INTERVAL))
+            if event is None:
+                if not bookmarks or loop.time() >= deadline:
+                    continue
+                # Nothing is queued for this watcher, so every published revision has been seen.
+                event = registry.bookmark(registry.storage.revision)
+            if event.type == "BOOKMARK" and not bookmarks:
+                continue
+            obj = event.object
+            if rendering.as_kind == "Table" and event.type != "BOOKMARK":
+                obj = render_table(registry.strategy.table(utc_now()), [obj], include_object, rendering.version,
+                                   obj["metadata"].get("resourceVersion", ""))
+            elif rendering.as_kind == "PartialObjectMetadata" and event.type != "BOOKMARK":
+                obj = partial_object_metadata(obj, f"meta.k8s.io/{rendering.version}")
+            await response.write((_dumps({"type": event.type, "object": obj}) + "\n").encode())

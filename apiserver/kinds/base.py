@@ -7,22 +7,21 @@ from typing import Any
 
 from apiserver.errors import FieldError
 from apiserver.tables import Column, Row, TableSpec
+from shipmate.quantity import QuantityError, canonical
 from apiserver.validation import NameValidator, dns1123_subdomain, validate_meta_update, validate_object_meta
 
 Obj = dict[str, Any]
 
 
-def rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+def canonicalize_quantities(resources: Any) -> None:
+    """Rewrite parseable quantities in a resource map to canonical form, as upstream stores them."""
+    if not isinstance(resources, dict):
+        return
+    for name, value in list(resources.items()):
+        try:
+            resources[name] = canonical(value)
+        except QuantityError:
+            pass  # reported by validation
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,6 @@ class ResourceInfo:
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def group_resource(self) -> str:
-        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
 @dataclass

@@ -6,21 +6,23 @@ from dataclasses import dataclass, field
 
 from apiserver import printers
 from apiserver.errors import FieldError, forbidden, invalid
-from apiserver.kinds.base import Obj, ResourceInfo, Strategy
+from apiserver.kinds.base import Obj, ResourceInfo, Strategy, canonicalize_quantities
 from apiserver.tables import TableSpec
-from shipmate.quantity import QuantityError, canonical
+from shipmate.quantity import QuantityError, parse_quantity
 
 NODE_INFO = ResourceInfo("", "v1", "Node", "nodes", "node", False, short_names=("no",), subresources=("status",))
 
 
-def _canonical_resources(resources: object, path: str, errors: list[FieldError]) -> None:
+def _validate_resources(resources: object, path: str) -> list[FieldError]:
     if not isinstance(resources, dict):
-        return
-    for name, value in list(resources.items()):
+        return []
+    errors = []
+    for name, value in resources.items():
         try:
-            resources[name] = canonical(value)
+            parse_quantity(value)
         except QuantityError:
             errors.append(invalid(f"{path}[{name}]", value, "must be a valid quantity"))
+    return errors
 
 
 @dataclass
@@ -34,14 +36,17 @@ class NodeStrategy(Strategy):
         if isinstance(spec, dict) and spec.get("podCIDR") and not spec.get("podCIDRs"):
             spec["podCIDRs"] = [spec["podCIDR"]]
         status = obj.get("status")
-        if isinstance(status, dict) and status.get("capacity") and not status.get("allocatable"):
-            status["allocatable"] = dict(status["capacity"])
+        if isinstance(status, dict):
+            if status.get("capacity") and not status.get("allocatable"):
+                status["allocatable"] = dict(status["capacity"])
+            for key in ("capacity", "allocatable"):
+                canonicalize_quantities(status.get(key))
 
     def validate(self, obj: Obj) -> list[FieldError]:
         errors = super().validate(obj)
         status = obj.get("status") or {}
         for key in ("capacity", "allocatable"):
-            _canonical_resources(status.get(key), f"status.{key}", errors)
+            errors += _validate_resources(status.get(key), f"status.{key}")
         spec = obj.get("spec") or {}
         cidrs = spec.get("podCIDRs") or []
         if spec.get("podCIDR") and cidrs and cidrs[0] != spec["podCIDR"]:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import copy
 import datetime
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 from apiserver import printers
 from apiserver.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
-from apiserver.kinds.base import Obj, ResourceInfo, Strategy
+from apiserver.kinds.base import Obj, ResourceInfo, Strategy, canonicalize_quantities
 from apiserver.tables import TableSpec
 from apiserver.validation import dns1123_label, dns1123_subdomain
 from shipmate.quantity import QuantityError, parse_quantity
@@ -41,7 +42,10 @@ def _default_container(container: Obj) -> None:
         container["imagePullPolicy"] = default_pull_policy(container["image"])
     container.setdefault("terminationMessagePath", "/dev/termination-log")
     container.setdefault("terminationMessagePolicy", "File")
-    container.setdefault("resources", {})
+    resources = container.setdefault("resources", {})
+    if isinstance(resources, dict):
+        canonicalize_quantities(resources.get("requests"))
+        canonicalize_quantities(resources.get("limits"))
     for port in container.get("ports") or []:
         if isinstance(port, dict):
             port.setdefault("protocol", "TCP")
@@ -244,9 +248,18 @@ class PodStrategy(Strategy):
 
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         errors = super().validate_update(new, old)
-        phase = (new.get("status") or {}).get("phase")
+        status = new.get("status") or {}
+        phase = status.get("phase")
         if phase and phase not in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
             errors.append(not_supported("status.phase", phase, ["Failed", "Pending", "Running", "Succeeded", "Unknown"]))
+        for key in ("podIPs", "hostIPs"):
+            for index, entry in enumerate(status.get(key) or []):
+                address = entry.get("ip") if isinstance(entry, dict) else entry
+                if not _is_ip(address):
+                    errors.append(invalid(f"status.{key}[{index}].ip", address, "must be a valid IP address"))
+        for key in ("podIP", "hostIP"):
+            if status.get(key) and not _is_ip(status[key]):
+                errors.append(invalid(f"status.{key}", status[key], "must be a valid IP address"))
         return errors
 
     def field_values(self, obj: Obj) -> dict[str, str]:
@@ -275,6 +288,14 @@ class PodStrategy(Strategy):
 
     def table(self, now: datetime.datetime) -> TableSpec:
         return printers.spec_for(printers.POD_COLUMNS, printers.pod_row, now)
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _mutable_view(new_spec: Obj, old_spec: Obj) -> Obj:

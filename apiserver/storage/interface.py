@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from dataclasses import dataclass
 from enum import Enum
+
+log = logging.getLogger(__name__)
 
 
 class StorageError(Exception):
@@ -125,9 +128,14 @@ class Storage(abc.ABC):
 
 
 class QueueWatch(Watch):
-    """A watch fed by the storage's fan-out through an unbounded queue."""
+    """A watch fed by the storage's fan-out through a queue.
+
+    A watcher that falls `max_pending` events behind is closed (as upstream drops slow watchers):
+    its client resumes from the last resourceVersion it saw, or relists if that is too old.
+    """
 
     _STOP = object()
+    max_pending = 10000
 
     def __init__(self, prefix: str, from_revision: int, on_stop):
         self.prefix = prefix
@@ -138,6 +146,11 @@ class QueueWatch(Watch):
 
     def offer(self, event: StorageEvent) -> None:
         if not self._stopped and event.revision > self.from_revision and event.kv.key.startswith(self.prefix):
+            if self._queue.qsize() >= self.max_pending:
+                log.warning("closing a watcher that fell behind prefix=%s pending=%d", self.prefix,
+                            self._queue.qsize())
+                self.stop()
+                return
             self._queue.put_nowait(event)
 
     def stop(self) -> None:

@@ -140,6 +140,6 @@ def test_wait_for_gives_up_with_the_log_tail(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     # A probe that reports its daemon dead ends the wait at once.
     started = time.monotonic()
-    result = lib("wait_for 60 'the thing' thing bash -c 'exit $GAVE_UP'", tmp_path)
+    result = lib('dead() { return "$GAVE_UP"; }; wait_for 60 "the thing" thing dead', tmp_path)
     assert result.returncode == 1 and "the daemon exited" in result.stderr
     assert time.monotonic() - started < 10

@@ -98,6 +98,16 @@ def test_container_config_labels_annotations_log_path_and_env_expansion() -> Non
     assert "/proc/kcore" in config.linux.security_context.masked_paths
 
 
+def test_container_resources_follow_kubelet() -> None:
+    from agent.container_config import container_resources
+    limited = container_resources({"resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}}})
+    assert (limited.cpu_shares, limited.cpu_period, limited.cpu_quota, limited.memory_limit_in_bytes) == \
+        (256, 100000, 50000, 64 * 1024 * 1024)
+    best_effort = container_resources({})
+    assert (best_effort.cpu_shares, best_effort.cpu_quota, best_effort.memory_limit_in_bytes) == (2, 0, 0)
+    assert container_resources({"resources": {"limits": {"cpu": "1"}}}).cpu_shares == 1024
+
+
 def test_container_hash_changes_with_the_spec() -> None:
     assert container_hash({"name": "a", "image": "x"}) != container_hash({"name": "a", "image": "y"})
     assert container_hash({"name": "a", "image": "x"}) == container_hash({"image": "x", "name": "a"})

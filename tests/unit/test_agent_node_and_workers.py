@@ -6,7 +6,8 @@ import asyncio
 from agent.node_info import (NodeFacts, RuntimeHealth, allocatable, capacity, lease_object, node_conditions,
                              node_object, os_image, runtime_health, status_changed)
 from agent.pleg import EventType, PodLifecycleEvent, diff_snapshots
-from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome, WorkerState, grace_period
+from agent.pod_workers import (PodHandlers, PodUpdate, PodWorkers, SyncOutcome, WorkerState, grace_period,
+                               needs_sync)
 
 FACTS = NodeFacts(name="dev-node", hostname="vm", internal_ip="192.0.2.2", cpus=2, memory_ki=4_000_000,
                   ephemeral_storage_ki=10_000_000, max_pods=110, runtime_version="containerd://1.6.20",
@@ -139,8 +140,27 @@ async def test_deletion_terminates_with_shrinking_grace_then_cleans_up() -> None
     assert worker.grace_seconds == 20          # a grace period can only shrink
     workers.update(PodUpdate(make_pod(version=4), removed=True))
     await settle()
-    assert recorder.calls == [("sync", "1"), ("terminate", 20), ("terminate", 20), ("terminate", 20), ("cleanup",)]
+    assert recorder.calls == [("sync", "1"), ("terminate", 20), ("cleanup",)]
     assert not workers.known("u")
+    # A runtime listing taken before the worker finished may still show the pod: not an orphan.
+    assert workers.known("u", since=0.0)
+
+
+async def test_terminal_pod_is_stopped_then_terminated_again_when_deleted() -> None:
+    recorder = Recorder()
+
+    async def finished(pod: dict) -> SyncOutcome:
+        recorder.calls.append(("sync", pod["metadata"]["resourceVersion"]))
+        return SyncOutcome(terminal=True)
+
+    workers = PodWorkers(PodHandlers(finished, recorder.terminate, recorder.cleanup))
+    workers.update(PodUpdate(make_pod()))
+    await settle()
+    workers.update(PodUpdate(make_pod(version=2)))       # status echo: nothing more to do
+    await settle()
+    workers.update(PodUpdate(make_pod(version=3, deletionTimestamp="T", deletionGracePeriodSeconds=30)))
+    await settle()
+    assert recorder.calls == [("sync", "1"), ("terminate", 0), ("terminate", 0)]
 
 
 async def test_worker_survives_a_failing_sync_and_retries() -> None:
@@ -149,6 +169,31 @@ async def test_worker_survives_a_failing_sync_and_retries() -> None:
     workers.update(PodUpdate(make_pod()))
     await asyncio.sleep(0.8)
     assert recorder.calls == [("sync", "1"), ("sync", "1")]
+
+
+async def test_shorter_grace_period_restarts_a_running_kill() -> None:
+    kills: list[int] = []
+
+    async def slow_terminate(pod: dict, grace: int) -> None:
+        kills.append(grace)
+        await asyncio.sleep(grace / 10)
+
+    recorder = Recorder()
+    workers = PodWorkers(PodHandlers(recorder.sync, slow_terminate, recorder.cleanup))
+    workers.update(PodUpdate(make_pod(deletionTimestamp="T", deletionGracePeriodSeconds=30)))
+    await asyncio.sleep(0.05)
+    workers.update(PodUpdate(make_pod(version=2, deletionTimestamp="T", deletionGracePeriodSeconds=1)))
+    await asyncio.sleep(0.3)
+    assert kills[:2] == [30, 1]
+    assert workers.workers["u"].state is WorkerState.TERMINATED
+
+
+def test_status_only_updates_do_not_need_a_sync() -> None:
+    old = make_pod(version=1)
+    echoed = dict(make_pod(version=2), status={"phase": "Running"})
+    assert not needs_sync(old, echoed)
+    assert needs_sync(old, make_pod(version=3, deletionTimestamp="T"))
+    assert needs_sync(None, old)
 
 
 def test_grace_period() -> None:

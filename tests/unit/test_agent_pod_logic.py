@@ -91,6 +91,28 @@ def test_container_not_in_spec_is_killed() -> None:
     assert list(compute_pod_actions(pod(names=("web",)), status).kill) == ["old-1"]
 
 
+def test_running_container_with_a_changed_spec_is_replaced() -> None:
+    from agent.container_config import container_hash
+    spec = pod(names=("web",))
+    current = container("web", ContainerPhase.RUNNING, attempt=0, id="c0")
+    current.hash = container_hash({"name": "web", "image": "busybox:old"})
+    actions = compute_pod_actions(spec, PodRuntimeStatus("u", [sandbox()], [current]))
+    assert actions.kill == {"c0": "container spec changed"}
+    assert [(c.name, c.restart_count) for c in actions.start] == [("web", 1)]
+    current.hash = container_hash(spec["spec"]["containers"][0])
+    assert compute_pod_actions(spec, PodRuntimeStatus("u", [sandbox()], [current])).nothing_to_do
+
+
+def test_old_dead_containers_are_removed_keeping_the_last_run() -> None:
+    status = PodRuntimeStatus("u", [sandbox()], [
+        container("web", ContainerPhase.RUNNING, attempt=3),
+        container("web", ContainerPhase.EXITED, attempt=2),
+        container("web", ContainerPhase.EXITED, attempt=1),
+        container("web", ContainerPhase.EXITED, attempt=0)])
+    actions = compute_pod_actions(pod(names=("web",)), status)
+    assert actions.remove == ["web-1", "web-0"] and not actions.start
+
+
 # ---------------------------------------------------------------- status
 def test_status_of_a_new_pod_is_pending_with_container_creating() -> None:
     status = generate_pod_status(pod(), PodRuntimeStatus("u"), {}, host_ips=["192.0.2.2"],

@@ -3,6 +3,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from netns import cni_forward
 from netns.cni_codes import ERR_INTERNAL, ERR_TRY_AGAIN_LATER
 from netns.cni_wire import decode_reply, decode_request, encode_reply, encode_request
 
+REPO = str(Path(__file__).resolve().parents[2])
 CONF = b'{"cniVersion":"0.4.0","name":"shipmate","type":"shipmate-cni"}'
 
 
@@ -36,7 +38,7 @@ def test_malformed_replies(data):
 
 
 def test_fast_path_imports_no_heavy_modules():
-    code = ("import sys; sys.path.insert(0, '.'); import netns.cni_forward; "
+    code = (f"import sys; sys.path.insert(0, {REPO!r}); import netns.cni_forward; "
             "print(' '.join(sorted(sys.modules)))")
     modules = set(subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
                                  text=True, check=True).stdout.split())

@@ -27,6 +27,8 @@ def test_launcher_runs_isolated_without_site():
     text = render_launcher("/opt/venv/bin/python", "/src", "/run/s.sock")
     assert text.startswith("#!/opt/venv/bin/python -IS\n")
     assert "sys.path.insert(0, '/src')" in text and "main('/run/s.sock')" in text
+    with pytest.raises(ValueError):
+        render_launcher("/opt/my venv/bin/python", "/src", "/run/s.sock")
 
 
 def test_install_is_idempotent_and_installs_both_plugins(tmp_path):

@@ -1,0 +1,78 @@
+"""In-process informer: list + watch a registry into a cache, relist on 410, call back on every change."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from apiserver.kinds.base import Obj
+from apiserver.registry import Registry, WatchEvent
+from apiserver.storage.interface import RevisionCompacted, WatchClosed
+from shipmate.selectors import FieldSelector, LabelSelector
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, Obj], Awaitable[None] | None]
+
+
+def object_key(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+class Informer:
+    def __init__(self, registry: Registry, on_change: Callable[[str, Obj], None] | None = None):
+        self.registry = registry
+        self.cache: dict[str, Obj] = {}
+        self.synced = asyncio.Event()
+        self._on_change = on_change
+
+    def _apply(self, event: WatchEvent) -> None:
+        key = object_key(event.object)
+        if event.type == "DELETED":
+            self.cache.pop(key, None)
+        else:
+            self.cache[key] = event.object
+        if self._on_change:
+            self._on_change(event.type, event.object)
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._list_and_watch()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the informer must survive and retry
+                log.warning("informer restarting resource=%s error=%r backoff=%.1fs",
+                            self.registry.info.plural, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _list_and_watch(self) -> None:
+        items, revision = await self.registry.list()
+        fresh = {object_key(obj): obj for obj in items}
+        for key, obj in list(self.cache.items()):
+            if key not in fresh:
+                self._apply(WatchEvent("DELETED", obj))
+        for obj in items:
+            self._apply(WatchEvent("ADDED", obj))
+        self.synced.set()
+        while True:
+            try:
+                watch = await self.registry.watch("", LabelSelector(), FieldSelector(), str(revision))
+            except RevisionCompacted:
+                log.info("informer relisting after compaction resource=%s", self.registry.info.plural)
+                return
+            try:
+                while True:
+                    event = await watch.next()
+                    if event is None:
+                        continue
+                    self._apply(event)
+                    revision = int(event.object["metadata"]["resourceVersion"])
+            except WatchClosed:
+                return
+            finally:
+                watch.stop()

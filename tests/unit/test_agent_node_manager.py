@@ -1,0 +1,100 @@
+"""NodeManager against an in-process fake API and an unreachable runtime: the node registers,
+reports Ready=False with the runtime's error, and keeps a Lease."""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from agent.node_info import NodeFacts
+from agent.node_manager import NodeManager
+from cri.client import CRIClient
+from shipmate.kubeclient import KubeClient, KubeConfig
+
+
+class FakeNodeApi:
+    def __init__(self) -> None:
+        self.node: dict[str, Any] | None = None
+        self.lease: dict[str, Any] | None = None
+        self.status_patches: list[dict] = []
+        self.lease_writes: list[str] = []
+        app = web.Application()
+        app.router.add_post("/api/v1/nodes", self.create_node)
+        app.router.add_patch("/api/v1/nodes/{name}/status", self.patch_status)
+        app.router.add_get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}", self.get_lease)
+        app.router.add_post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", self.create_lease)
+        app.router.add_put("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}", self.put_lease)
+        self.app = app
+
+    async def create_node(self, request: web.Request) -> web.Response:
+        self.node = await request.json()
+        self.node["metadata"]["uid"] = "node-uid"
+        self.node["spec"]["podCIDR"] = "10.244.3.0/24"
+        return web.json_response(self.node, status=201)
+
+    async def patch_status(self, request: web.Request) -> web.Response:
+        patch = await request.json()
+        self.status_patches.append(patch)
+        assert self.node is not None
+        self.node["status"] = patch["status"]
+        return web.json_response(self.node)
+
+    async def get_lease(self, request: web.Request) -> web.Response:
+        if self.lease is None:
+            return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound", "message": "no"}, status=404)
+        return web.json_response(self.lease)
+
+    async def create_lease(self, request: web.Request) -> web.Response:
+        self.lease = await request.json()
+        self.lease["metadata"]["resourceVersion"] = "1"
+        self.lease_writes.append(self.lease["spec"]["renewTime"])
+        return web.json_response(self.lease, status=201)
+
+    async def put_lease(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        assert self.lease is not None and body["metadata"]["resourceVersion"] == self.lease["metadata"]["resourceVersion"]
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        self.lease = body
+        self.lease_writes.append(body["spec"]["renewTime"])
+        return web.json_response(body)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[FakeNodeApi, KubeClient]]:
+    fake = FakeNodeApi()
+    server = TestServer(fake.app)
+    await server.start_server()
+    client = KubeClient(KubeConfig(server=str(server.make_url("")).rstrip("/")))
+    try:
+        yield fake, client
+    finally:
+        await client.close()
+        await server.close()
+
+
+FACTS = NodeFacts(name="n1", hostname="n1", internal_ip="192.0.2.9", cpus=1, memory_ki=1 << 20,
+                  ephemeral_storage_ki=1 << 20, max_pods=10, runtime_version="containerd://1.6.20",
+                  labels={"kubernetes.io/hostname": "n1"})
+
+
+async def test_unreachable_runtime_registers_not_ready_and_renews_lease(api, tmp_path) -> None:
+    fake, client = api
+    async with CRIClient(f"unix://{tmp_path}/no-such.sock", timeout=2) as runtime:
+        manager = NodeManager(client, runtime, FACTS)
+        node = await manager.register()
+        assert node["spec"]["podCIDR"] == "10.244.3.0/24"
+        ready = next(c for c in fake.status_patches[-1]["status"]["conditions"] if c["type"] == "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "KubeletNotReady")
+        assert ready["message"].startswith("container runtime is down")
+
+        await manager.renew_lease()
+        await manager.renew_lease()
+        assert len(fake.lease_writes) == 2 and fake.lease["metadata"]["resourceVersion"] == "2"
+        assert fake.lease["spec"]["holderIdentity"] == "n1"
+        assert fake.lease["metadata"]["ownerReferences"][0]["uid"] == "node-uid"
+
+        patches = len(fake.status_patches)
+        await manager.report_status()      # nothing changed and not due: no write
+        assert len(fake.status_patches) == patches

@@ -1,0 +1,110 @@
+"""The status manager against an in-process fake API: one PATCH per change, no-op updates skipped,
+terminated pods deleted with a UID precondition."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from agent.status_manager import StatusManager
+from shipmate.kubeclient import PODS, KubeClient, KubeConfig
+from tests.unit.test_kubeclient import FakeApi, pod
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[FakeApi, KubeClient]]:
+    fake = FakeApi()
+    server = TestServer(fake.app)
+    await server.start_server()
+    client = KubeClient(KubeConfig(server=str(server.make_url("")).rstrip("/")))
+    try:
+        yield fake, client
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def until(predicate, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+
+
+def writes(fake: FakeApi) -> list[tuple]:
+    return [r for r in fake.requests if r[0] in ("PATCH", "DELETE")]
+
+
+async def test_patches_once_per_change_and_deletes_with_uid(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    created = await client.create(PODS, pod("p"))
+    manager = StatusManager(client)
+    task = asyncio.create_task(manager.run())
+    try:
+        manager.set_status(created, {"phase": "Pending"})
+        manager.set_status(created, {"phase": "Running"})       # coalesced with the first
+        await until(lambda: fake.pods["p"].get("status", {}).get("phase") == "Running")
+        manager.set_status(created, {"phase": "Running"})       # no-op: not written again
+        await asyncio.sleep(0.1)
+        patches = [r for r in writes(fake) if r[0] == "PATCH"]
+        assert len(patches) == 1
+        assert patches[0][1] == "/api/v1/namespaces/ns/pods/p/status"
+        assert patches[0][2] == {"metadata": {"uid": "uid-p"}, "status": {"phase": "Running"}}
+
+        manager.set_status(created, {"phase": "Failed"})
+        manager.request_deletion(created)
+        await until(lambda: "p" not in fake.pods)
+        method, _path, body, _type = writes(fake)[-1]
+        assert method == "DELETE"
+        assert body["gracePeriodSeconds"] == 0 and body["preconditions"] == {"uid": "uid-p"}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_deletion_of_a_replaced_pod_is_not_retried_forever(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    await client.create(PODS, pod("p"))
+    stale = {"metadata": {"name": "p", "namespace": "ns", "uid": "old-uid"}}
+    manager = StatusManager(client)
+    task = asyncio.create_task(manager.run())
+    try:
+        manager.request_deletion(stale)
+        await until(lambda: any(r[0] == "DELETE" for r in fake.requests))
+        await asyncio.sleep(0.3)
+        assert "p" in fake.pods                                  # the new pod of that name survives
+        assert sum(1 for r in fake.requests if r[0] == "DELETE") == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_status_the_api_already_has_is_not_rewritten(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    created = await client.create(PODS, pod("p"))
+    created["status"] = {"phase": "Running", "podIP": "10.244.0.9"}
+    manager = StatusManager(client, api_pod=lambda uid: created)
+    task = asyncio.create_task(manager.run())
+    try:
+        manager.set_status(created, {"phase": "Running", "podIP": "10.244.0.9"})
+        await asyncio.sleep(0.2)
+        assert writes(fake) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_no_status_write_for_a_pod_the_api_no_longer_has(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    created = await client.create(PODS, pod("p"))
+    manager = StatusManager(client, api_pod=lambda uid: None)     # e.g. replaced by a new pod of that name
+    task = asyncio.create_task(manager.run())
+    try:
+        manager.set_status(created, {"phase": "Running"})
+        await asyncio.sleep(0.2)
+        assert writes(fake) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,249 @@
+"""shipmate.kubeclient against a tiny in-process aiohttp API server."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any, AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from shipmate.kubeclient import (NODES, PODS, AlreadyExists, Conflict, Gone, Informer, Invalid, KubeClient,
+                                 KubeConfig, NotFound, Resource, config_from_flags, parse_kubeconfig)
+
+
+def status(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                              "reason": reason, "message": message}, status=code)
+
+
+class FakeApi:
+    """Pods in one namespace with resourceVersions, watch streams fed from a queue, and a way to
+    make the next watch answer 410."""
+
+    def __init__(self) -> None:
+        self.pods: dict[str, dict] = {}
+        self.rv = 10
+        self.requests: list[tuple[str, str, Any]] = []
+        self.watch_queues: list[asyncio.Queue] = []
+        self.expire_next_watch = False
+        app = web.Application()
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/pods", self.collection)
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}", self.item)
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/status", self.item)
+        self.app = app
+
+    def bump(self, pod: dict) -> dict:
+        self.rv += 1
+        pod["metadata"]["resourceVersion"] = str(self.rv)
+        return pod
+
+    def emit(self, kind: str, obj: dict) -> None:
+        for queue in self.watch_queues:
+            queue.put_nowait({"type": kind, "object": obj})
+
+    async def collection(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            body = await request.json()
+            self.requests.append(("POST", request.path, body))
+            name = body["metadata"]["name"]
+            if name in self.pods:
+                return status(409, "AlreadyExists", f'pods "{name}" already exists')
+            if not body.get("spec", {}).get("containers"):
+                return status(422, "Invalid", "spec.containers: Required value")
+            body["metadata"]["uid"] = f"uid-{name}"
+            self.pods[name] = self.bump(body)
+            self.emit("ADDED", body)
+            return web.json_response(body, status=201)
+        self.requests.append(("GET", request.path_qs, None))
+        if request.query.get("watch"):
+            if self.expire_next_watch:
+                self.expire_next_watch = False
+                return status(410, "Expired", "too old resource version")
+            response = web.StreamResponse()
+            await response.prepare(request)
+            queue: asyncio.Queue = asyncio.Queue()
+            self.watch_queues.append(queue)
+            try:
+                while True:
+                    event = await queue.get()
+                    if event is None:
+                        break
+                    await response.write(json.dumps(event).encode() + b"\n")
+            finally:
+                self.watch_queues.remove(queue)
+            return response
+        return web.json_response({"kind": "PodList", "metadata": {"resourceVersion": str(self.rv)},
+                                  "items": list(self.pods.values())})
+
+    async def item(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        pod = self.pods.get(name)
+        body = await request.json() if request.can_read_body else None
+        self.requests.append((request.method, request.path_qs, body, request.content_type))
+        if pod is None:
+            return status(404, "NotFound", f'pods "{name}" not found')
+        if request.method == "GET":
+            return web.json_response(pod)
+        if request.method == "PATCH":
+            for key, value in body.items():
+                if isinstance(value, dict):
+                    pod.setdefault(key, {}).update(value)
+            self.emit("MODIFIED", self.bump(pod))
+            return web.json_response(pod)
+        if request.method == "PUT":
+            if body["metadata"].get("resourceVersion") != pod["metadata"]["resourceVersion"]:
+                return status(409, "Conflict", "the object has been modified")
+            self.pods[name] = self.bump(body)
+            return web.json_response(body)
+        if request.method == "DELETE":
+            uid = (body or {}).get("preconditions", {}).get("uid")
+            if uid and uid != pod["metadata"]["uid"]:
+                return status(409, "Conflict", "Precondition failed: UID in precondition")
+            del self.pods[name]
+            self.emit("DELETED", self.bump(pod))
+            return web.json_response(pod)
+        return status(405, "MethodNotAllowed", "no")
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[FakeApi, KubeClient]]:
+    fake = FakeApi()
+    server = TestServer(fake.app)
+    await server.start_server()
+    client = KubeClient(KubeConfig(server=str(server.make_url("")).rstrip("/")))
+    try:
+        yield fake, client
+    finally:
+        for queue in list(fake.watch_queues):
+            queue.put_nowait(None)
+        await client.close()
+        await server.close()
+
+
+def pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+def test_resource_paths() -> None:
+    assert PODS.path("ns", "p", "status") == "/api/v1/namespaces/ns/pods/p/status"
+    assert NODES.path(None, "n") == "/api/v1/nodes/n"
+    assert Resource("coordination.k8s.io/v1", "leases").path("kube-node-lease", "n") == \
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n"
+
+
+async def test_crud_and_typed_errors(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    created = await client.create(PODS, pod("a"))
+    assert created["metadata"]["uid"] == "uid-a"
+    with pytest.raises(AlreadyExists) as exists:
+        await client.create(PODS, pod("a"))
+    assert exists.value.code == 409 and exists.value.status["reason"] == "AlreadyExists"
+    bad = pod("b")
+    bad["spec"]["containers"] = []
+    with pytest.raises(Invalid, match="Required value"):
+        await client.create(PODS, bad)
+    with pytest.raises(NotFound):
+        await client.get(PODS, "missing", "ns")
+    assert (await client.get(PODS, "a", "ns"))["metadata"]["name"] == "a"
+    listing = await client.list(PODS, "ns", field_selector="spec.nodeName=n1")
+    assert [p["metadata"]["name"] for p in listing["items"]] == ["a"]
+    assert "fieldSelector=spec.nodeName%3Dn1" in fake.requests[-1][1]
+
+    patched = await client.patch(PODS, "a", {"status": {"phase": "Running"}}, "ns", subresource="status")
+    assert patched["status"]["phase"] == "Running"
+    method, path, body, content_type = fake.requests[-1]
+    assert (method, path, content_type) == ("PATCH", "/api/v1/namespaces/ns/pods/a/status", "application/merge-patch+json")
+
+    stale = dict(created)
+    with pytest.raises(Conflict):
+        await client.update(PODS, stale)
+
+    with pytest.raises(Conflict, match="Precondition"):
+        await client.delete(PODS, "a", "ns", grace_period_seconds=0, uid="other")
+    await client.delete(PODS, "a", "ns", grace_period_seconds=0, uid="uid-a")
+    assert fake.requests[-1][2] == {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                                    "preconditions": {"uid": "uid-a"}}
+    assert "a" not in fake.pods
+
+
+async def test_watch_raises_gone_on_410(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    fake.expire_next_watch = True
+    with pytest.raises(Gone):
+        async for _ in client.watch(PODS, "ns", resource_version="1"):
+            pass
+
+
+async def wait_until(predicate, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_informer_lists_watches_resumes_and_relists_after_410(api: tuple[FakeApi, KubeClient]) -> None:
+    fake, client = api
+    await client.create(PODS, pod("first"))
+    changes: list[tuple[str, str]] = []
+    informer = Informer(client, PODS, "ns", min_backoff=0.01,
+                        on_change=lambda kind, old, new: changes.append((kind, (new or old)["metadata"]["name"])))
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 3)
+        await wait_until(lambda: fake.watch_queues)
+        assert changes == [("ADDED", "first")]
+        await client.create(PODS, pod("second"))
+        await client.patch(PODS, "first", {"status": {"phase": "Running"}}, "ns", subresource="status")
+        await wait_until(lambda: len(changes) == 3)
+        assert changes[1:] == [("ADDED", "second"), ("MODIFIED", "first")]
+        rv = informer.resource_version
+        fake.watch_queues[0].put_nowait({"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": "99"}}})
+        await wait_until(lambda: informer.resource_version == "99")
+        assert rv != "99"
+
+        # The stream ends; the informer resumes from the bookmark's resourceVersion.
+        fake.watch_queues[0].put_nowait(None)
+        await wait_until(lambda: any("resourceVersion=99" in r[1] and "watch=1" in r[1] for r in fake.requests if r[0] == "GET"))
+
+        # While disconnected the store drifts; a 410 forces a relist that emits the differences.
+        await wait_until(lambda: fake.watch_queues)
+        fake.expire_next_watch = True
+        del fake.pods["second"]
+        fake.watch_queues[0].put_nowait({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})
+        await wait_until(lambda: ("DELETED", "second") in changes)
+        assert set(informer.store) == {"ns/first"}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_parse_kubeconfig_and_flags(tmp_path) -> None:
+    document = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "admin",
+        "clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1:6443/",
+                                              "certificate-authority-data": base64.b64encode(b"CA").decode()}}],
+        "users": [{"name": "u", "user": {"token": "secret", "client-certificate": "cert.pem", "client-key": "key.pem"}}],
+        "contexts": [{"name": "admin", "context": {"cluster": "c", "user": "u", "namespace": "team"}}],
+    }
+    config = parse_kubeconfig(document, base_dir="/etc/shipmate")
+    assert config.server == "https://10.0.0.1:6443"
+    assert config.certificate_authority_data == b"CA"
+    assert config.token == "secret"
+    assert config.client_certificate == "/etc/shipmate/cert.pem"
+    assert config.namespace == "team"
+    with pytest.raises(ValueError, match="context 'nope'|contexts|not found"):
+        parse_kubeconfig(document, context="nope")
+
+    path = tmp_path / "kubeconfig"
+    document["clusters"][0]["cluster"] = {"server": "http://127.0.0.1:6443"}
+    document["users"][0]["user"] = {}
+    path.write_text(json.dumps(document))
+    assert config_from_flags(None, str(path)).server == "http://127.0.0.1:6443"
+    assert config_from_flags("http://other:1", str(path)).server == "http://other:1"
+    assert config_from_flags("http://only:2/", None).server == "http://only:2"
+    with pytest.raises(FileNotFoundError):
+        config_from_flags(None, str(tmp_path / "missing"))
