@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
         "containerd-config": "shipmate.containerd_config",
     }
     if not args or args[0] in ("-h", "--help") or args[0] not in commands:
-        print("usage: shipmate {server|agent} [options]\n"
+        print("usage: shipmate {server|agent|containerd-config} [options]\n"
               "  server   run the Kubernetes-compatible API server\n"
               "  agent    run the node agent (kubelet + kube-proxy)\n"
               "  containerd-config  write containerd's config (CRI, registry mirrors)", file=sys.stderr)
