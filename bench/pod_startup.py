@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from agent import labels
 from agent.container_config import PodContext, container_config
 from agent.dns import ResolvConf
 from agent.sandbox_config import sandbox_config
@@ -63,10 +64,13 @@ class RawCRI:
         pod = bench_pod(name, "bench-raw")
         started = time.perf_counter()
         config = sandbox_config(pod, attempt=0, node_name=self.node_name, dns=ResolvConf())
+        # Without our node label the running agent leaves these sandboxes alone (no orphan cleanup).
+        del config.labels[labels.NODE_NAME]
         sandbox_id = await self.runtime.run_pod_sandbox(config)
         self.sandboxes.append(sandbox_id)
         container = container_config(pod, pod["spec"]["containers"][0], restart_count=0,
                                      node_name=self.node_name, context=PodContext())
+        del container.labels[labels.NODE_NAME]
         container_id = await self.runtime.create_container(sandbox_id, container, config)
         await self.runtime.start_container(container_id)
         return time.perf_counter() - started
