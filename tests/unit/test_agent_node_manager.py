@@ -6,12 +6,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from agent.node_info import NodeFacts
 from agent.node_manager import NodeManager
 from cri.client import CRIClient
-from shipmate.kubeclient import KubeClient, KubeConfig
+from shipmate.kubeclient import KubeClient
+from tests.unit.fake_api_server import client_for
 
 
 class FakeNodeApi:
@@ -64,14 +64,8 @@ class FakeNodeApi:
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[FakeNodeApi, KubeClient]]:
     fake = FakeNodeApi()
-    server = TestServer(fake.app)
-    await server.start_server()
-    client = KubeClient(KubeConfig(server=str(server.make_url("")).rstrip("/")))
-    try:
+    async with client_for(fake.app) as client:
         yield fake, client
-    finally:
-        await client.close()
-        await server.close()
 
 
 FACTS = NodeFacts(name="n1", hostname="n1", internal_ip="192.0.2.9", cpus=1, memory_ki=1 << 20,

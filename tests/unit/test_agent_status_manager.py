@@ -6,24 +6,18 @@ import asyncio
 from typing import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from agent.status_manager import StatusManager
-from shipmate.kubeclient import PODS, KubeClient, KubeConfig
+from shipmate.kubeclient import PODS, KubeClient
+from tests.unit.fake_api_server import client_for
 from tests.unit.test_kubeclient import FakeApi, pod
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[FakeApi, KubeClient]]:
     fake = FakeApi()
-    server = TestServer(fake.app)
-    await server.start_server()
-    client = KubeClient(KubeConfig(server=str(server.make_url("")).rstrip("/")))
-    try:
+    async with client_for(fake.app) as client:
         yield fake, client
-    finally:
-        await client.close()
-        await server.close()
 
 
 async def until(predicate, timeout: float = 3.0) -> None:

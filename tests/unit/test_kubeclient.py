@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from tests.unit.fake_api_server import client_for
 
 from shipmate.kubeclient import (NODES, PODS, AlreadyExists, Conflict, Gone, Informer, Invalid, KubeClient,
                                  KubeConfig, NotFound, Resource, config_from_flags, parse_kubeconfig)
@@ -111,16 +111,12 @@ class FakeApi:
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[FakeApi, KubeClient]]:
     fake = FakeApi()
-    server = TestServer(fake.app)
-    await server.start_server()
-    client = KubeClient(KubeConfig(server=str(server.make_url("")).rstrip("/")))
-    try:
-        yield fake, client
-    finally:
-        for queue in list(fake.watch_queues):
-            queue.put_nowait(None)
-        await client.close()
-        await server.close()
+    async with client_for(fake.app) as client:
+        try:
+            yield fake, client
+        finally:
+            for queue in list(fake.watch_queues):
+                queue.put_nowait(None)
 
 
 def pod(name: str) -> dict:
