@@ -11,7 +11,7 @@ from aiohttp import web
 from tests.unit.fake_api_server import client_for
 
 from shipmate.kubeclient import (NODES, PODS, AlreadyExists, Conflict, Gone, Informer, Invalid, KubeClient,
-                                 KubeConfig, NotFound, Resource, config_from_flags, parse_kubeconfig)
+                                 NotFound, Resource, config_from_flags, parse_kubeconfig)
 
 
 def status(code: int, reason: str, message: str) -> web.Response:
