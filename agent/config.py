@@ -31,6 +31,10 @@ class AgentConfig:
     log_level: int
 
 
+def node_name_or_default(flag: str | None) -> str:
+    """The node's name: the flag, else the hostname, lower-cased as Kubernetes names must be."""
+    return (flag or socket.gethostname()).lower()
+
 def default_route_interface(proc_net_route: str = "/proc/net/route") -> str | None:
     try:
         with open(proc_net_route) as handle:
@@ -78,7 +82,7 @@ def parse_args(argv: list[str]) -> AgentConfig:
                         help="debug, info, warning, error, or a klog-style number")
     args = parser.parse_args(argv)
 
-    node_name = (args.node_name or socket.gethostname()).lower()
+    node_name = node_name_or_default(args.node_name)
     node_ip = args.node_ip or default_node_ip()
     try:
         ipaddress.ip_address(node_ip)

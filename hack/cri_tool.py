@@ -2,8 +2,9 @@
 """Small CRI operations `make up` / `make down` need, over containerd's CRI socket.
 
     cri_tool.py pull IMAGE...     pull through CRI (the kubelet's path, honouring hosts.toml)
-    cri_tool.py remove-pods       stop and remove every sandbox a kubelet-like agent created
-                                  (label io.kubernetes.pod.uid present)
+    cri_tool.py remove-pods [--node NAME]
+                                  stop and remove every sandbox our agent created for that node
+                                  (label shipmate.io/node-name; default node: the agent's default)
 """
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import argparse
 import asyncio
 import sys
 
+from agent.config import node_name_or_default
+from agent.labels import NODE_NAME
 from cri.client import CRIClient
 from cri.errors import CRIError, NotFound
-
-POD_UID_LABEL = "io.kubernetes.pod.uid"
-
 
 async def pull(client: CRIClient, images: list[str]) -> None:
     for image in images:
@@ -25,11 +25,12 @@ async def pull(client: CRIClient, images: list[str]) -> None:
         print(f"pulled {image} {image_ref}")
 
 
-async def remove_pods(client: CRIClient) -> None:
-    """Every sandbox is tried even when one fails; the failures are raised together at the end."""
+async def remove_pods(client: CRIClient, node_name: str) -> None:
+    """Every sandbox is tried even when one fails; the failures are raised together at the end.
+    Sandboxes of other nodes sharing this containerd (simulated nodes) and of other CRI users stay."""
     failures = []
     for sandbox in await client.list_pod_sandbox():
-        if POD_UID_LABEL not in sandbox.labels:
+        if sandbox.labels.get(NODE_NAME) != node_name:
             continue
         pod = f"{sandbox.metadata.namespace}/{sandbox.metadata.name}"
         try:
@@ -50,7 +51,7 @@ async def run(args: argparse.Namespace) -> None:
         if args.command == "pull":
             await pull(client, args.images)
         else:
-            await remove_pods(client)
+            await remove_pods(client, node_name_or_default(args.node))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoint", default="unix:///run/containerd/containerd.sock")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("pull").add_argument("images", nargs="+")
-    commands.add_parser("remove-pods")
+    commands.add_parser("remove-pods").add_argument("--node", default=None,
+                                                    help="node name (default: the hostname)")
     args = parser.parse_args(argv)
     try:
         asyncio.run(run(args))
