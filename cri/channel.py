@@ -1,6 +1,9 @@
 """The gRPC channel to containerd's unix socket, shared by the CRI client and the events stream."""
 from __future__ import annotations
 
+from types import TracebackType
+from typing import Self
+
 import grpc
 
 DEFAULT_ENDPOINT = "unix:///run/containerd/containerd.sock"
@@ -34,3 +37,20 @@ def socket_path(endpoint: str) -> str:
 def open_channel(endpoint: str) -> grpc.aio.Channel:
     """An insecure grpc.aio channel to the unix socket of endpoint; call from inside the event loop."""
     return grpc.aio.insecure_channel(f"unix://{socket_path(endpoint)}", options=CHANNEL_OPTIONS)
+
+
+class ChannelClient:
+    """Owns one channel to the endpoint; closes it on `close()` or at the end of `async with`."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._channel = open_channel(endpoint)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()

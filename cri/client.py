@@ -6,12 +6,11 @@ result (retries, back-off, pod policy) is the caller's job.
 """
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 import grpc
 
-from cri.channel import DEFAULT_ENDPOINT, open_channel
+from cri.channel import DEFAULT_ENDPOINT, ChannelClient
 from cri.errors import error_from_rpc
 from cri.gen import api_pb2, api_pb2_grpc
 
@@ -24,7 +23,7 @@ def runtime_conditions(response: api_pb2.StatusResponse) -> dict[str, api_pb2.Ru
     return {condition.type: condition for condition in response.status.conditions}
 
 
-class CRIClient:
+class CRIClient(ChannelClient):
     """CRI client over a grpc.aio channel; construct it inside the running event loop.
 
     timeout bounds every call. Calls that may pull an image (pull_image, and
@@ -38,19 +37,9 @@ class CRIClient:
         self.endpoint = endpoint
         self.timeout = timeout
         self.pull_timeout = pull_timeout
-        self._channel = open_channel(endpoint)
+        super().__init__(endpoint)
         self._runtime = api_pb2_grpc.RuntimeServiceStub(self._channel)
         self._images = api_pb2_grpc.ImageServiceStub(self._channel)
-
-    async def __aenter__(self) -> CRIClient:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close()
 
     async def _call(self, stub: Any, method: str, request: Any, timeout: float | None = None) -> Any:
         try:

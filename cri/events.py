@@ -10,12 +10,11 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from types import TracebackType
 
 import grpc
 from google.protobuf import any_pb2, message, timestamp_pb2
 
-from cri.channel import DEFAULT_ENDPOINT, open_channel
+from cri.channel import DEFAULT_ENDPOINT, ChannelClient
 from cri.errors import RuntimeUnavailable, error_from_rpc, unavailable_message
 from cri.gen import container_events_pb2, events_pb2, events_pb2_grpc, task_events_pb2
 
@@ -99,24 +98,14 @@ def decode_envelope(envelope: events_pb2.Envelope) -> ContainerdEvent:
     )
 
 
-class ContainerdEvents:
+class ContainerdEvents(ChannelClient):
     """Subscriptions to containerd's events; construct it inside the running event loop."""
 
     def __init__(self, address: str = DEFAULT_ENDPOINT, namespace: str | None = "k8s.io") -> None:
         self.address = address
         self.namespace = namespace
-        self._channel = open_channel(address)
+        super().__init__(address)
         self._stub = events_pb2_grpc.EventsStub(self._channel)
-
-    async def __aenter__(self) -> ContainerdEvents:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close()
 
     async def subscribe(self, topics: Iterable[str] = ("/tasks/",)) -> AsyncIterator[ContainerdEvent]:
         """Yield events whose topic starts with one of topics, until the stream breaks.

@@ -89,14 +89,19 @@ def ensure_bridge(ipr: IPRoute, name: str, gateway: ipaddress.IPv4Interface, mac
         index = _lookup(ipr, name)
         if index is None:
             raise RuntimeError(f"bridge {name} vanished right after creation")
+    _add_address(ipr, index, gateway)
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def _add_address(ipr: IPRoute, index: int, address: ipaddress.IPv4Interface) -> None:
+    """Adds the address with its broadcast; an address already there (a repeated ADD) is fine."""
     try:
-        ipr.addr("add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen,
-                 broadcast=str(gateway.network.broadcast_address))
+        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen,
+                 broadcast=str(address.network.broadcast_address))
     except NetlinkError as e:
         if e.code != errno.EEXIST:
             raise
-    ipr.link("set", index=index, state="up")
-    return index
 
 
 def delete_link(ipr: IPRoute, name: str) -> bool:
@@ -163,12 +168,7 @@ def configure_pod_interface(ifname: str, address: ipaddress.IPv4Interface,
         index = _lookup(ipr, ifname)
         if index is None:
             raise RuntimeError(f"interface {ifname} missing in the sandbox after creation")
-        try:
-            ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen,
-                     broadcast=str(address.network.broadcast_address))
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
-                raise
+        _add_address(ipr, index, address)
         ipr.link("set", index=index, state="up")
         _loopback_up(ipr)
         ipr.route("replace", dst="0.0.0.0/0", gateway=str(gateway), oif=index)

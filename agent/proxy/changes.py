@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from agent.proxy.model import (Endpoint, InvalidObject, ServicePort, ServicePortName,
                                SliceEndpoints, service_ports, slice_endpoints)
@@ -40,6 +41,19 @@ def _service_key(obj: dict) -> ServiceKey:
     return (meta.get("namespace") or "default", meta.get("name") or "")
 
 
+def _record_change(changes: dict[ServiceKey, _Change], key: ServiceKey,
+                   previous: Callable[[], dict], current: dict) -> bool:
+    """Keeps the state before the first pending change and the latest state; a change that ends
+    where it began is dropped. True when something is pending for `key` afterwards."""
+    change = changes.get(key)
+    if change is None:
+        change = changes[key] = _Change(previous=previous(), current={})
+    change.current = current
+    if change.previous == change.current:
+        del changes[key]
+        return False
+    return True
+
 @dataclass
 class ServiceChangeTracker:
     """Pending Service changes keyed by service; `update(old, new)` with None for add/delete."""
@@ -50,15 +64,8 @@ class ServiceChangeTracker:
         obj = current if current is not None else previous
         if obj is None:
             return False
-        key = _service_key(obj)
-        change = self._changes.get(key)
-        if change is None:
-            change = self._changes[key] = _Change(previous=_port_map(previous), current={})
-        change.current = _port_map(current)
-        if change.previous == change.current:
-            del self._changes[key]
-            return False
-        return True
+        return _record_change(self._changes, _service_key(obj), lambda: _port_map(previous),
+                              _port_map(current))
 
     def pending(self) -> bool:
         return bool(self._changes)
@@ -99,14 +106,7 @@ class EndpointsChangeTracker:
             slices[parsed.name] = parsed
         if not slices:
             del self._slices[key]
-        change = self._changes.get(key)
-        if change is None:
-            change = self._changes[key] = _Change(previous=before, current={})
-        change.current = self._merged(key)
-        if change.previous == change.current:
-            del self._changes[key]
-            return False
-        return True
+        return _record_change(self._changes, key, lambda: before, self._merged(key))
 
     def pending(self) -> bool:
         return bool(self._changes)

@@ -4,16 +4,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any
+
+from tests.support import runtime_sandboxes
 
 ADMIN_KUBECONFIG = os.environ.get("SHIPMATE_KUBECONFIG", "/etc/shipmate/admin.kubeconfig")
 KUBECTL = os.environ.get("SHIPMATE_KUBECTL", "/usr/local/bin/kubectl")
 TEST_IMAGE = "127.0.0.1:5000/library/busybox:latest"
-
-T = TypeVar("T")
 
 
 class KubectlError(AssertionError):
@@ -43,20 +42,6 @@ class Kubectl:
         return self.run("apply", "-f", "-", *extra, stdin=text)
 
 
-def wait_for(condition: Callable[[], T | None], timeout: float, interval: float = 0.1,
-             what: str = "condition") -> T:
-    """Polls until `condition` returns a truthy value; fails naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = condition()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
-
-
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
@@ -79,15 +64,5 @@ def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def sandboxes_of_pod(pod_uid: str) -> list[Any]:
-    """The CRI sandboxes containerd holds for a pod UID, asked through CRI itself."""
-    import asyncio
-
-    from cri.client import CRIClient
-    from cri.gen import api_pb2
-
-    async def query() -> list[Any]:
-        async with CRIClient() as runtime:
-            selector = api_pb2.PodSandboxFilter(label_selector={"io.kubernetes.pod.uid": pod_uid})
-            return await runtime.list_pod_sandbox(selector)
-
-    return asyncio.run(query())
+    """The CRI sandboxes containerd holds for a pod UID."""
+    return runtime_sandboxes(**{"io.kubernetes.pod.uid": pod_uid})

@@ -1,6 +1,7 @@
 """Issue 2 acceptance: a pod written with real kubectl runs on our agent through real containerd."""
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.request
@@ -8,7 +9,8 @@ import urllib.request
 import pytest
 
 from tests.e2e.cluster import (TEST_IMAGE, Kubectl, container_status, pod_manifest,
-                               sandboxes_of_pod, unique_name, wait_for)
+                               sandboxes_of_pod, unique_name)
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +133,7 @@ def test_invalid_manifest_is_rejected_with_422(kubectl: Kubectl, namespace: str,
                                                container: dict, expected: str) -> None:
     name = unique_name("invalid")
     result = kubectl.run("apply", "-v=6", "-f", "-", check=False,
-                         stdin=__import__("json").dumps(pod_manifest(name, namespace, [container])))
+                         stdin=json.dumps(pod_manifest(name, namespace, [container])))
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
     assert "422" in result.stderr, result.stderr

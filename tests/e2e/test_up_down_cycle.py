@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.cluster import (TEST_IMAGE, Kubectl, pod_manifest, sandboxes_of_pod, unique_name,
-                               wait_for)
+from tests.e2e.cluster import TEST_IMAGE, Kubectl, pod_manifest, sandboxes_of_pod, unique_name
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
 

@@ -12,9 +12,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
+
+from tests.support import remove_runtime_pods, runtime_sandboxes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +31,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 class Cluster:
@@ -84,30 +75,8 @@ class Cluster:
         return (self.workdir / "agent.log").read_text(errors="replace")[-4000:]
 
 
-def runtime_sandboxes(**labels: str) -> list[Any]:
-    from cri.client import CRIClient
-    from cri.gen import api_pb2
-
-    async def query() -> list[Any]:
-        async with CRIClient() as runtime:
-            return await runtime.list_pod_sandbox(api_pb2.PodSandboxFilter(label_selector=labels))
-    return asyncio.run(query())
-
-
 def remove_node_sandboxes() -> None:
-    from cri.client import CRIClient
-    from cri.gen import api_pb2
-
-    async def clean() -> None:
-        async with CRIClient() as runtime:
-            selector = {"shipmate.io/node-name": NODE}
-            for container in await runtime.list_containers(api_pb2.ContainerFilter(label_selector=selector)):
-                await runtime.stop_container(container.id, 0)
-                await runtime.remove_container(container.id)
-            for sandbox in await runtime.list_pod_sandbox(api_pb2.PodSandboxFilter(label_selector=selector)):
-                await runtime.stop_pod_sandbox(sandbox.id)
-                await runtime.remove_pod_sandbox(sandbox.id)
-    asyncio.run(clean())
+    asyncio.run(remove_runtime_pods({"shipmate.io/node-name": NODE}))
 
 
 def other_agents() -> list[str]:

@@ -17,6 +17,7 @@ from agent.dns import ResolvConf
 from agent.image_manager import ImageManager
 from agent.pod_status import generate_pod_status
 from agent.runtime_manager import RuntimeManager
+from tests.support import remove_runtime_pods
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +43,7 @@ def uid() -> str:
 @pytest.fixture(autouse=True)
 async def remove_test_sandboxes(uid: str) -> AsyncIterator[None]:
     yield
-    async with CRIClient() as runtime:
-        selector = {"io.kubernetes.pod.uid": uid}
-        for container in await runtime.list_containers(api_pb2.ContainerFilter(label_selector=selector)):
-            await runtime.stop_container(container.id, 0)
-            await runtime.remove_container(container.id)
-        for sandbox in await runtime.list_pod_sandbox(api_pb2.PodSandboxFilter(label_selector=selector)):
-            await runtime.stop_pod_sandbox(sandbox.id)
-            await runtime.remove_pod_sandbox(sandbox.id)
+    await remove_runtime_pods({"io.kubernetes.pod.uid": uid})
 
 
 def host_network_pod(uid: str, containers: list[dict]) -> dict:

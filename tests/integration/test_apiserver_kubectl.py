@@ -13,6 +13,8 @@ import urllib.request
 
 import pytest
 
+from tests.support import wait_for
+
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
 
@@ -100,16 +102,6 @@ def server(tmp_path):
     srv.start()
     yield srv
     srv.stop()
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_kubeconfig_and_default_namespaces(server):
