@@ -1,4 +1,9 @@
-"""Per-key exponential backoff (kubelet's flowcontrol.Backoff): 10 s doubling to 5 min by default."""
+"""Per-key exponential backoff (kubelet's flowcontrol.Backoff): 10 s doubling to 5 min by default.
+
+Two ways to use it, as upstream: `failed`/`in_backoff` count from the moment of the failure (image
+pulls, sandboxes); `next`/`in_backoff_since` count from an event time such as a container's
+finishedAt (container restarts: CrashLoopBackOff). An entry expires when the event comes more than
+twice the maximum after the last update (a container that ran 10 minutes starts again at 10 s)."""
 from __future__ import annotations
 
 import time
@@ -31,6 +36,27 @@ class Backoff:
         self._entries[key] = entry
         return entry.delay
 
+    def next(self, key: Hashable, event_time: float) -> float:
+        """Records an attempt made for an event at `event_time` (same clock) and returns the window
+        the next event of this key will wait (flowcontrol.Backoff.Next)."""
+        entry = self._entries.get(key)
+        if entry is None or event_time - entry.last_failure > 2 * self.maximum:
+            delay = self.initial
+        else:
+            delay = min(entry.delay * 2, self.maximum)
+        self._entries[key] = _Entry(delay, self.clock())
+        return delay
+
+    def in_backoff_since(self, key: Hashable, event_time: float) -> bool:
+        """Whether an attempt for an event at `event_time` must still wait (IsInBackOffSince)."""
+        return self.remaining_since(key, event_time) > 0
+
+    def remaining_since(self, key: Hashable, event_time: float) -> float:
+        entry = self._entries.get(key)
+        if entry is None or event_time - entry.last_failure > 2 * self.maximum:
+            return 0.0
+        return max(0.0, event_time + entry.delay - self.clock())
+
     def remaining(self, key: Hashable) -> float:
         """Seconds left in the key's backoff window (0 when an attempt is allowed)."""
         entry = self._entries.get(key)
@@ -51,3 +77,15 @@ class Backoff:
     def forget_where(self, predicate: Callable[[Hashable], bool]) -> None:
         for key in [k for k in self._entries if predicate(k)]:
             del self._entries[key]
+
+
+def go_duration(seconds: float) -> str:
+    """A whole-second duration as Go's time.Duration prints it: 10s, 1m20s, 5m0s, 1h0m0s."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

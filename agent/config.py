@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import psutil
+
+from agent.node_pressure import DEFAULT_EVICTION_HARD, parse_eviction_hard
+from shipmate.hostnet import default_route_address
+from shipmate.quantity import QuantityError, parse_quantity
 
 DEFAULT_SERVER = "http://127.0.0.1:6443"
 DEFAULT_RUNTIME_ENDPOINT = "unix:///run/containerd/containerd.sock"
@@ -29,32 +33,31 @@ class AgentConfig:
     pod_log_dir: str
     max_pods: int
     log_level: int
+    # kube-proxy and cluster DNS roles (docs/design.md "Proxy", "Agent: cluster DNS")
+    cluster_cidr: str = "10.244.0.0/16"
+    cluster_dns: str = "169.254.20.10"
+    cluster_domain: str = "cluster.local"
+    masquerade_all: bool = False
+    iptables_min_sync_period: float = 1.0
+    iptables_sync_period: float = 30.0
+    cleanup_iptables: bool = False
+    # static pods and image GC (docs/design.md "Agent: static pods, crash-safety and node health")
+    pod_manifest_path: str = "/etc/shipmate/manifests"
+    image_gc_high_threshold: int = 85
+    image_gc_low_threshold: int = 80
+    minimum_image_ttl_duration: float = 120.0
+    eviction_hard: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EVICTION_HARD))
+    # node server, container log rotation (docs/design.md "Agent: node server, logs and exec")
+    node_server_port: int = 10250
+    container_log_max_size: int = 10 * 1024 * 1024
+    container_log_max_files: int = 5
+    # CRI call deadline (kubelet's --runtime-request-timeout; docs/benchmarks.md "Density")
+    runtime_request_timeout: float = 120.0
 
 
 def node_name_or_default(flag: str | None) -> str:
     """The node's name: the flag, else the hostname, lower-cased as Kubernetes names must be."""
     return (flag or socket.gethostname()).lower()
-
-def default_route_interface(proc_net_route: str = "/proc/net/route") -> str | None:
-    try:
-        with open(proc_net_route) as handle:
-            for line in handle.read().splitlines()[1:]:
-                fields = line.split()
-                if len(fields) > 2 and fields[1] == "00000000":
-                    return fields[0]
-    except OSError:
-        return None
-    return None
-
-
-def default_node_ip() -> str:
-    """The IPv4 address of the default route's interface (127.0.0.1 when there is none)."""
-    interface = default_route_interface()
-    for address in psutil.net_if_addrs().get(interface or "", []):
-        if address.family == socket.AF_INET:
-            return address.address
-    return "127.0.0.1"
-
 
 def _log_level(value: str) -> int:
     if value.isdigit():   # klog-style -v=N: 0-1 info, 2+ debug
@@ -62,6 +65,29 @@ def _log_level(value: str) -> int:
     if value.lower() not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"log level must be one of {', '.join(LOG_LEVELS)} or a number")
     return LOG_LEVELS[value.lower()]
+
+
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration(value: str) -> float:
+    """A Go-style duration ("2m", "1h30m", "90s", "500ms") in seconds."""
+    match = re.fullmatch(r"((\d+(\.\d+)?)(h|ms|m|s))+", value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 2m, 90s or 1h30m")
+    return sum(float(number) * _DURATION_UNITS[unit]
+               for number, _, unit in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", value))
+
+
+def _byte_size(value: str) -> int:
+    """A size as a resource quantity ("10Mi", "500Ki", "1G") in bytes."""
+    try:
+        size = parse_quantity(value).int_value()
+    except QuantityError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive size")
+    return size
 
 
 def parse_args(argv: list[str]) -> AgentConfig:
@@ -80,19 +106,83 @@ def parse_args(argv: list[str]) -> AgentConfig:
     parser.add_argument("--max-pods", type=int, default=110)
     parser.add_argument("-v", "--log-level", type=_log_level, default=logging.INFO,
                         help="debug, info, warning, error, or a klog-style number")
+    parser.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                        help="pod network; service traffic from outside it is masqueraded")
+    parser.add_argument("--cluster-dns", default="169.254.20.10",
+                        help="address the agent serves cluster DNS on and gives pods (empty: no cluster DNS)")
+    parser.add_argument("--cluster-domain", default="cluster.local")
+    parser.add_argument("--masquerade-all", action="store_true",
+                        help="SNAT all traffic sent to service cluster IPs (as kube-proxy's flag)")
+    parser.add_argument("--iptables-min-sync-period", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--iptables-sync-period", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument("--cleanup-iptables", action="store_true",
+                        help="remove the proxy's iptables chains and rules, then exit")
+    parser.add_argument("--eviction-hard", default=None, metavar="SIGNAL<QUANTITY,...",
+                        help="node pressure thresholds, e.g. memory.available<100Mi,nodefs.available<10%% "
+                             "(default: kubelet's)")
+    parser.add_argument("--pod-manifest-path", default="/etc/shipmate/manifests",
+                        help="directory of static pod manifests (one pod per file, YAML or JSON)")
+    parser.add_argument("--image-gc-high-threshold", type=int, default=85, metavar="PERCENT",
+                        help="disk usage above which unused images are removed")
+    parser.add_argument("--image-gc-low-threshold", type=int, default=80, metavar="PERCENT",
+                        help="disk usage image garbage collection frees down to")
+    parser.add_argument("--minimum-image-ttl-duration", type=_duration, default=120.0, metavar="DURATION",
+                        help="minimum age of an unused image before it is garbage collected (e.g. 2m, 90s)")
+    parser.add_argument("--node-server-port", type=int, default=10250,
+                        help="HTTPS port of the node server (logs, exec, attach, healthz, metrics)")
+    parser.add_argument("--container-log-max-size", type=_byte_size, default=10 * 1024 * 1024, metavar="SIZE",
+                        help="size (e.g. 10Mi) at which a container's log is rotated")
+    parser.add_argument("--container-log-max-files", type=int, default=5,
+                        help="most log files kept per container, the current one included (at least 2)")
+    parser.add_argument("--runtime-request-timeout", type=_duration, default=120.0, metavar="DURATION",
+                        help="deadline of each CRI call except pulls and long-running ones (kubelet's, 2m)")
     args = parser.parse_args(argv)
 
     node_name = node_name_or_default(args.node_name)
-    node_ip = args.node_ip or default_node_ip()
+    node_ip = args.node_ip or default_route_address()
     try:
         ipaddress.ip_address(node_ip)
     except ValueError:
         parser.error(f"--node-ip {node_ip!r} is not an IP address")
     if args.max_pods < 1:
         parser.error("--max-pods must be at least 1")
+    try:
+        cluster_cidr = str(ipaddress.IPv4Network(args.cluster_cidr))
+    except ValueError:
+        parser.error(f"--cluster-cidr {args.cluster_cidr!r} is not an IPv4 network")
+    if args.cluster_dns:
+        try:
+            ipaddress.IPv4Address(args.cluster_dns)
+        except ValueError:
+            parser.error(f"--cluster-dns {args.cluster_dns!r} is not an IPv4 address")
+    if args.iptables_min_sync_period < 0 or args.iptables_sync_period <= 0:
+        parser.error("--iptables-min-sync-period must be >= 0 and --iptables-sync-period > 0")
+    if not 0 <= args.image_gc_low_threshold <= args.image_gc_high_threshold <= 100:
+        parser.error("need 0 <= --image-gc-low-threshold <= --image-gc-high-threshold <= 100")
+    try:
+        eviction_hard = (parse_eviction_hard(args.eviction_hard) if args.eviction_hard is not None
+                         else dict(DEFAULT_EVICTION_HARD))
+    except ValueError as error:
+        parser.error(f"--eviction-hard: {error}")
+    if not 0 < args.node_server_port < 65536:
+        parser.error("--node-server-port must be a port number")
+    if args.runtime_request_timeout <= 0:
+        parser.error("--runtime-request-timeout must be positive")
+    if args.container_log_max_files < 2:
+        parser.error("--container-log-max-files must be at least 2")
     server = args.server or (None if args.kubeconfig else DEFAULT_SERVER)
     return AgentConfig(server=server, kubeconfig=args.kubeconfig, node_name=node_name, node_ip=node_ip,
                        container_runtime_endpoint=args.container_runtime_endpoint, root_dir=args.root_dir,
                        cni_bin_dir=args.cni_bin_dir, cni_conf_dir=args.cni_conf_dir, cni_socket=args.cni_socket,
                        ipam_dir=args.ipam_dir, pod_log_dir=args.pod_log_dir, max_pods=args.max_pods,
-                       log_level=args.log_level)
+                       log_level=args.log_level, cluster_cidr=cluster_cidr, cluster_dns=args.cluster_dns,
+                       cluster_domain=args.cluster_domain.strip(".").lower(), masquerade_all=args.masquerade_all,
+                       iptables_min_sync_period=args.iptables_min_sync_period,
+                       iptables_sync_period=args.iptables_sync_period, cleanup_iptables=args.cleanup_iptables,
+                       pod_manifest_path=args.pod_manifest_path,
+                       image_gc_high_threshold=args.image_gc_high_threshold,
+                       image_gc_low_threshold=args.image_gc_low_threshold,
+                       minimum_image_ttl_duration=args.minimum_image_ttl_duration, eviction_hard=eviction_hard,
+                       node_server_port=args.node_server_port, container_log_max_size=args.container_log_max_size,
+                       container_log_max_files=args.container_log_max_files,
+                       runtime_request_timeout=args.runtime_request_timeout)

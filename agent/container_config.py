@@ -4,11 +4,15 @@ Raises ContainerConfigError for input the agent cannot honour (the status then s
 CreateContainerConfigError, as kubelet does)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import psutil
 
 from cri.gen import api_pb2
 
@@ -17,7 +21,9 @@ from agent.expansion import expand
 from agent.sandbox_config import namespace_options
 from shipmate.quantity import QuantityError, parse_quantity
 
-# kubelet's defaults for containers that are not privileged (procMount Default).
+Obj = dict[str, Any]
+
+# kubelet's defaults for containers (procMount Default).
 DEFAULT_MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
     "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
@@ -28,8 +34,12 @@ DEFAULT_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/p
 MIN_CPU_SHARES = 2
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000
+# kubelet's QoS OOM score adjustments (pkg/kubelet/qos/policy.go).
+GUARANTEED_OOM_SCORE_ADJ = -997
+BEST_EFFORT_OOM_SCORE_ADJ = 1000
+EVICTION_HARD_MEMORY = 100 * 1024 * 1024
 
-_SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
+_SUBSCRIPT = re.compile(r"^(metadata\.(?:labels|annotations))\['(.+)'\]$")
 
 
 class ContainerConfigError(ValueError):
@@ -37,14 +47,56 @@ class ContainerConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class NodeResources:
+    """What a container without limits may use (downward API defaults) and the memory capacity
+    the burstable OOM score is computed against."""
+    allocatable_cpu_milli: int = 0
+    allocatable_memory: int = 0
+    memory_capacity: int = 0
+
+    @classmethod
+    def of_this_machine(cls) -> "NodeResources":
+        memory = psutil.virtual_memory().total
+        return cls((psutil.cpu_count() or 1) * 1000, max(memory - EVICTION_HARD_MEMORY, 0), memory)
+
+
+@dataclass(frozen=True)
 class PodContext:
-    """Facts about the running pod that env `fieldRef`s can refer to."""
-    pod_ip: str = ""
-    host_ip: str = ""
+    """Facts about the running pod that env `fieldRef`s and resources refer to."""
+    pod_ips: tuple[str, ...] = ()
+    host_ips: tuple[str, ...] = ()
     node_name: str = ""
+    node: NodeResources = NodeResources()
+
+    @property
+    def pod_ip(self) -> str:
+        return self.pod_ips[0] if self.pod_ips else ""
 
 
-def container_hash(container: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class EnvSources:
+    """The configMaps and secrets env/envFrom refer to, by name (None: not found), and the
+    services whose variables the container gets (`kubernetes` in default, and the pod's
+    namespace's when enableServiceLinks)."""
+    config_maps: dict[str, Obj | None] = field(default_factory=dict)
+    secrets: dict[str, Obj | None] = field(default_factory=dict)
+    services: tuple[Obj, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageUser:
+    """The user an image runs as (CRI Image.uid / Image.username)."""
+    uid: int | None = None
+    username: str = ""
+
+
+def pod_format(pod: Obj) -> str:
+    """kubelet's format.Pod: name_namespace(uid)."""
+    meta = pod.get("metadata", {})
+    return f"{meta.get('name', '')}_{meta.get('namespace', '')}({meta.get('uid', '')})"
+
+
+def container_hash(container: Obj) -> str:
     """A stable hash of the container spec: a running container whose spec changed (e.g. a new
     image) is replaced. Resources are left out, as kubelet does, so a resize is not a restart."""
     hashed = {k: v for k, v in container.items() if k != "resources"}
@@ -57,48 +109,327 @@ def container_log_path(container_name: str, restart_count: int) -> str:
     return f"{container_name}/{restart_count}.log"
 
 
-def field_ref_value(pod: dict[str, Any], path: str, context: PodContext) -> str:
+# ---------------------------------------------------------------- env
+def _format_map(values: dict[str, str]) -> str:
+    """fieldpath.FormatMap: sorted key="value" lines (Go %q quoting)."""
+    return "\n".join(f"{key}={json.dumps(values[key], ensure_ascii=False)}" for key in sorted(values))
+
+
+def field_ref_value(pod: Obj, path: str, context: PodContext) -> str:
+    """podFieldSelectorRuntimeValue + fieldpath.ExtractFieldPathAsString."""
     meta, spec = pod["metadata"], pod.get("spec", {})
+    pod_ips = list(context.host_ips) if spec.get("hostNetwork") else list(context.pod_ips)
     simple = {
         "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
         "metadata.uid": meta.get("uid", ""), "spec.nodeName": spec.get("nodeName") or context.node_name,
         "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "status.podIP": context.pod_ip, "status.podIPs": context.pod_ip,
-        "status.hostIP": context.host_ip, "status.hostIPs": context.host_ip,
+        "status.podIP": pod_ips[0] if pod_ips else "", "status.podIPs": ",".join(pod_ips),
+        "status.hostIP": context.host_ips[0] if context.host_ips else "",
+        "status.hostIPs": ",".join(context.host_ips),
+        "metadata.labels": _format_map(meta.get("labels") or {}),
+        "metadata.annotations": _format_map(meta.get("annotations") or {}),
     }
     if path in simple:
         return simple[path]
     match = _SUBSCRIPT.match(path)
     if match:
-        return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
-    raise ContainerConfigError(f"unsupported fieldRef fieldPath {path!r}")
+        return str((meta.get(match.group(1).split(".")[1]) or {}).get(match.group(2), ""))
+    raise ContainerConfigError(f"unsupported fieldPath: {path}")
 
 
-def container_env(pod: dict[str, Any], container: dict[str, Any], context: PodContext) -> list[tuple[str, str]]:
-    """Env in spec order; each value may refer to the variables defined before it."""
+def resource_field_value(container: Obj, selector: Obj, node: NodeResources) -> str:
+    """ExtractContainerResourceValue, with limits defaulting to the node's allocatable (kubelet's
+    defaultPodLimitsForDownwardAPI); the value is rounded up in units of the divisor."""
+    resource = selector.get("resource", "")
+    resources = container.get("resources") or {}
+    try:
+        divisor = parse_quantity(selector.get("divisor") or "1")
+        if divisor.value == 0:
+            divisor = parse_quantity("1")
+        kind, _, name = resource.partition(".")
+        values = resources.get(kind) or {}
+        if kind not in ("limits", "requests") or name not in ("cpu", "memory", "ephemeral-storage"):
+            raise ContainerConfigError(f"unsupported container resource : {resource}")
+        raw = values.get(name)
+        if name == "cpu":
+            milli = parse_quantity(raw).milli_value() if raw is not None else (
+                node.allocatable_cpu_milli if kind == "limits" else 0)
+            return str(math.ceil(milli / divisor.milli_value()))
+        if name == "memory":
+            amount = parse_quantity(raw).int_value() if raw is not None else (
+                node.allocatable_memory if kind == "limits" else 0)
+        else:
+            amount = parse_quantity(raw).int_value() if raw is not None else 0
+        return str(math.ceil(amount / divisor.int_value()))
+    except QuantityError as error:
+        raise ContainerConfigError(f"invalid resourceFieldRef {resource}: {error}") from None
+
+
+def _env_name(name: str) -> str:
+    return name.replace("-", "_").upper()
+
+
+def service_env(services: Sequence[Obj], namespace: str, enable_service_links: bool) -> dict[str, str]:
+    """kubelet's getServiceEnvVarMap + envvars.FromServices: `<NAME>_SERVICE_HOST/_PORT[_<PORT>]`
+    and the Docker-link variables, for services with a cluster IP."""
+    chosen: dict[str, Obj] = {}
+    for service in services:
+        meta, spec = service.get("metadata", {}), service.get("spec", {})
+        if spec.get("clusterIP") in (None, "", "None") or not spec.get("ports"):
+            continue
+        name = meta.get("name", "")
+        if meta.get("namespace") == "default" and name == "kubernetes":
+            chosen.setdefault(name, service)
+        elif meta.get("namespace") == namespace and enable_service_links:
+            chosen[name] = service
+    result: dict[str, str] = {}
+    for name in sorted(chosen):
+        spec = chosen[name]["spec"]
+        ip, ports, prefix = spec["clusterIP"], spec["ports"], _env_name(name)
+        result[f"{prefix}_SERVICE_HOST"] = ip
+        result[f"{prefix}_SERVICE_PORT"] = str(ports[0]["port"])
+        for port in ports:
+            if port.get("name"):
+                result[f"{prefix}_SERVICE_PORT_{_env_name(port['name'])}"] = str(port["port"])
+        for index, port in enumerate(ports):
+            protocol = port.get("protocol") or "TCP"
+            host_port = f"[{ip}]:{port['port']}" if ":" in ip else f"{ip}:{port['port']}"
+            url = f"{protocol.lower()}://{host_port}"
+            if index == 0:
+                result[f"{prefix}_PORT"] = url
+            port_prefix = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"
+            result[port_prefix] = url
+            result[f"{port_prefix}_PROTO"] = protocol.lower()
+            result[f"{port_prefix}_PORT"] = str(port["port"])
+            result[f"{port_prefix}_ADDR"] = ip
+    return result
+
+
+def _source_data(obj: Obj, secret: bool) -> dict[str, str]:
+    if not secret:
+        return dict(obj.get("data") or {})
+    return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()}
+
+
+def container_env(pod: Obj, container: Obj, context: PodContext,
+                  sources: EnvSources = EnvSources()) -> list[tuple[str, str]]:
+    """kubelet's makeEnvironmentVariables: envFrom first, then env (which overrides it); each env
+    value may refer to the variables defined before it and to the service variables, which come
+    last unless defined."""
+    namespace = pod["metadata"].get("namespace", "")
+    services = service_env(sources.services, namespace, pod.get("spec", {}).get("enableServiceLinks", True) is not False)
     defined: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        for kind, secret in (("configMapRef", False), ("secretRef", True)):
+            ref = source.get(kind)
+            if not ref:
+                continue
+            name = ref.get("name", "")
+            obj = (sources.secrets if secret else sources.config_maps).get(name)
+            if obj is None:
+                if ref.get("optional"):
+                    continue
+                raise ContainerConfigError(f'{"secret" if secret else "configmap"} "{name}" not found')
+            for key, value in _source_data(obj, secret).items():
+                defined[(source.get("prefix") or "") + key] = value
     for var in container.get("env") or []:
         name = var["name"]
-        if "valueFrom" in var and var["valueFrom"] is not None:
-            source = var["valueFrom"]
-            if "fieldRef" in source:
-                defined[name] = field_ref_value(pod, source["fieldRef"]["fieldPath"], context)
-            else:
-                kind = next(iter(source), "valueFrom")
-                raise ContainerConfigError(f"env {name}: {kind} is not supported by this agent")
+        value_from = var.get("valueFrom")
+        if var.get("value"):
+            defined[name] = expand(var["value"], {**services, **defined})
+        elif value_from:
+            value = _env_value_from(pod, container, value_from, context, sources, namespace)
+            if value is None:
+                continue
+            defined[name] = value
         else:
-            defined[name] = expand(var.get("value") or "", defined)
-    if container.get("envFrom"):
-        raise ContainerConfigError("envFrom is not supported by this agent")
-    return list(defined.items())
+            defined[name] = ""
+    return list(defined.items()) + [(k, v) for k, v in services.items() if k not in defined]
 
 
-def container_config(pod: dict[str, Any], container: dict[str, Any], *, restart_count: int,
-                     node_name: str, context: PodContext) -> api_pb2.ContainerConfig:
+def _env_value_from(pod: Obj, container: Obj, value_from: Obj, context: PodContext, sources: EnvSources,
+                    namespace: str) -> str | None:
+    """One env valueFrom; None when an optional source or key is missing (the variable is unset)."""
+    if value_from.get("fieldRef"):
+        return field_ref_value(pod, value_from["fieldRef"].get("fieldPath", ""), context)
+    if value_from.get("resourceFieldRef"):
+        selector = value_from["resourceFieldRef"]
+        target = container
+        if selector.get("containerName"):
+            spec = pod.get("spec", {})
+            target = next((c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                           if c["name"] == selector["containerName"]), container)
+        return resource_field_value(target, selector, context.node)
+    for kind, secret, label in (("configMapKeyRef", False, "ConfigMap"), ("secretKeyRef", True, "Secret")):
+        ref = value_from.get(kind)
+        if not ref:
+            continue
+        name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
+        obj = (sources.secrets if secret else sources.config_maps).get(name)
+        if obj is None:
+            if optional:
+                return None
+            raise ContainerConfigError(f'{"secret" if secret else "configmap"} "{name}" not found')
+        data = _source_data(obj, secret)
+        if key not in data:
+            if optional:
+                return None
+            raise ContainerConfigError(f"couldn't find key {key} in {label} {namespace}/{name}")
+        return data[key]
+    kind = next(iter(value_from), "valueFrom")
+    raise ContainerConfigError(f"env valueFrom {kind} is not supported by this agent")
+
+
+# ---------------------------------------------------------------- security
+def effective_security(pod: Obj, container: Obj) -> Obj:
+    """DetermineEffectiveSecurityContext: the container's fields over the pod's (the fields both have)."""
+    pod_security = pod.get("spec", {}).get("securityContext") or {}
+    result = {k: pod_security[k] for k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions",
+                                           "seccompProfile", "appArmorProfile") if k in pod_security}
+    result.update(container.get("securityContext") or {})
+    return result
+
+
+def verify_run_as_non_root(pod: Obj, container: Obj, image: ImageUser) -> None:
+    """kubelet's verifyRunAsNonRoot (numeric users only)."""
+    security = effective_security(pod, container)
+    if not security.get("runAsNonRoot"):
+        return
+    name = container["name"]
+    if security.get("runAsUser") is not None:
+        if int(security["runAsUser"]) == 0:
+            raise ContainerConfigError(
+                f'container\'s runAsUser breaks non-root policy (pod: "{pod_format(pod)}", container: {name})')
+        return
+    if image.uid == 0:
+        raise ContainerConfigError(
+            f'container has runAsNonRoot and image will run as root (pod: "{pod_format(pod)}", container: {name})')
+    if image.uid is None and image.username:
+        raise ContainerConfigError(
+            f"container has runAsNonRoot and image has non-numeric user ({image.username}), cannot verify user "
+            f'is non-root (pod: "{pod_format(pod)}", container: {name})')
+
+
+def _security_context(pod: Obj, container: Obj) -> api_pb2.LinuxContainerSecurityContext:
+    security = effective_security(pod, container)
+    pod_security = pod.get("spec", {}).get("securityContext") or {}
+    unmasked = security.get("procMount") == "Unmasked"
+    result = api_pb2.LinuxContainerSecurityContext(
+        privileged=bool(security.get("privileged")),
+        namespace_options=namespace_options(pod),
+        readonly_rootfs=bool(security.get("readOnlyRootFilesystem")),
+        no_new_privs=security.get("allowPrivilegeEscalation") is False,
+        masked_paths=[] if unmasked else DEFAULT_MASKED_PATHS,
+        readonly_paths=[] if unmasked else DEFAULT_READONLY_PATHS,
+    )
+    if security.get("runAsUser") is not None:
+        result.run_as_user.value = int(security["runAsUser"])
+    if security.get("runAsGroup") is not None:
+        result.run_as_group.value = int(security["runAsGroup"])
+    if pod_security.get("fsGroup") is not None:
+        result.supplemental_groups.append(int(pod_security["fsGroup"]))
+    result.supplemental_groups.extend(int(g) for g in pod_security.get("supplementalGroups") or [])
+    capabilities = security.get("capabilities") or {}
+    result.capabilities.add_capabilities.extend(capabilities.get("add") or [])
+    result.capabilities.drop_capabilities.extend(capabilities.get("drop") or [])
+    seccomp = (security.get("seccompProfile") or {}).get("type")
+    if seccomp == "RuntimeDefault":
+        result.seccomp.profile_type = api_pb2.SecurityProfile.RuntimeDefault
+    elif seccomp == "Localhost":
+        result.seccomp.profile_type = api_pb2.SecurityProfile.Localhost
+        result.seccomp.localhost_ref = security["seccompProfile"].get("localhostProfile", "")
+    else:
+        result.seccomp.profile_type = api_pb2.SecurityProfile.Unconfined
+    return result
+
+
+# ---------------------------------------------------------------- resources
+def _quantity(value: Any, what: str) -> Any:
+    try:
+        return parse_quantity(value)
+    except QuantityError as error:
+        raise ContainerConfigError(f"invalid {what}: {error}") from None
+
+
+def qos_class(pod: Obj) -> str:
+    """v1qos.ComputePodQOS over containers and init containers (cpu and memory; requests default
+    to limits as the API server defaults them)."""
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    guaranteed = True
+    spec = pod.get("spec", {})
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        resources = container.get("resources") or {}
+        container_limits = {k: _quantity(v, "limit") for k, v in (resources.get("limits") or {}).items()
+                            if k in ("cpu", "memory")}
+        container_requests = {k: _quantity(v, "request") for k, v in (resources.get("requests") or {}).items()
+                              if k in ("cpu", "memory")}
+        for name, limit in container_limits.items():
+            container_requests.setdefault(name, limit)
+        for name, quantity in container_requests.items():
+            if quantity.value > 0:
+                requests[name] = requests[name] + quantity if name in requests else quantity
+        found = set()
+        for name, quantity in container_limits.items():
+            if quantity.value > 0:
+                found.add(name)
+                limits[name] = limits[name] + quantity if name in limits else quantity
+        if found != {"cpu", "memory"}:
+            guaranteed = False
+    if not requests and not limits:
+        return "BestEffort"
+    if guaranteed and all(name in limits and limits[name] == quantity for name, quantity in requests.items()) \
+            and len(requests) == len(limits):
+        return "Guaranteed"
+    return "Burstable"
+
+
+def oom_score_adj(pod: Obj, container: Obj, memory_capacity: int) -> int:
+    """kubelet's GetContainerOOMScoreAdjust."""
+    qos = qos_class(pod)
+    if qos == "Guaranteed":
+        return GUARANTEED_OOM_SCORE_ADJ
+    if qos == "BestEffort":
+        return BEST_EFFORT_OOM_SCORE_ADJ
+    resources = container.get("resources") or {}
+    raw = (resources.get("requests") or {}).get("memory", (resources.get("limits") or {}).get("memory"))
+    request = _quantity(raw, "memory request").int_value() if raw is not None else 0
+    adjust = 1000 - (1000 * request) // memory_capacity if memory_capacity > 0 else 1000
+    if adjust < 1000 + GUARANTEED_OOM_SCORE_ADJ:
+        return 1000 + GUARANTEED_OOM_SCORE_ADJ
+    if adjust == BEST_EFFORT_OOM_SCORE_ADJ:
+        return adjust - 1
+    return adjust
+
+
+def container_resources(container: Obj, oom_score: int = 0) -> api_pb2.LinuxContainerResources:
+    """kubelet's cgroup values: shares from the CPU request (limit when no request), a CFS quota
+    from the CPU limit (period always 100 ms), and the memory limit in bytes."""
+    resources = container.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    cpu_request = requests.get("cpu", limits.get("cpu"))
+    milli_request = _quantity(cpu_request, "cpu request").milli_value() if cpu_request is not None else 0
+    result = api_pb2.LinuxContainerResources(
+        cpu_shares=max(MIN_CPU_SHARES, milli_request * 1024 // 1000), cpu_period=CPU_PERIOD_US,
+        oom_score_adj=oom_score)
+    if "cpu" in limits:
+        milli_limit = _quantity(limits["cpu"], "cpu limit").milli_value()
+        if milli_limit:
+            result.cpu_quota = max(MIN_CPU_QUOTA_US, milli_limit * CPU_PERIOD_US // 1000)
+    if "memory" in limits:
+        result.memory_limit_in_bytes = _quantity(limits["memory"], "memory limit").int_value()
+    return result
+
+
+# ---------------------------------------------------------------- the config
+def container_config(pod: Obj, container: Obj, *, restart_count: int, node_name: str, context: PodContext,
+                     sources: EnvSources = EnvSources(),
+                     mounts: Sequence[api_pb2.Mount] = ()) -> api_pb2.ContainerConfig:
+    """`mounts`: the container's volume mounts (agent.volumes.container_mounts)."""
     meta, spec = pod["metadata"], pod.get("spec", {})
-    if container.get("volumeMounts"):
-        raise ContainerConfigError("volumeMounts are not supported by this agent yet")
-    env = container_env(pod, container, context)
+    if container.get("volumeMounts") and not mounts:
+        raise ContainerConfigError(f"volumes of container {container['name']} are not set up")
+    env = container_env(pod, container, context, sources)
     variables = dict(env)
     annotations = {
         labels.CONTAINER_HASH: container_hash(container),
@@ -107,8 +438,14 @@ def container_config(pod: dict[str, Any], container: dict[str, Any], *, restart_
         labels.TERMINATION_MESSAGE_POLICY: container.get("terminationMessagePolicy") or "File",
         labels.POD_TERMINATION_GRACE_PERIOD: str(spec.get("terminationGracePeriodSeconds", 30)),
     }
+    if meta.get("deletionGracePeriodSeconds") is not None:
+        annotations[labels.POD_DELETION_GRACE_PERIOD] = str(meta["deletionGracePeriodSeconds"])
     if container.get("ports"):
         annotations[labels.CONTAINER_PORTS] = json.dumps(container["ports"], separators=(",", ":"))
+    pre_stop = (container.get("lifecycle") or {}).get("preStop")
+    if pre_stop:
+        annotations[labels.PRE_STOP_HANDLER] = json.dumps(pre_stop, separators=(",", ":"))
+    oom_score = oom_score_adj(pod, container, context.node.memory_capacity)
     return api_pb2.ContainerConfig(
         metadata=api_pb2.ContainerMetadata(name=container["name"], attempt=restart_count),
         image=api_pb2.ImageSpec(image=container["image"], user_specified_image=container["image"]),
@@ -116,6 +453,7 @@ def container_config(pod: dict[str, Any], container: dict[str, Any], *, restart_
         args=[expand(word, variables) for word in container.get("args") or []],
         working_dir=container.get("workingDir") or "",
         envs=[api_pb2.KeyValue(key=k, value=v) for k, v in env],
+        mounts=list(mounts),
         labels={labels.CONTAINER_NAME: container["name"], labels.POD_NAME: meta["name"],
                 labels.POD_NAMESPACE: meta["namespace"], labels.POD_UID: meta["uid"],
                 labels.NODE_NAME: node_name},
@@ -124,50 +462,6 @@ def container_config(pod: dict[str, Any], container: dict[str, Any], *, restart_
         stdin=bool(container.get("stdin")),
         stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
-        linux=api_pb2.LinuxContainerConfig(resources=container_resources(container),
+        linux=api_pb2.LinuxContainerConfig(resources=container_resources(container, oom_score),
                                            security_context=_security_context(pod, container)),
     )
-
-
-def container_resources(container: dict[str, Any]) -> api_pb2.LinuxContainerResources:
-    """kubelet's cgroup values: shares from the CPU request (limit when no request), a CFS quota
-    from the CPU limit, and the memory limit in bytes."""
-    resources = container.get("resources") or {}
-    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-    try:
-        cpu_request = requests.get("cpu", limits.get("cpu"))
-        milli_request = parse_quantity(cpu_request).milli_value() if cpu_request is not None else 0
-        result = api_pb2.LinuxContainerResources(cpu_shares=max(MIN_CPU_SHARES, milli_request * 1024 // 1000))
-        if "cpu" in limits:
-            milli_limit = parse_quantity(limits["cpu"]).milli_value()
-            result.cpu_period = CPU_PERIOD_US
-            result.cpu_quota = max(MIN_CPU_QUOTA_US, milli_limit * CPU_PERIOD_US // 1000)
-        if "memory" in limits:
-            result.memory_limit_in_bytes = parse_quantity(limits["memory"]).int_value()
-    except QuantityError as error:
-        raise ContainerConfigError(f"invalid resources: {error}") from None
-    return result
-
-
-def _security_context(pod: dict[str, Any], container: dict[str, Any]) -> api_pb2.LinuxContainerSecurityContext:
-    pod_security = pod.get("spec", {}).get("securityContext") or {}
-    security = container.get("securityContext") or {}
-    privileged = bool(security.get("privileged"))
-    result = api_pb2.LinuxContainerSecurityContext(
-        privileged=privileged,
-        namespace_options=namespace_options(pod),
-        readonly_rootfs=bool(security.get("readOnlyRootFilesystem")),
-        no_new_privs=security.get("allowPrivilegeEscalation") is False,
-        masked_paths=[] if privileged else DEFAULT_MASKED_PATHS,
-        readonly_paths=[] if privileged else DEFAULT_READONLY_PATHS,
-    )
-    run_as_user = security.get("runAsUser", pod_security.get("runAsUser"))
-    if run_as_user is not None:
-        result.run_as_user.value = int(run_as_user)
-    run_as_group = security.get("runAsGroup", pod_security.get("runAsGroup"))
-    if run_as_group is not None:
-        result.run_as_group.value = int(run_as_group)
-    capabilities = security.get("capabilities") or {}
-    result.capabilities.add_capabilities.extend(capabilities.get("add") or [])
-    result.capabilities.drop_capabilities.extend(capabilities.get("drop") or [])
-    return result

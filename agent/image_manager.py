@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from typing import Any, Callable
 
 from cri.client import CRIClient
 from cri.errors import CRIError, RuntimeUnavailable
 from cri.gen import api_pb2
 
 from agent.backoff import Backoff
+from agent.events import container_field_path
 from agent.image_policy import PullDecision, pull_decision
 from agent.pod_status import ContainerWaiting
 
@@ -29,28 +31,57 @@ class ImageError(Exception):
         super().__init__(f"{waiting.reason}: {waiting.message}")
 
 
+# (pod, event type, reason, message, field path): the runtime manager's event recorder.
+EventSink = Callable[[dict[str, Any], str, str, str, str], None]
+
+
+def go_seconds(seconds: float) -> str:
+    """A duration truncated to milliseconds as Go prints it: 523ms, 1.2s, 1m2.345s."""
+    millis = int(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
+    minutes, millis = divmod(millis, 60_000)
+    text = f"{millis / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{text}" if minutes else text
+
+
 class ImageManager:
     def __init__(self, runtime: CRIClient, backoff: Backoff | None = None):
         self.runtime = runtime
         self.backoff = backoff or Backoff()
         self._pulls: dict[str, asyncio.Future[str]] = {}
+        self.events: EventSink | None = None
 
-    async def ensure_image(self, pod_uid: str, container: dict[str, Any],
+    def _event(self, pod: dict[str, Any], container: dict[str, Any], event_type: str, reason: str,
+               message: str) -> None:
+        if self.events is not None:
+            init = container in (pod.get("spec", {}).get("initContainers") or [])
+            self.events(pod, event_type, reason, message, container_field_path(container["name"], init))
+
+    async def ensure_image(self, pod: dict[str, Any], container: dict[str, Any],
                            sandbox_config: api_pb2.PodSandboxConfig) -> str:
-        """Returns the image reference to create the container from, or raises ImageError."""
+        """Returns the image reference to create the container from, or raises ImageError; posts
+        kubelet's image events (Pulling, Pulled, Failed, BackOff, ErrImageNeverPull)."""
         image = container["image"]
-        key = (pod_uid, image)
+        key = (pod["metadata"]["uid"], image)
         present = await self.runtime.image_status(image)
         decision = pull_decision(container.get("imagePullPolicy"), image, present is not None)
         if decision is PullDecision.USE_PRESENT:
+            self._event(pod, container, "Normal", "Pulled",
+                        f'Container image "{image}" already present on machine and can be accessed by the pod')
             return present.id if present is not None else image
         if decision is PullDecision.NEVER_PULL_MISSING:
-            raise ImageError(ContainerWaiting(
-                ERR_IMAGE_NEVER_PULL,
-                f'Container image "{image}" is not present with pull policy of Never'))
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            self._event(pod, container, "Warning", ERR_IMAGE_NEVER_PULL, message)
+            self._event(pod, container, "Warning", "Failed", f"Error: {ERR_IMAGE_NEVER_PULL}")
+            raise ImageError(ContainerWaiting(ERR_IMAGE_NEVER_PULL, message))
         if self.backoff.in_backoff(key):
-            raise ImageError(ContainerWaiting(IMAGE_PULL_BACKOFF, f'Back-off pulling image "{image}"'),
-                             self.backoff.remaining(key))
+            message = f'Back-off pulling image "{image}"'
+            self._event(pod, container, "Normal", "BackOff", message)
+            self._event(pod, container, "Warning", "Failed", f"Error: {IMAGE_PULL_BACKOFF}")
+            raise ImageError(ContainerWaiting(IMAGE_PULL_BACKOFF, message), self.backoff.remaining(key))
+        self._event(pod, container, "Normal", "Pulling", f'Pulling image "{image}"')
+        started = time.monotonic()
         try:
             ref = await self._pull_once(image, sandbox_config)
         except RuntimeUnavailable:
@@ -58,9 +89,17 @@ class ImageManager:
         except CRIError as error:
             delay = self.backoff.failed(key)
             log.info("image pull failed image=%s pod_uid=%s retry_in=%.0fs error=%s",
-                     image, pod_uid, delay, error.message)
-            raise ImageError(ContainerWaiting(ERR_IMAGE_PULL, f'Failed to pull image "{image}": {error.message}'),
-                             delay) from None
+                     image, key[0], delay, error.message)
+            message = f'Failed to pull image "{image}": {error.message}'
+            self._event(pod, container, "Warning", "Failed", message)
+            self._event(pod, container, "Warning", "Failed", f"Error: {ERR_IMAGE_PULL}")
+            raise ImageError(ContainerWaiting(ERR_IMAGE_PULL, message), delay) from None
+        took = go_seconds(time.monotonic() - started)
+        pulled = await self.runtime.image_status(ref)
+        size = pulled.size if pulled is not None else 0
+        self._event(pod, container, "Normal", "Pulled",
+                    f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+                    f"Image size: {size} bytes.")
         self.backoff.reset(key)
         return ref
 

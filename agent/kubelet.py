@@ -17,16 +17,28 @@ from netns.service import CNIService
 
 from agent.config import AgentConfig
 from agent.dns import parse_resolv_conf
+from agent.events import EventRecorder
+from agent.image_gc import ImageGC, policy_from_config
 from agent.image_manager import ImageManager
+from agent.log_rotation import LogRotator, RotationPolicy
+from agent.node_server import NodeMetrics, NodeServer, NodeServerConfig
 from agent.node_info import gather_node_facts
+from agent.mirror_pods import MirrorPodManager, mirror_for
 from agent.node_manager import NodeManager
-from agent.pleg import Relister
+from agent.node_pressure import PressureTracker, parse_thresholds
+from agent.node_routes import NodeRoutes
+from agent.pleg import ExitCache, LastSync, Relister
 from agent.pod_status import TERMINAL_PHASES, generate_pod_status
 from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome, needs_sync
+from agent.volumes import VolumeError, VolumeManager
+from agent.proxy.wiring import service_role_tasks
 from agent.runtime_events import watch_task_events
+from agent.prober import ProbeManager
 from agent.runtime_manager import RuntimeManager
+from agent.static_pods import Change, StaticPodSource, full_name, is_mirror
 from agent.status_manager import StatusManager
-from shipmate.kubeclient import PODS, Informer, KubeClient, config_from_flags
+from shipmate.kubeclient import NODES, PODS, Informer, KubeClient, config_from_flags
+from shipmate.sd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +47,12 @@ SYNC_TICK = 1.0
 HOUSEKEEPING_TICK = 2.0
 RELIST_PERIOD = 1.0
 RUNTIME_RETRY_MAX = 10.0
+EXIT_SETTLE_RETRY = 0.5
 
 
 @dataclass(frozen=True)
 class LoopInput:
-    kind: str                   # "config", "pleg", "sync", "housekeeping"
+    kind: str                   # "config", "static", "pleg", "sync", "housekeeping"
     change: str = ""            # ADDED / MODIFIED / DELETED for config
     old: Obj | None = None
     new: Obj | None = None
@@ -55,7 +68,7 @@ class Agent:
     # ------------------------------------------------------------------ startup
     async def run(self) -> int:
         cfg = self.config
-        async with CRIClient(cfg.container_runtime_endpoint) as runtime, \
+        async with CRIClient(cfg.container_runtime_endpoint, timeout=cfg.runtime_request_timeout) as runtime, \
                 KubeClient(config_from_flags(cfg.server, cfg.kubeconfig), user_agent="shipmate-agent") as client:
             self.runtime, self.client = runtime, client
             await asyncio.to_thread(os.makedirs, cfg.root_dir, 0o755, True)
@@ -63,18 +76,57 @@ class Agent:
             runtime_version = f"{version.runtime_name}://{version.runtime_version}"
             facts = await asyncio.to_thread(gather_node_facts, cfg.node_name, cfg.node_ip, cfg.max_pods,
                                             cfg.root_dir, runtime_version)
+            facts.kubelet_port = cfg.node_server_port
             resolv = await asyncio.to_thread(_read_text, "/etc/resolv.conf")
-            self.node_manager = NodeManager(client, runtime, facts)
+            self.recorder = EventRecorder(client, cfg.node_name)
+            self.node_manager = NodeManager(client, runtime, facts, recorder=self.recorder,
+                                            pressure_tracker=PressureTracker(parse_thresholds(cfg.eviction_hard)))
             self.runtime_manager = RuntimeManager(runtime, ImageManager(runtime), cfg.node_name, cfg.node_ip,
                                                   parse_resolv_conf(resolv), cfg.pod_log_dir,
-                                                  runtime_name=version.runtime_name)
+                                                  runtime_name=version.runtime_name,
+                                                  cluster_dns=[cfg.cluster_dns] if cfg.cluster_dns else [],
+                                                  cluster_domain=cfg.cluster_domain, client=client,
+                                                  root_dir=cfg.root_dir, recorder=self.recorder)
+            self.volume_manager = self.runtime_manager.volumes = VolumeManager(cfg.root_dir, client)
+            self.probe_manager = ProbeManager(runtime, self.recorder, self._on_probe_change, node_ip=cfg.node_ip)
             self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={cfg.node_name}",
                                  on_change=self._on_pod_change)
             self.status_manager = StatusManager(client, api_pod=self._api_pod)
             self.workers = PodWorkers(PodHandlers(self._sync_pod, self._terminate_pod, self._cleanup_pod))
             self.relister = Relister(runtime, cfg.node_name)
+            self.exits = ExitCache()
+            self.last_sync = LastSync()
+            self.node_routes = NodeRoutes(cfg.node_name, cfg.cluster_cidr, lambda: self.nodes.store.values())
+            self.nodes = Informer(client, NODES, on_change=self.node_routes.on_node_change)
+            self.static_pods = StaticPodSource(cfg.pod_manifest_path, cfg.node_name, self._on_static_change)
+            self.mirror_pods = MirrorPodManager(
+                client, cfg.node_name, node_uid=lambda: self.node_manager.node.get("metadata", {}).get("uid", ""),
+                static_pods=lambda: self.static_pods.pods.values(), api_pods=lambda: self.pods.store.values(),
+                ready=self.pods.synced.is_set)
+            self.metrics = NodeMetrics()
+            self.node_server = NodeServer(runtime, self._pod_by_name, NodeServerConfig(
+                cfg.node_server_port, os.path.join(cfg.root_dir, "pki"), cfg.node_name, [cfg.node_ip]), self.metrics)
+            self.log_rotator = LogRotator(runtime, cfg.node_name,
+                                          RotationPolicy(cfg.container_log_max_size, cfg.container_log_max_files))
 
-            tasks = [asyncio.create_task(CNIService(cfg.ipam_dir).serve(cfg.cni_socket), name="cni-service")]
+            tasks = [asyncio.create_task(CNIService(cfg.ipam_dir).serve(cfg.cni_socket), name="cni-service"),
+                     asyncio.create_task(self.recorder.run(), name="event-recorder"),
+                     asyncio.create_task(self.volume_manager.run(), name="volume-refresh"),
+                     # Static pods run without the API server: the local loops start before registration.
+                     asyncio.create_task(self.static_pods.run(), name="static-pods"),
+                     asyncio.create_task(ImageGC(runtime, policy_from_config(cfg), self.recorder,
+                                                 cfg.node_name).run(), name="image-gc"),
+                     asyncio.create_task(self.status_manager.run(), name="status-manager"),
+                     asyncio.create_task(self._relist_loop(), name="pleg"),
+                     asyncio.create_task(watch_task_events(cfg.container_runtime_endpoint, self.relister.resolve_uid,
+                                                           self._on_runtime_event, self.exits, runtime),
+                                         name="containerd-events"),
+                     asyncio.create_task(self._tick(LoopInput("sync"), SYNC_TICK), name="sync-tick"),
+                     asyncio.create_task(self._tick(LoopInput("housekeeping"), HOUSEKEEPING_TICK),
+                                         name="housekeeping-tick"),
+                     asyncio.create_task(self._main_loop(), name="main-loop")]
+            tasks += [asyncio.create_task(self.node_server.run(), name="node-server"),
+                      asyncio.create_task(self.log_rotator.run(), name="log-rotation")]
             try:
                 node = await self.node_manager.register()
                 pod_cidr = node["spec"]["podCIDR"]
@@ -83,18 +135,20 @@ class Agent:
                 log.info("cni installed node=%s pod_cidr=%s", cfg.node_name, pod_cidr)
                 await self._tell_runtime_pod_cidr(pod_cidr)
                 self.node_manager.runtime_changed()
+                notifier = Notifier.from_environment()
+                notifier.ready(f"node {cfg.node_name} registered, podCIDR {pod_cidr}")
                 tasks += [
+                    asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
+                    asyncio.create_task(self.nodes.run(), name="node-informer"),
+                    asyncio.create_task(self.node_routes.run(self.nodes.synced), name="node-routes"),
                     asyncio.create_task(self.node_manager.run_status_loop(), name="node-status"),
                     asyncio.create_task(self.node_manager.run_lease_loop(), name="node-lease"),
-                    asyncio.create_task(self.status_manager.run(), name="status-manager"),
                     asyncio.create_task(self.pods.run(), name="pod-informer"),
-                    asyncio.create_task(self._relist_loop(), name="pleg"),
-                    asyncio.create_task(watch_task_events(cfg.container_runtime_endpoint, self.relister.uid_of,
-                                                          self._on_runtime_event), name="containerd-events"),
-                    asyncio.create_task(self._tick(LoopInput("sync"), SYNC_TICK), name="sync-tick"),
-                    asyncio.create_task(self._tick(LoopInput("housekeeping"), HOUSEKEEPING_TICK), name="housekeeping-tick"),
-                    asyncio.create_task(self._main_loop(), name="main-loop"),
+                    asyncio.create_task(self.mirror_pods.run(), name="mirror-pods"),
                 ]
+                # kube-proxy and cluster DNS roles (agent/proxy/wiring.py)
+                tasks += [asyncio.create_task(coroutine, name=name) for name, coroutine in
+                          await service_role_tasks(client, cfg, parse_resolv_conf(resolv))]
                 done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     error = task.exception()
@@ -127,6 +181,13 @@ class Agent:
     def _on_pod_change(self, change: str, old: Obj | None, new: Obj | None) -> None:
         self.inputs.put_nowait(LoopInput("config", change, old, new))
 
+    def _on_static_change(self, change: Change) -> None:
+        self.inputs.put_nowait(LoopInput("static", change.kind, new=change.pod))
+
+    def _on_probe_change(self, uid: str) -> None:
+        """A probe result changed: sync the pod again (status, or a kill after a liveness failure)."""
+        self.inputs.put_nowait(LoopInput("pleg", uid=uid, observed_at=time.monotonic()))
+
     def _on_runtime_event(self, uid: str, observed_at: float) -> None:
         self.inputs.put_nowait(LoopInput("pleg", uid=uid, observed_at=observed_at))
 
@@ -153,7 +214,7 @@ class Agent:
 
     # ------------------------------------------------------------------ main loop
     async def _main_loop(self) -> None:
-        handlers = {"config": self._handle_config, "pleg": self._handle_pleg,
+        handlers = {"config": self._handle_config, "static": self._handle_static, "pleg": self._handle_pleg,
                     "sync": self._handle_sync_tick, "housekeeping": self._handle_housekeeping}
         while True:
             item = await self.inputs.get()
@@ -163,12 +224,35 @@ class Agent:
                 log.exception("main loop handler failed input=%s", item.kind)
 
     def _handle_config(self, item: LoopInput) -> None:
+        pod = item.new or item.old
+        if pod is not None and is_mirror(pod):
+            # A mirror pod is only the API's view of a static pod: never run, kept in step.
+            self.mirror_pods.wake()
+            static = next((s for s in self.static_pods.pods.values() if mirror_for(s, [pod])), None)
+            if static is not None and item.change != "DELETED":
+                self.status_manager.refresh(static["metadata"]["uid"])
+            return
         if item.change == "DELETED":
             pod = item.old or item.new
             if pod is not None:
                 self.workers.update(PodUpdate(pod, removed=True))
         elif item.new is not None and needs_sync(item.old, item.new):
             self.workers.update(PodUpdate(item.new))
+
+    def _handle_static(self, item: LoopInput) -> None:
+        if item.change == "DELETED" and item.new is not None:
+            self.workers.update(PodUpdate(item.new, removed=True))
+        self._start_static_pods()
+        self.mirror_pods.wake()
+
+    def _start_static_pods(self) -> None:
+        """Starts each static pod without a worker, once no other pod of that name still runs (an
+        edited manifest's old pod must stop before its successor starts, as kubelet orders them)."""
+        busy = {full_name(w.pod) for uid, w in self.workers.workers.items()
+                if w.pod is not None and uid not in self.static_pods.pods}
+        for uid, pod in self.static_pods.pods.items():
+            if uid not in self.workers.workers and full_name(pod) not in busy:
+                self.workers.update(PodUpdate(pod))
 
     def _handle_pleg(self, item: LoopInput) -> None:
         self.workers.resync(item.uid, item.observed_at)
@@ -179,17 +263,30 @@ class Agent:
     def _handle_housekeeping(self, _item: LoopInput) -> None:
         if not self.node_manager.health.ready:
             self.node_manager.runtime_changed()
-        if not self.pods.synced.is_set():
+        self._start_static_pods()
+        if not self.pods.synced.is_set() or not self.static_pods.synced.is_set():
             return
-        known = {pod["metadata"]["uid"] for pod in self.pods.store.values()}
+        known = {pod["metadata"]["uid"] for pod in self.pods.store.values()} | set(self.static_pods.pods)
         for uid in self.relister.pod_uids():
             if uid and uid not in known and not self.workers.known(uid, since=self.relister.last_relist):
                 namespace, name = self.relister.pod_names.get(uid, ("", ""))
                 log.info("killing orphaned pod pod=%s/%s uid=%s", namespace, name, uid)
                 self.workers.update(PodUpdate(_orphan(uid, namespace, name), removed=True, grace_seconds=0))
+        self.volume_manager.housekeep(known | set(self.workers.workers) | set(self.relister.pod_uids()))
 
     def _api_pod(self, uid: str) -> Obj | None:
+        static = self.static_pods.pods.get(uid)
+        if static is not None:
+            return mirror_for(static, self.pods.store.values())
         return next((p for p in self.pods.store.values() if p["metadata"].get("uid") == uid), None)
+
+    def _pod_by_name(self, namespace: str, name: str) -> Obj | None:
+        """The pod a logs/exec request names, with the status we last set (static pods before mirrors)."""
+        for pod in [*self.static_pods.pods.values(), *self.pods.store.values()]:
+            meta = pod["metadata"]
+            if meta.get("namespace") == namespace and meta.get("name") == name:
+                return self._status_view(pod)
+        return None
 
     # ------------------------------------------------------------------ pod work
     def _status_view(self, pod: Obj) -> Obj:
@@ -204,18 +301,40 @@ class Agent:
     def _write_status(self, pod: Obj, runtime_status: Any, waiting: dict, terminal: bool = False) -> Obj:
         status = generate_pod_status(self._status_view(pod), runtime_status, waiting,
                                      host_ips=[self.config.node_ip], runtime_name=self.runtime_manager.runtime_name,
-                                     now=datetime.now(timezone.utc), pod_is_terminal=terminal)
+                                     now=datetime.now(timezone.utc), pod_is_terminal=terminal,
+                                     probes=self.probe_manager)
         self.status_manager.set_status(pod, status)
         return status
 
     async def _sync_pod(self, pod: Obj) -> SyncOutcome:
         uid = pod["metadata"]["uid"]
         started = time.monotonic()
+        # containerd announced exits CRI does not show yet: report them now, from the last sync's view
+        # (no CRI round trip); act once CRI agrees (runtime_events announces the exit again then).
+        last = self.last_sync.get(uid)
+        announced = self.exits.overlaid(last.observed) if last is not None else None
+        if announced is not None:
+            self._write_status(pod, announced, last.waiting)
+            return SyncOutcome(retry_in=EXIT_SETTLE_RETRY)
         observed = await self.runtime_manager.inspect_pod(uid)
+        if await self.probe_manager.kill_unhealthy(pod, observed):
+            observed = await self.runtime_manager.inspect_pod(uid)
+        try:
+            await self.volume_manager.ensure(pod)
+        except VolumeError as error:
+            # As kubelet: no sandbox and no container until every volume is set up.
+            log.warning("volumes not ready pod=%s/%s retry_in=%.0fs error=%s", pod["metadata"].get("namespace"),
+                        pod["metadata"].get("name"), error.retry_in, error)
+            self.recorder.event(pod, "Warning", "FailedMount", str(error))
+            status = self._write_status(pod, observed, {})
+            return SyncOutcome(retry_in=error.retry_in, terminal=status["phase"] in TERMINAL_PHASES)
         result = await self.runtime_manager.sync_pod(pod, observed)
         if result.acted:
             observed = await self.runtime_manager.inspect_pod(uid)
+        self.probe_manager.sync_pod(pod, observed)
         status = self._write_status(pod, observed, result.waiting)
+        self.last_sync.remember(uid, observed, result.waiting)
+        self.metrics.observe_pod_sync(time.monotonic() - started)
         if result.acted:
             log.info("pod synced pod=%s/%s phase=%s took=%.3fs", pod["metadata"]["namespace"],
                      pod["metadata"]["name"], status["phase"], time.monotonic() - started)
@@ -224,8 +343,9 @@ class Agent:
     async def _terminate_pod(self, pod: Obj, grace_seconds: int) -> None:
         meta = pod["metadata"]
         uid = meta["uid"]
+        self.probe_manager.remove_pod(uid)
         observed = await self.runtime_manager.inspect_pod(uid)
-        await self.runtime_manager.stop_pod(observed, grace_seconds)
+        await self.runtime_manager.stop_pod(observed, grace_seconds, pod=pod)
         in_api = self._api_pod(uid) is not None
         if in_api:
             self._write_status(pod, await self.runtime_manager.inspect_pod(uid), {}, terminal=True)
@@ -246,8 +366,11 @@ class Agent:
             await self.runtime_manager.remove_pod(leftover)
         if pod.get("metadata", {}).get("name"):
             await self.runtime_manager.remove_pod_logs(pod)
+        self.probe_manager.remove_pod(uid)
+        await self.volume_manager.cleanup(uid)
         self.runtime_manager.forget_pod(uid)
         self.status_manager.forget(uid)
+        self.last_sync.forget(uid)
 
 
 def _orphan(uid: str, namespace: str, name: str) -> Obj:

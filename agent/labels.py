@@ -12,6 +12,8 @@ CONTAINER_PORTS = "io.kubernetes.container.ports"
 TERMINATION_MESSAGE_PATH = "io.kubernetes.container.terminationMessagePath"
 TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
 POD_TERMINATION_GRACE_PERIOD = "io.kubernetes.pod.terminationGracePeriod"
+POD_DELETION_GRACE_PERIOD = "io.kubernetes.pod.deletionGracePeriod"
+PRE_STOP_HANDLER = "io.kubernetes.container.preStopHandler"
 
 CONFIG_SOURCE = "kubernetes.io/config.source"
 CONFIG_SEEN = "kubernetes.io/config.seen"

@@ -28,7 +28,16 @@ async def _run(config: AgentConfig) -> int:
         return 0
 
 
+async def _cleanup_iptables() -> int:
+    from agent.proxy.proxier import cleanup_iptables
+    for item in await cleanup_iptables():
+        logging.getLogger("agent").info("removed %s", item)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     config = parse_args(argv)
     _configure_logging(config.log_level)
+    if config.cleanup_iptables:
+        return asyncio.run(_cleanup_iptables())
     return asyncio.run(_run(config))

@@ -9,14 +9,13 @@ from typing import Any
 
 import psutil
 
+from agent.node_pressure import (DEFAULT_EVICTION_HARD, MEMORY_AVAILABLE, NODEFS_AVAILABLE, Threshold,
+                                 parse_thresholds)
+
 Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.35.0-shipmate.0.1.0"
 KUBELET_PORT = 10250
-# Allocatable = capacity minus kubelet's default hard eviction thresholds (no kube/system reserved):
-# memory.available<100Mi and nodefs.available<10%.
-MEMORY_EVICTION_RESERVE_KI = 100 * 1024
-EPHEMERAL_STORAGE_EVICTION_FRACTION = 0.10
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
                   "s390x": "s390x", "riscv64": "riscv64"}
@@ -38,6 +37,8 @@ class NodeFacts:
     os_image: str = ""
     architecture: str = "amd64"
     runtime_version: str = ""           # "containerd://1.6.20..."
+    root_dir: str = "/"                 # the filesystem of nodefs (kubelet's root dir)
+    kubelet_port: int = KUBELET_PORT    # the node server's port (--node-server-port)
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,6 +70,7 @@ def gather_node_facts(name: str, internal_ip: str, max_pods: int, root_dir: str,
         machine_id=_read("/etc/machine-id"), system_uuid=_read("/sys/class/dmi/id/product_uuid").lower(),
         boot_id=_read("/proc/sys/kernel/random/boot_id"), kernel_version=platform.release(),
         os_image=os_image(_read("/etc/os-release")), architecture=arch, runtime_version=runtime_version,
+        root_dir=disk_path,
         labels={"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": arch,
                 "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch})
 
@@ -78,9 +80,17 @@ def capacity(facts: NodeFacts) -> dict[str, str]:
             "ephemeral-storage": f"{facts.ephemeral_storage_ki}Ki"}
 
 
-def allocatable(facts: NodeFacts) -> dict[str, str]:
-    memory = max(0, facts.memory_ki - MEMORY_EVICTION_RESERVE_KI)
-    storage_bytes = int(facts.ephemeral_storage_ki * 1024 * (1 - EPHEMERAL_STORAGE_EVICTION_FRACTION))
+def allocatable(facts: NodeFacts, thresholds: list[Threshold] | None = None) -> dict[str, str]:
+    """Capacity minus the hard eviction thresholds of memory.available and nodefs.available (no
+    kube/system reserved), as kubelet computes it."""
+    reserve = {t.signal: t for t in (thresholds if thresholds is not None
+                                     else parse_thresholds(DEFAULT_EVICTION_HARD))}
+
+    def minus_threshold(signal: str, capacity_bytes: int) -> int:
+        threshold = reserve.get(signal)
+        return max(0, capacity_bytes - int(threshold.minimum(capacity_bytes))) if threshold else capacity_bytes
+    memory = minus_threshold(MEMORY_AVAILABLE, facts.memory_ki * 1024) // 1024
+    storage_bytes = minus_threshold(NODEFS_AVAILABLE, facts.ephemeral_storage_ki * 1024)
     return {"cpu": str(facts.cpus), "memory": f"{memory}Ki", "pods": str(facts.max_pods),
             "ephemeral-storage": str(storage_bytes)}
 
@@ -92,19 +102,37 @@ class RuntimeHealth:
     message: str = ""
 
 
-def node_conditions(health: RuntimeHealth, previous: list[Obj], now: str) -> list[Obj]:
+# condition → (status, reason, message, event reason) for False and True, as kubelet's setters.
+_PRESSURE_TEXT = {
+    "MemoryPressure": {
+        False: ("KubeletHasSufficientMemory", "kubelet has sufficient memory available", "NodeHasSufficientMemory"),
+        True: ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available",
+               "NodeHasInsufficientMemory")},
+    "DiskPressure": {
+        False: ("KubeletHasNoDiskPressure", "kubelet has no disk pressure", "NodeHasNoDiskPressure"),
+        True: ("KubeletHasDiskPressure", "kubelet has disk pressure", "NodeHasDiskPressure")},
+    "PIDPressure": {
+        False: ("KubeletHasSufficientPID", "kubelet has sufficient PID available", "NodeHasSufficientPID"),
+        True: ("KubeletHasInsufficientPID", "kubelet has insufficient PID available", "NodeHasInsufficientPID")},
+}
+# The node lifecycle controller's taints for pressure conditions (TaintNodesByCondition).
+PRESSURE_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
+                   "DiskPressure": "node.kubernetes.io/disk-pressure",
+                   "PIDPressure": "node.kubernetes.io/pid-pressure"}
+
+
+def node_conditions(health: RuntimeHealth, previous: list[Obj], now: str,
+                    pressure: frozenset[str] | set[str] = frozenset()) -> list[Obj]:
     ready = ({"type": "Ready", "status": "True", "reason": "KubeletReady",
               "message": "kubelet is posting ready status"} if health.ready else
              {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": health.message})
-    conditions = [
-        {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
-         "message": "kubelet has sufficient memory available"},
-        {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure",
-         "message": "kubelet has no disk pressure"},
-        {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
-         "message": "kubelet has sufficient PID available"},
-        ready,
-    ]
+    conditions = []
+    for kind, texts in _PRESSURE_TEXT.items():
+        under = kind in pressure
+        reason, message, _event = texts[under]
+        conditions.append({"type": kind, "status": "True" if under else "False", "reason": reason,
+                           "message": message})
+    conditions.append(ready)
     before = {c.get("type"): c for c in previous}
     for condition in conditions:
         old = before.get(condition["type"])
@@ -115,14 +143,42 @@ def node_conditions(health: RuntimeHealth, previous: list[Obj], now: str) -> lis
     return conditions
 
 
-def node_status(facts: NodeFacts, health: RuntimeHealth, previous_conditions: list[Obj], now: str) -> Obj:
+def condition_events(previous: list[Obj], current: list[Obj]) -> list[str]:
+    """Event reasons for conditions whose status changed (or first appeared), as kubelet records
+    them: NodeHasSufficientMemory, NodeHasDiskPressure, NodeReady, NodeNotReady…"""
+    before = {c.get("type"): c.get("status") for c in previous}
+    reasons = []
+    for condition in current:
+        kind, status = condition["type"], condition["status"]
+        if before.get(kind) == status:
+            continue
+        if kind == "Ready":
+            reasons.append("NodeReady" if status == "True" else "NodeNotReady")
+        elif kind in _PRESSURE_TEXT:
+            reasons.append(_PRESSURE_TEXT[kind][status == "True"][2])
+    return reasons
+
+
+def pressure_taints(taints: list[Obj], pressure: frozenset[str] | set[str]) -> list[Obj]:
+    """The node's taints with the pressure taints (NoSchedule) set exactly for the conditions that
+    hold; other taints are kept as they are."""
+    owned = set(PRESSURE_TAINTS.values())
+    kept = [t for t in taints if t.get("key") not in owned]
+    present = {t.get("key"): t for t in taints if t.get("key") in owned and t.get("effect") == "NoSchedule"}
+    wanted = [present.get(PRESSURE_TAINTS[c]) or {"key": PRESSURE_TAINTS[c], "effect": "NoSchedule"}
+              for c in PRESSURE_TAINTS if c in pressure]
+    return kept + wanted
+
+
+def node_status(facts: NodeFacts, health: RuntimeHealth, previous_conditions: list[Obj], now: str,
+                pressure: frozenset[str] | set[str] = frozenset(), thresholds: list[Threshold] | None = None) -> Obj:
     return {
         "capacity": capacity(facts),
-        "allocatable": allocatable(facts),
-        "conditions": node_conditions(health, previous_conditions, now),
+        "allocatable": allocatable(facts, thresholds),
+        "conditions": node_conditions(health, previous_conditions, now, pressure),
         "addresses": [{"type": "InternalIP", "address": facts.internal_ip},
                       {"type": "Hostname", "address": facts.hostname}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.kubelet_port}},
         "nodeInfo": {
             "machineID": facts.machine_id, "systemUUID": facts.system_uuid, "bootID": facts.boot_id,
             "kernelVersion": facts.kernel_version, "osImage": facts.os_image,
@@ -132,12 +188,13 @@ def node_status(facts: NodeFacts, health: RuntimeHealth, previous_conditions: li
     }
 
 
-def node_object(facts: NodeFacts, health: RuntimeHealth, now: str) -> Obj:
+def node_object(facts: NodeFacts, health: RuntimeHealth, now: str,
+                pressure: frozenset[str] | set[str] = frozenset(), thresholds: list[Threshold] | None = None) -> Obj:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": facts.name, "labels": dict(facts.labels),
                          "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-            "spec": {},
-            "status": node_status(facts, health, [], now)}
+            "spec": {"taints": pressure_taints([], pressure)} if pressure else {},
+            "status": node_status(facts, health, [], now, pressure, thresholds)}
 
 
 def status_changed(old: Obj, new: Obj) -> bool:

@@ -11,8 +11,10 @@ from typing import Any
 from cri.client import CRIClient, runtime_conditions
 from cri.errors import CRIError
 
-from agent.node_info import (NodeFacts, RuntimeHealth, lease_object, node_object, node_status,
-                             runtime_health, status_changed)
+from agent.events import NORMAL, EventRecorder, node_reference
+from agent.node_info import (NodeFacts, RuntimeHealth, condition_events, lease_object, node_object, node_status,
+                             pressure_taints, runtime_health, status_changed)
+from agent.node_pressure import PressureTracker, gather_signals
 from agent.pod_status import rfc3339
 from shipmate.kubeclient import LEASES, NODES, AlreadyExists, Conflict, KubeClient, NotFound
 
@@ -42,6 +44,29 @@ class NodeManager:
     _reported_at: float = 0.0
     _lease: Obj | None = None
     _status_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    recorder: EventRecorder | None = None
+    pressure_tracker: PressureTracker = field(default_factory=PressureTracker)
+    pressure: frozenset[str] = frozenset()
+    _image_fs_path: str | None = None
+
+    def _event(self, reason: str, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.event(node_reference(self.facts.name), NORMAL, reason, message)
+
+    async def check_pressure(self) -> frozenset[str]:
+        """Eviction signals against the hard thresholds → the pressure conditions that hold."""
+        if self._image_fs_path is None:
+            try:
+                filesystems = (await self.runtime.image_fs_info()).image_filesystems
+                self._image_fs_path = filesystems[0].fs_id.mountpoint if filesystems else ""
+            except CRIError as error:
+                log.debug("image filesystem unknown node=%s error=%s", self.facts.name, error)
+        signals = await asyncio.to_thread(gather_signals, self.facts.root_dir, self._image_fs_path or None)
+        pressure = frozenset(self.pressure_tracker.observe(signals, time.monotonic()))
+        if pressure != self.pressure:
+            log.info("node pressure changed node=%s pressure=%s", self.facts.name, ",".join(sorted(pressure)) or "none")
+        self.pressure = pressure
+        return pressure
 
     async def check_runtime(self) -> RuntimeHealth:
         try:
@@ -57,13 +82,19 @@ class NodeManager:
     async def register(self) -> Obj:
         """Creates the Node (or adopts the existing one) and waits until it has a podCIDR."""
         delay = RETRY_INITIAL
+        self._event("Starting", "Starting kubelet.")
         while True:
             try:
                 await self.check_runtime()
+                await self.check_pressure()
                 now = rfc3339(datetime.now(timezone.utc))
                 try:
-                    self.node = await self.client.create(NODES, node_object(self.facts, self.health, now))
+                    self.node = await self.client.create(NODES, node_object(self.facts, self.health, now,
+                                                                           self.pressure,
+                                                                           self.pressure_tracker.thresholds))
                     log.info("node registered node=%s", self.facts.name)
+                    for reason in condition_events([], self.node.get("status", {}).get("conditions") or []):
+                        self._event(reason, f"Node {self.facts.name} status is now: {reason}")
                 except AlreadyExists:
                     self.node = await self.client.get(NODES, self.facts.name)
                     log.info("node already registered node=%s", self.facts.name)
@@ -93,16 +124,36 @@ class NodeManager:
     async def report_status(self, force: bool = False) -> None:
         now = rfc3339(datetime.now(timezone.utc))
         previous = (self._reported or self.node.get("status") or {}).get("conditions") or []
-        status = node_status(self.facts, self.health, previous, now)
+        status = node_status(self.facts, self.health, previous, now, self.pressure, self.pressure_tracker.thresholds)
         due = time.monotonic() - self._reported_at >= STATUS_REPORT_INTERVAL
         if not (force or due or status_changed(self._reported, status)):
+            await self._sync_taints()
             return
         self.node = await self.client.patch(NODES, self.facts.name, {"status": status}, subresource="status")
+        for reason in condition_events(previous, status["conditions"]):
+            self._event(reason, f"Node {self.facts.name} status is now: {reason}")
         if status_changed(self._reported, status):
             ready = next(c for c in status["conditions"] if c["type"] == "Ready")
             log.info("node status updated node=%s ready=%s message=%s", self.facts.name, ready["status"],
                      ready.get("message", ""))
         self._reported, self._reported_at = status, time.monotonic()
+        await self._sync_taints()
+
+    async def _sync_taints(self) -> None:
+        """The pressure taints follow the pressure conditions (NoSchedule), other taints untouched."""
+        meta, spec = self.node.get("metadata") or {}, self.node.get("spec") or {}
+        current = spec.get("taints") or []
+        wanted = pressure_taints(current, self.pressure)
+        if wanted == current:
+            return
+        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"taints": wanted or None}}
+        try:
+            self.node = await self.client.patch(NODES, self.facts.name, patch)
+        except Conflict:
+            self.node = await self.client.get(NODES, self.facts.name)     # changed meanwhile: next round
+            return
+        log.info("node taints updated node=%s taints=%s", self.facts.name,
+                 ",".join(f"{t['key']}:{t['effect']}" for t in wanted) or "none")
 
     async def run_status_loop(self) -> None:
         while True:
@@ -113,6 +164,7 @@ class NodeManager:
             self._status_wake.clear()
             try:
                 await self.check_runtime()
+                await self.check_pressure()
                 await self.report_status()
             except asyncio.CancelledError:
                 raise

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
+from agent.container_config import qos_class
+from agent.pod_actions import is_sidecar, sandbox_needs_replacing, should_container_be_restarted
 from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus
 
 Obj = dict[str, Any]
 
 CONTAINER_CREATING = "ContainerCreating"
+POD_INITIALIZING = "PodInitializing"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
@@ -41,54 +44,112 @@ def _terminated(container: ContainerState, container_id: str) -> Obj:
     return state
 
 
+class ProbeResults(Protocol):
+    """What the prober knows (agent.prober.ProbeManager): without it a running container is ready
+    and started, as for a container without probes."""
+    def readiness(self, pod_uid: str, container_name: str) -> bool: ...
+    def started(self, pod_uid: str, container_name: str) -> bool: ...
+
+
 def container_status(spec_container: Obj, runtime: PodRuntimeStatus, waiting: ContainerWaiting | None,
-                     runtime_name: str) -> Obj:
+                     runtime_name: str, *, init: bool = False, default_waiting: str = CONTAINER_CREATING,
+                     should_restart: bool = True, probes: ProbeResults | None = None) -> Obj:
+    """kubelet's convertToAPIContainerStatuses for one container. `waiting` is why the last sync
+    did not start it (kubelet's reason cache); it shows only when the container is due to start."""
     name = spec_container["name"]
     history = runtime.containers_named(name)
     latest = history[0] if history else None
     result: Obj = {"name": name, "image": spec_container["image"], "imageID": "",
                    "restartCount": 0, "ready": False, "started": False, "state": {}, "lastState": {}}
     if latest is None:
-        result["state"] = {"waiting": _waiting(waiting)}
+        result["state"] = {"waiting": _waiting(waiting, default_waiting)}
         return result
 
     container_id = f"{runtime_name}://{latest.id}"
     result.update(image=latest.image or spec_container["image"], imageID=latest.image_ref,
                   containerID=container_id, restartCount=latest.attempt)
+    if spec_container.get("volumeMounts"):
+        result["volumeMounts"] = [_volume_mount_status(m) for m in spec_container["volumeMounts"]]
     if latest.phase == ContainerPhase.RUNNING:
         result["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
-        result["ready"] = result["started"] = True
+        if init:
+            result["started"] = True
+        else:
+            started = probes.started(runtime.uid, name) if probes is not None else True
+            ready = probes.readiness(runtime.uid, name) if probes is not None else True
+            result["started"], result["ready"] = started, started and ready
     elif latest.phase == ContainerPhase.EXITED:
-        terminated = _terminated(latest, container_id)
-        if waiting is not None:
-            # It is due to restart: kubelet shows the wait and the run that ended as lastState.
-            result["state"] = {"waiting": _waiting(waiting)}
-            result["lastState"] = {"terminated": terminated}
-            return result
-        result["state"] = {"terminated": terminated}
+        result["state"] = {"terminated": _terminated(latest, container_id)}
+        if init and latest.exit_code == 0:
+            result["ready"] = True
     else:
-        result["state"] = {"waiting": _waiting(waiting)}
+        result["state"] = {"waiting": _waiting(None, default_waiting)}
     previous = next((c for c in history[1:] if c.phase == ContainerPhase.EXITED), None)
     if previous is not None:
         result["lastState"] = {"terminated": _terminated(previous, f"{runtime_name}://{previous.id}")}
+    if waiting is not None and should_restart and latest.phase != ContainerPhase.RUNNING \
+            and not (init and latest.phase == ContainerPhase.EXITED and latest.exit_code == 0):
+        # It is due to (re)start: kubelet shows the wait, and the run that ended as lastState.
+        if "terminated" in result["state"]:
+            result["lastState"] = result["state"]
+        result["state"] = {"waiting": _waiting(waiting, default_waiting)}
     return result
 
 
-def _waiting(waiting: ContainerWaiting | None) -> Obj:
+def _volume_mount_status(mount: Obj) -> Obj:
+    """VolumeMountStatus (RecursiveReadOnlyMounts): read-only mounts say whether they are
+    recursively read-only; ours are not (no recursiveReadOnly support)."""
+    status: Obj = {"name": mount.get("name", ""), "mountPath": mount.get("mountPath", "")}
+    if mount.get("readOnly"):
+        status.update(readOnly=True, recursiveReadOnly="Disabled")
+    return status
+
+
+def _waiting(waiting: ContainerWaiting | None, default: str = CONTAINER_CREATING) -> Obj:
     if waiting is None:
-        return {"reason": CONTAINER_CREATING}
+        return {"reason": default}
     state: Obj = {"reason": waiting.reason}
     if waiting.message:
         state["message"] = waiting.message
     return state
 
 
-def pod_phase(pod: Obj, statuses: list[Obj], pod_is_terminal: bool) -> str:
-    """kubelet's getPhase for regular containers."""
+def pod_phase(pod: Obj, statuses: list[Obj], pod_is_terminal: bool, init_statuses: list[Obj] | None = None) -> str:
+    """kubelet's getPhase (init containers, sidecars and regular containers)."""
     spec = pod.get("spec", {})
     restart_policy = spec.get("restartPolicy") or "Always"
+    init_by_name = {s["name"]: s for s in init_statuses or []}
+    pending_init = failed_init = pending_sidecars = 0
     waiting = running = stopped = succeeded = unknown = 0
+    for container in spec.get("initContainers") or []:
+        status = init_by_name.get(container["name"])
+        state = (status or {}).get("state", {})
+        if is_sidecar(container):
+            if status is None:
+                unknown += 1
+            elif "running" in state:
+                pending_sidecars += not status.get("started")
+                running += 1
+            elif "terminated" in state:
+                pass                    # a stopped sidecar is neither running nor stopped
+            elif "waiting" in state and "terminated" not in status.get("lastState", {}):
+                pending_sidecars += 1
+            elif "waiting" not in state:
+                pending_sidecars += 1
+        elif status is None or "running" in state:
+            pending_init += 1
+        elif "terminated" in state:
+            failed_init += state["terminated"].get("exitCode") != 0
+        elif "waiting" in state and "terminated" in status.get("lastState", {}):
+            failed_init += status["lastState"]["terminated"].get("exitCode") != 0
+        else:
+            pending_init += 1
+
     by_name = {s["name"]: s for s in statuses}
+    # Any regular container started: initialized once (a new sandbox's exited sidecars do not make
+    # the pod Pending again).
+    has_initialized = any("running" in s.get("state", {}) or "terminated" in s.get("state", {})
+                          or "terminated" in s.get("lastState", {}) for s in statuses)
     for container in spec.get("containers") or []:
         status = by_name.get(container["name"])
         if status is None:
@@ -109,7 +170,9 @@ def pod_phase(pod: Obj, statuses: list[Obj], pod_is_terminal: bool) -> str:
         else:
             unknown += 1
 
-    if waiting > 0:
+    if failed_init > 0 and restart_policy == "Never":
+        return "Failed"
+    if pending_init > 0 or (pending_sidecars > 0 and not has_initialized) or waiting > 0:
         return "Pending"
     if running > 0 and unknown == 0:
         return "Running"
@@ -126,53 +189,77 @@ def pod_phase(pod: Obj, statuses: list[Obj], pod_is_terminal: bool) -> str:
     return "Pending"
 
 
-def qos_class(pod: Obj) -> str:
-    requests_seen = limits_seen = False
-    guaranteed = True
-    for container in pod.get("spec", {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        requests_seen |= bool(requests)
-        limits_seen |= bool(limits)
-        for resource in ("cpu", "memory"):
-            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
-                guaranteed = False
-    if not requests_seen and not limits_seen:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 def _condition(kind: str, ok: bool, reason: str = "", message: str = "") -> Obj:
     condition: Obj = {"type": kind, "status": "True" if ok else "False"}
-    if not ok and reason:
+    if reason:
         condition["reason"] = reason
-    if not ok and message:
+    if message:
         condition["message"] = message
     return condition
 
 
-def pod_conditions(pod: Obj, runtime: PodRuntimeStatus, statuses: list[Obj], phase: str) -> list[Obj]:
-    sandbox = runtime.latest_sandbox()
-    host_network = bool(pod.get("spec", {}).get("hostNetwork"))
-    sandbox_ready = sandbox is not None and sandbox.ready and (host_network or bool(sandbox.ip))
-    unready = [s["name"] for s in statuses if not s.get("ready")]
-    if phase in TERMINAL_PHASES:
-        containers_ready = _condition("ContainersReady", False, "PodCompleted")
-        ready = _condition("Ready", False, "PodCompleted")
-    else:
-        message = f"containers with unready status: [{' '.join(unready)}]"
-        containers_ready = _condition("ContainersReady", not unready, "ContainersNotReady", message)
-        ready = _condition("Ready", not unready, "ContainersNotReady", message)
+def _go_list(names: list[str]) -> str:
+    return f"[{' '.join(names)}]"
+
+
+def initialized_condition(pod: Obj, init_statuses: list[Obj], phase: str) -> Obj:
+    """GeneratePodInitializedCondition."""
+    init_containers = pod.get("spec", {}).get("initContainers") or []
+    if phase == "Succeeded":
+        return _condition("Initialized", True, "PodCompleted")
+    if not init_containers:
+        return _condition("Initialized", True)
+    by_name = {s["name"]: s for s in init_statuses}
+    unknown = [c["name"] for c in init_containers if c["name"] not in by_name]
+    incomplete = [c["name"] for c in init_containers if c["name"] in by_name and (
+        not by_name[c["name"]].get("started") if is_sidecar(c)
+        else by_name[c["name"]].get("state", {}).get("terminated", {}).get("exitCode", -1) != 0)]
+    if not unknown and not incomplete:
+        return _condition("Initialized", True, "PodCompleted")
+    messages = []
+    if unknown:
+        messages.append(f"containers with unknown status: {_go_list(unknown)}")
+    if incomplete:
+        messages.append(f"containers with incomplete status: {_go_list(incomplete)}")
+    return _condition("Initialized", False, "ContainersNotInitialized", ", ".join(messages))
+
+
+def containers_ready_condition(pod: Obj, statuses: list[Obj], phase: str, kind: str = "ContainersReady") -> Obj:
+    """GenerateContainersReadyCondition (and GeneratePodReadyCondition, which copies it when it is
+    not True: no readiness gates yet)."""
+    by_name = {s["name"]: s for s in statuses}
+    spec = pod.get("spec", {})
+    containers = [c for c in spec.get("initContainers") or [] if is_sidecar(c)] + (spec.get("containers") or [])
+    unknown = [c["name"] for c in containers if c["name"] not in by_name]
+    unready = [c["name"] for c in containers if c["name"] in by_name and not by_name[c["name"]].get("ready")]
+    if phase == "Succeeded" and not unknown:
+        return _condition(kind, False, "PodCompleted")
+    if phase == "Failed":
+        return _condition(kind, False, "PodFailed")
+    messages = []
+    if unknown:
+        messages.append(f"containers with unknown status: {_go_list(unknown)}")
+    if unready:
+        messages.append(f"containers with unready status: {_go_list(unready)}")
+    if messages:
+        return _condition(kind, False, "ContainersNotReady", ", ".join(messages))
+    return _condition(kind, True)
+
+
+def pod_conditions(pod: Obj, runtime: PodRuntimeStatus, statuses: list[Obj], phase: str,
+                   init_statuses: list[Obj] | None = None) -> list[Obj]:
+    """kubelet's order: PodReadyToStartContainers, Initialized, Ready, ContainersReady, PodScheduled
+    (the scheduler's, kept with its transition time)."""
+    ready_to_start = not sandbox_needs_replacing(pod, runtime)[0]
     conditions = [
-        _condition("PodReadyToStartContainers", sandbox_ready),
-        _condition("Initialized", True),
-        ready,
-        containers_ready,
+        _condition("PodReadyToStartContainers", ready_to_start),
+        initialized_condition(pod, init_statuses or [], phase),
+        containers_ready_condition(pod, (init_statuses or []) + statuses, phase, "Ready"),
+        containers_ready_condition(pod, (init_statuses or []) + statuses, phase),
     ]
     scheduled = next((c for c in pod.get("status", {}).get("conditions") or []
                       if c.get("type") == "PodScheduled"), None)
-    if scheduled is not None:
-        conditions.append(dict(scheduled))
+    conditions.append(dict(scheduled) if scheduled is not None else _condition("PodScheduled", True))
     return conditions
 
 
@@ -192,20 +279,35 @@ def carry_transition_times(old: list[Obj], new: list[Obj], now: str) -> list[Obj
 
 def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, ContainerWaiting],
                         *, host_ips: list[str], runtime_name: str, now: datetime,
-                        pod_is_terminal: bool = False) -> Obj:
+                        pod_is_terminal: bool = False, probes: ProbeResults | None = None) -> Obj:
     old = pod.get("status") or {}
-    statuses = [container_status(c, runtime, waiting.get(c["name"]), runtime_name)
-                for c in pod.get("spec", {}).get("containers") or []]
-    phase = pod_phase(pod, statuses, pod_is_terminal)
+    spec = pod.get("spec", {})
+    init_containers = spec.get("initContainers") or []
+    default_waiting = POD_INITIALIZING if init_containers else CONTAINER_CREATING
+
+    def convert(container: Obj, init: bool) -> Obj:
+        latest = runtime.latest_container(container["name"])
+        sidecar = init and is_sidecar(container)
+        return container_status(container, runtime, waiting.get(container["name"]), runtime_name,
+                                init=init and not sidecar, default_waiting=default_waiting,
+                                should_restart=sidecar or should_container_be_restarted(pod, latest), probes=probes)
+
+    init_statuses = [convert(c, True) for c in init_containers]
+    statuses = [convert(c, False) for c in spec.get("containers") or []]
+    phase = pod_phase(pod, statuses, pod_is_terminal, init_statuses)
+    if phase not in TERMINAL_PHASES and old.get("phase") in TERMINAL_PHASES:
+        phase = old["phase"]          # a terminal phase never changes back
     stamp = rfc3339(now)
     status: Obj = {
         "phase": phase,
         "conditions": carry_transition_times(old.get("conditions") or [],
-                                             pod_conditions(pod, runtime, statuses, phase), stamp),
+                                             pod_conditions(pod, runtime, statuses, phase, init_statuses), stamp),
         "containerStatuses": statuses,
         "qosClass": old.get("qosClass") or qos_class(pod),
         "startTime": old.get("startTime") or stamp,
     }
+    if init_statuses:
+        status["initContainerStatuses"] = init_statuses
     if host_ips:
         status["hostIP"] = host_ips[0]
         status["hostIPs"] = [{"ip": ip} for ip in host_ips]

@@ -1,36 +1,91 @@
 """containerd's task events (start, exit, OOM) as fast pod lifecycle signals; the relist stays the
-safety net for anything missed while the stream was down."""
+safety net for anything missed while the stream was down.
+
+An exit is announced twice: at once (with the exit recorded in the ExitCache, so the pod's status
+can show it before CRI does), and again once CRI's ContainerStatus stops saying RUNNING (≈0.25 s
+later on containerd 1.6), so that actions such as a restart see the runtime agree.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
-from cri.events import ContainerdEvents
+from cri.client import CRIClient
+from cri.errors import CRIError, NotFound
+from cri.events import ContainerdEvent, ContainerdEvents
+from cri.gen import api_pb2
+
+from agent.pleg import ExitCache
 
 log = logging.getLogger(__name__)
 
 TOPICS = ("/tasks/start", "/tasks/exit", "/tasks/oom", "/tasks/delete")
 RETRY_INITIAL, RETRY_MAX = 0.5, 10.0
+SETTLE_POLL, SETTLE_TIMEOUT = 0.02, 3.0
 
 
-async def watch_task_events(endpoint: str, uid_of: Callable[[str], str | None],
-                            notify: Callable[[str, float], None]) -> None:
-    """Calls notify(pod uid, observed_at) for every task event of a known sandbox or container.
-    Events of objects the last relist did not see yet are left to the next relist."""
+async def watch_task_events(endpoint: str, uid_of: Callable[[str], Awaitable[str | None]],
+                            notify: Callable[[str, float], None], exits: ExitCache | None = None,
+                            runtime: CRIClient | None = None) -> None:
+    """Calls notify(pod uid, observed_at) for every task event of one of this node's sandboxes or
+    containers (`uid_of` resolves an id to its pod, None for others')."""
     delay = RETRY_INITIAL
+    settling: set[asyncio.Task[None]] = set()
     while True:
         try:
             async with ContainerdEvents(endpoint) as events:
                 async for event in events.subscribe(TOPICS):
                     delay = RETRY_INITIAL
-                    uid = uid_of(event.container_id)
-                    if uid:
-                        notify(uid, time.monotonic())
+                    uid = await uid_of(event.container_id)
+                    if not uid:
+                        continue
+                    now = time.monotonic()
+                    log.debug("task event topic=%s container=%s pod_uid=%s exit_status=%s", event.topic,
+                              event.container_id[:13], uid, event.exit_status)
+                    if exits is not None:
+                        _record(exits, event, now)
+                    notify(uid, now)
+                    if runtime is not None and exits is not None and _is_exit(event):
+                        task = asyncio.create_task(_notify_when_settled(runtime, exits, event.container_id, uid,
+                                                                        notify))
+                        settling.add(task)
+                        task.add_done_callback(settling.discard)
         except asyncio.CancelledError:
+            for task in settling:
+                task.cancel()
             raise
         except Exception as error:  # noqa: BLE001 - reconnect; the relist covers the gap
             log.warning("containerd event stream failed error=%s retry_in=%.1fs", error, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX)
+
+
+def _is_exit(event: ContainerdEvent) -> bool:
+    return event.topic == "/tasks/exit" and event.init_process
+
+
+def _record(exits: ExitCache, event: ContainerdEvent, now: float) -> None:
+    if _is_exit(event):
+        exits.record_exit(event.container_id, event.exit_status or 0, event.exited_at, now)
+    elif event.topic == "/tasks/oom":
+        exits.record_oom(event.container_id, now)
+
+
+async def _notify_when_settled(runtime: CRIClient, exits: ExitCache, container_id: str, uid: str,
+                               notify: Callable[[str, float], None]) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            status = (await runtime.container_status(container_id)).status
+        except NotFound:
+            break
+        except CRIError as error:
+            log.debug("container status after exit failed container=%s error=%s", container_id, error)
+            break
+        if status.state != api_pb2.CONTAINER_RUNNING:
+            break
+        await asyncio.sleep(SETTLE_POLL)
+    exits.settled(container_id)
+    notify(uid, time.monotonic())

@@ -25,6 +25,32 @@ def pod_hostname(pod: dict[str, Any]) -> str:
     return name[:MAX_HOSTNAME].rstrip("-.")
 
 
+def pod_host_and_domain(pod: dict[str, Any], cluster_domain: str) -> tuple[str, str]:
+    """GeneratePodHostNameAndDomain: (hostname, `<subdomain>.<namespace>.svc.<cluster domain>` or "")."""
+    subdomain = pod.get("spec", {}).get("subdomain") or ""
+    domain = f"{subdomain}.{pod['metadata']['namespace']}.svc.{cluster_domain}" if subdomain else ""
+    return pod_hostname(pod), domain
+
+
+def managed_hosts_file(pod: dict[str, Any], pod_ips: list[str], cluster_domain: str, node_hosts: str) -> str:
+    """kubelet's /etc/hosts for a container: its own for a pod network (the pod's names on each pod
+    IP), the node's file for hostNetwork; hostAliases appended."""
+    spec = pod.get("spec", {})
+    if spec.get("hostNetwork"):
+        text = "# Kubernetes-managed hosts file (host network).\n" + node_hosts
+    else:
+        hostname, domain = pod_host_and_domain(pod, cluster_domain)
+        names = f"{hostname}.{domain}\t{hostname}" if domain else hostname
+        text = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+        text += "".join(f"{ip}\t{names}\n" for ip in pod_ips)
+    aliases = spec.get("hostAliases") or []
+    if aliases:
+        text += "\n# Entries added by HostAliases.\n"
+        text += "".join(f"{a.get('ip', '')}\t{chr(9).join(a.get('hostnames') or [])}\n" for a in aliases)
+    return text
+
+
 def pod_labels(pod: dict[str, Any], node_name: str) -> dict[str, str]:
     meta = pod["metadata"]
     result = dict(meta.get("labels") or {})
@@ -48,7 +74,8 @@ def namespace_options(pod: dict[str, Any]) -> api_pb2.NamespaceOption:
 
 def port_mappings(pod: dict[str, Any]) -> list[api_pb2.PortMapping]:
     mappings = []
-    for container in pod.get("spec", {}).get("containers") or []:
+    spec = pod.get("spec", {})
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
         for port in container.get("ports") or []:
             mappings.append(api_pb2.PortMapping(
                 protocol=PROTOCOLS.get(port.get("protocol") or "TCP", api_pb2.TCP),
@@ -62,18 +89,20 @@ def sandbox_config(pod: dict[str, Any], *, attempt: int, node_name: str, dns: Re
                    log_root: str = "/var/log/pods", seen: str = "") -> api_pb2.PodSandboxConfig:
     meta, spec = pod["metadata"], pod.get("spec", {})
     annotations = dict(meta.get("annotations") or {})
-    annotations[labels.CONFIG_SOURCE] = "api"
+    annotations.setdefault(labels.CONFIG_SOURCE, "api")
     if seen:
-        annotations[labels.CONFIG_SEEN] = seen
+        annotations.setdefault(labels.CONFIG_SEEN, seen)   # a static pod keeps the time its file was seen
     security = spec.get("securityContext") or {}
     sandbox_security = api_pb2.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod))
     if security.get("runAsUser") is not None:
         sandbox_security.run_as_user.value = int(security["runAsUser"])
     if security.get("runAsGroup") is not None:
         sandbox_security.run_as_group.value = int(security["runAsGroup"])
-    sandbox_security.supplemental_groups.extend(int(g) for g in security.get("supplementalGroups") or [])
     if security.get("fsGroup") is not None:
         sandbox_security.supplemental_groups.append(int(security["fsGroup"]))
+    sandbox_security.supplemental_groups.extend(int(g) for g in security.get("supplementalGroups") or [])
+    sandbox_security.privileged = any((c.get("securityContext") or {}).get("privileged")
+                                      for c in (spec.get("initContainers") or []) + (spec.get("containers") or []))
     return api_pb2.PodSandboxConfig(
         metadata=api_pb2.PodSandboxMetadata(name=meta["name"], uid=meta["uid"],
                                             namespace=meta["namespace"], attempt=attempt),

@@ -35,7 +35,8 @@ class StatusManager:
     client: KubeClient
     # The API's current copy of a pod by UID (the informer's store): skips writes the API already
     # shows, writes for a pod that is gone (or whose name now belongs to a new UID), and drives the
-    # periodic reconcile. Without it every change is written.
+    # periodic reconcile. Without it every change is written. For a static pod it answers the pod's
+    # mirror pod, whose UID the write then carries (as kubelet's status manager translates it).
     api_pod: Callable[[str], Obj | None] | None = None
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
@@ -74,6 +75,14 @@ class StatusManager:
         if not entry.deleted:
             entry.delete_requested = True
             self._dirty.add(meta["uid"])
+            self._wake.set()
+
+    def refresh(self, uid: str) -> None:
+        """The pod's API object changed identity (e.g. a mirror pod was created): write again."""
+        entry = self._entries.get(uid)
+        if entry is not None and entry.status and not entry.deleted:
+            entry.written_version = 0
+            self._dirty.add(uid)
             self._wake.set()
 
     def forget(self, uid: str) -> None:
@@ -121,12 +130,17 @@ class StatusManager:
         if entry is None or entry.deleted:
             return True
         try:
-            gone = self.api_pod is not None and self.api_pod(uid) is None
+            target = self.api_pod(uid) if self.api_pod is not None else None
+            gone = self.api_pod is not None and target is None
             if entry.status and entry.written_version != entry.version and not gone:
                 version = entry.version
-                await self.client.patch(PODS, entry.name, {"metadata": {"uid": uid}, "status": entry.status},
+                api_uid = target["metadata"].get("uid", uid) if target is not None else uid
+                started = time.monotonic()
+                await self.client.patch(PODS, entry.name, {"metadata": {"uid": api_uid}, "status": entry.status},
                                         entry.namespace, subresource="status")
                 entry.written_version = version
+                log.debug("status written pod=%s/%s version=%d took=%.3fs", entry.namespace, entry.name, version,
+                          time.monotonic() - started)
             if entry.delete_requested:
                 await self.client.delete(PODS, entry.name, entry.namespace, grace_period_seconds=0, uid=uid)
                 entry.deleted = True

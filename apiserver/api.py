@@ -5,9 +5,11 @@ The HTTP layer, the scheduler and the controllers all go through this one code p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
-from typing import Any
+import time
+from typing import Any, AsyncIterator
 
 from apiserver import errors
 from apiserver.ipam import CIDRAllocator, CIDRExhausted
@@ -15,7 +17,10 @@ from apiserver.kinds import all_strategies
 from apiserver.kinds.base import Obj, ResourceInfo
 from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
-from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, utc_now
+from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, generated_name, utc_now
+from apiserver.node_lifecycle import with_default_tolerations
+from apiserver.quota_controller import QuotaAdmission
+from apiserver.service_allocation import ServiceAllocator
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
 
 log = logging.getLogger(__name__)
@@ -26,17 +31,26 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
 class API:
     def __init__(self, storage: Storage, cluster_cidr: str = "10.244.0.0/16", node_cidr_mask_size: int = 24,
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, service_cluster_ip_range: str = "10.96.0.0/12",
+                 service_node_port_range: tuple[int, int] = (30000, 32767)):
         self.storage = storage
         self.clock = clock
+        self.service_allocator = ServiceAllocator(service_cluster_ip_range, service_node_port_range)
         self.registries: dict[tuple[str, str], Registry] = {
-            (s.info.group, s.info.plural): Registry(s, storage, clock) for s in all_strategies()}
+            (s.info.group, s.info.plural): Registry(s, storage, clock)
+            for s in all_strategies(self.service_allocator)}
         self.cidrs = CIDRAllocator(cluster_cidr, node_cidr_mask_size)
         self._cidr_lock = asyncio.Lock()
         self.namespaces = self.registry("", "namespaces")
         self.nodes = self.registry("", "nodes")
         self.pods = self.registry("", "pods")
         self.events = self.registry("", "events")
+        self.services = self.registry("", "services")
+        self.endpoints = self.registry("", "endpoints")
+        self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")
+        self._service_writes: dict[str, int] = {}  # "<ns>/<name>" -> writes in flight
+        self.quota = QuotaAdmission(self)           # ResourceQuota admission (quota_controller.py)
+        self.default_toleration_seconds = 300       # DefaultTolerationSeconds admission (--pod-eviction-timeout)
 
     def registry(self, group: str, plural: str) -> Registry:
         try:
@@ -56,6 +70,13 @@ class API:
             except errors.APIError as exc:
                 if exc.reason != "AlreadyExists":
                     raise
+        services, _ = await self.services.list()
+        for service in services:
+            meta = service["metadata"]
+            conflicts = self.service_allocator.sync(f"{meta['namespace']}/{meta['name']}", service)
+            if conflicts:
+                log.warning("service allocations held twice service=%s/%s values=%s", meta["namespace"],
+                            meta["name"], ",".join(conflicts))
         nodes, _ = await self.nodes.list()
         for node in nodes:
             for cidr in (node.get("spec") or {}).get("podCIDRs") or []:
@@ -77,9 +98,36 @@ class API:
 
     async def create(self, registry: Registry, namespace: str, body: Any, dry_run: bool = False) -> Obj:
         await self._check_namespace(registry, namespace)
+        if registry is self.pods:
+            body = with_default_tolerations(body, self.default_toleration_seconds)
+        return await self.quota.admit_create(registry, namespace, body, dry_run, self._create_admitted)
+
+    async def _create_admitted(self, registry: Registry, namespace: str, body: Any, dry_run: bool = False) -> Obj:
         if registry is self.nodes:
             return await self._create_node(body, dry_run)
+        if registry is self.services and isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            meta = body["metadata"]
+            if not meta.get("name") and meta.get("generateName"):
+                # Name it now: its claims are tracked under its name from the start.
+                body = {**body, "metadata": {**meta, "name": generated_name(meta["generateName"])}}
+            async with self._service_write(namespace, body["metadata"].get("name") or ""):
+                return await registry.create(namespace, body, dry_run)
         return await registry.create(namespace, body, dry_run)
+
+    @contextlib.asynccontextmanager
+    async def _service_write(self, namespace: str, name: str) -> AsyncIterator[None]:
+        """Around a Service write: afterwards, that Service's ClusterIP/NodePort claims are set to what
+        storage holds (claims made by a failed or dry-run write go away; a deletion frees them)."""
+        owner = f"{namespace}/{name}"
+        self._service_writes[owner] = self._service_writes.get(owner, 0) + 1
+        try:
+            yield
+        finally:
+            self._service_writes[owner] -= 1
+            if not self._service_writes[owner]:
+                del self._service_writes[owner]
+                kv = await self.storage.get(self.services.key(namespace, name)) if name else None
+                self.service_allocator.sync(owner, self.services.decode(kv) if kv else None)
 
     async def _create_node(self, body: Any, dry_run: bool) -> Obj:
         if not isinstance(body, dict):
@@ -108,8 +156,18 @@ class API:
                      dry_run: bool = False) -> tuple[Obj, bool]:
         if subresource == "finalize" and registry is self.namespaces:
             return await self.finalize_namespace(name, body, dry_run), False
+        if registry is self.services:
+            async with self._service_write(namespace, name):
+                return await registry.update(namespace, name, body, subresource, dry_run)
         obj, created = await registry.update(namespace, name, body, subresource, dry_run)
         return obj, created
+
+    async def patch(self, registry: Registry, namespace: str, name: str, patch_type: str, patch: Any,
+                    subresource: str = "", dry_run: bool = False) -> Obj:
+        if registry is self.services:
+            async with self._service_write(namespace, name):
+                return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run)
+        return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run)
 
     async def finalize_namespace(self, name: str, body: Any, dry_run: bool = False) -> Obj:
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
@@ -123,6 +181,9 @@ class API:
     async def delete(self, registry: Registry, namespace: str, name: str, options: DeleteOptions) -> DeleteResult:
         if registry is self.namespaces and name in IMMORTAL_NAMESPACES:
             raise errors.forbidden_error("", "namespaces", name, "this namespace may not be deleted")
+        if registry is self.services:
+            async with self._service_write(namespace, name):
+                return await registry.delete(namespace, name, options)
         result = await registry.delete(namespace, name, options)
         if registry is self.nodes and result.removed and not options.dry_run:
             for cidr in (result.object.get("spec") or {}).get("podCIDRs") or []:
@@ -183,7 +244,8 @@ class API:
         namespace = meta.get("namespace") or "default"
         now = rfc3339(self.clock())
         event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            # Named like upstream's recorder (<name>.<unix nanos in hex>): lists come back in creation order.
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": namespace},
             "involvedObject": {"kind": involved.get("kind"), "namespace": meta.get("namespace", ""),
                                "name": meta["name"], "uid": meta.get("uid"),
                                "apiVersion": involved.get("apiVersion"),

@@ -6,6 +6,20 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
+from apiserver.service_allocation import parse_port_range
+from shipmate.durations import parse_go_duration
+from shipmate.hostnet import default_route_address
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_go_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return seconds
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -15,9 +29,20 @@ class ServerConfig:
     cluster_cidr: str
     node_cidr_mask_size: int
     service_cluster_ip_range: str
+    service_node_port_range: tuple[int, int]
+    advertise_address: str
     admin_kubeconfig: str
     watch_history_size: int
     log_level: str
+    node_monitor_period: float = 5.0
+    node_monitor_grace_period: float = 40.0
+    pod_eviction_timeout: float = 300.0
+    datastore_endpoint: str = ""  # empty: SQLite at database_path
+    datastore_cafile: str = ""
+    datastore_certfile: str = ""
+    datastore_keyfile: str = ""
+    snapshot_path: str = ""  # --snapshot: write a copy of the SQLite store and exit
+    restore_path: str = ""  # --restore: replace the SQLite store with a snapshot and exit
 
     @property
     def database_path(self) -> str:
@@ -32,18 +57,64 @@ def parse_args(argv: list[str]) -> ServerConfig:
     parser.add_argument("--cluster-cidr", default="10.244.0.0/16")
     parser.add_argument("--node-cidr-mask-size", type=int, default=24)
     parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
-                        help="reserved for Service ClusterIP allocation (issue 4)")
+                        help="CIDR Service ClusterIPs are allocated from; its first IP goes to `kubernetes`")
+    parser.add_argument("--service-node-port-range", default="30000-32767",
+                        help="port range NodePorts are allocated from")
+    parser.add_argument("--advertise-address", default="",
+                        help="the address the `kubernetes` Service's endpoints point at (default: the bind "
+                             "address, or the default route's address when binding all addresses)")
     parser.add_argument("--admin-kubeconfig", default="/etc/shipmate/admin.kubeconfig")
     parser.add_argument("--watch-history-size", type=int, default=10000,
                         help="writes kept for watch resumption; older resourceVersions get 410 Expired")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--node-monitor-period", type=_duration, default="5s",
+                        help="how often the node lifecycle controller checks node health")
+    parser.add_argument("--node-monitor-grace-period", type=_duration, default="40s",
+                        help="how long a node may go without renewing its Lease before it is marked Unknown")
+    parser.add_argument("--pod-eviction-timeout", type=_duration, default="5m0s",
+                        help="how long pods stay on a not-ready/unreachable node (their default "
+                             "NoExecute tolerationSeconds) before they are evicted")
+    parser.add_argument("--datastore-endpoint", default="",
+                        help="etcd v3 cluster: etcd://h1:2379,h2:2379 (or https://h1:2379,https://h2:2379); "
+                             "default: embedded SQLite in --data-dir")
+    parser.add_argument("--datastore-cafile", default="", help="CA bundle that verifies the etcd servers (TLS)")
+    parser.add_argument("--datastore-certfile", default="", help="client certificate for etcd (TLS)")
+    parser.add_argument("--datastore-keyfile", default="", help="client key for etcd (TLS)")
+    parser.add_argument("--snapshot", default="", metavar="FILE",
+                        help="write a consistent copy of the SQLite store to FILE and exit (safe while serving)")
+    parser.add_argument("--restore", default="", metavar="FILE",
+                        help="replace the SQLite store with the snapshot FILE and exit (server must be stopped)")
     args = parser.parse_args(argv)
+    if args.datastore_endpoint or args.datastore_cafile or args.datastore_certfile or args.datastore_keyfile:
+        from apiserver.storage.etcd import parse_etcd_endpoint
+        if not args.datastore_endpoint:
+            parser.error("--datastore-cafile/--datastore-certfile/--datastore-keyfile need --datastore-endpoint")
+        try:
+            parse_etcd_endpoint(args.datastore_endpoint, args.datastore_cafile, args.datastore_certfile,
+                                args.datastore_keyfile)
+        except ValueError as exc:
+            parser.error(f"--datastore-endpoint: {exc}")
+    if (args.snapshot or args.restore) and args.datastore_endpoint:
+        parser.error("--snapshot/--restore are for the SQLite store; on etcd use `etcdctl snapshot save/restore`")
+    if args.snapshot and args.restore:
+        parser.error("--snapshot and --restore exclude each other")
     for flag, value in (("--cluster-cidr", args.cluster_cidr),
                         ("--service-cluster-ip-range", args.service_cluster_ip_range)):
         try:
             ipaddress.ip_network(value, strict=True)
         except ValueError as exc:
             parser.error(f"{flag}: {exc}")
+    try:
+        node_port_range = parse_port_range(args.service_node_port_range)
+    except ValueError as exc:
+        parser.error(f"--service-node-port-range: {exc}")
+    advertise = args.advertise_address or args.bind_address
+    if advertise in ("0.0.0.0", "::"):
+        advertise = default_route_address()
+    try:
+        ipaddress.ip_address(advertise)
+    except ValueError:
+        parser.error(f"--advertise-address must be an IP address, got {advertise!r}")
     if not 1 <= args.port <= 65535:
         parser.error("--port must be between 1 and 65535")
     if args.watch_history_size < 1:
@@ -52,5 +123,9 @@ def parse_args(argv: list[str]) -> ServerConfig:
     if not cluster_prefix <= args.node_cidr_mask_size <= 30:
         parser.error(f"--node-cidr-mask-size must be between {cluster_prefix} and 30")
     return ServerConfig(args.bind_address, args.port, args.data_dir, args.cluster_cidr, args.node_cidr_mask_size,
-                        args.service_cluster_ip_range, args.admin_kubeconfig, args.watch_history_size,
-                        args.log_level.upper())
+                        args.service_cluster_ip_range, node_port_range, advertise, args.admin_kubeconfig, args.watch_history_size,
+                        args.log_level.upper(), args.node_monitor_period, args.node_monitor_grace_period,
+                        args.pod_eviction_timeout, datastore_endpoint=args.datastore_endpoint,
+                        datastore_cafile=args.datastore_cafile, datastore_certfile=args.datastore_certfile,
+                        datastore_keyfile=args.datastore_keyfile, snapshot_path=args.snapshot,
+                        restore_path=args.restore)

@@ -20,6 +20,7 @@ class FieldError:
         "FieldValueDuplicate": "Duplicate value",
         "FieldValueNotSupported": "Unsupported value",
         "FieldValueTooLong": "Too long",
+        "FieldValueTooMany": "Too many",
         "FieldValueTypeInvalid": "Invalid value",
     }
 
@@ -33,7 +34,15 @@ class FieldError:
         return f"{text}: {self.detail}" if self.detail else text
 
 
+class GoLiteral(str):
+    """A bad value already in Go's %#v form (e.g. a struct literal), printed as is."""
+
+
 def _format_bad_value(value: Any) -> str:
+    if isinstance(value, GoLiteral):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(f'"{v}"' for v in value) + "}"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, bool):

@@ -25,7 +25,11 @@ class Informer:
         self.registry = registry
         self.cache: dict[str, Obj] = {}
         self.synced = asyncio.Event()
-        self._on_change = on_change
+        self._handlers: list[Callable[[str, Obj], None]] = [on_change] if on_change else []
+
+    def add_handler(self, on_change: Callable[[str, Obj], None]) -> None:
+        """Another consumer of the same cache (handlers added before run() see the initial list)."""
+        self._handlers.append(on_change)
 
     def _apply(self, event: WatchEvent) -> None:
         key = object_key(event.object)
@@ -33,8 +37,8 @@ class Informer:
             self.cache.pop(key, None)
         else:
             self.cache[key] = event.object
-        if self._on_change:
-            self._on_change(event.type, event.object)
+        for handler in self._handlers:
+            handler(event.type, event.object)
 
     async def run(self) -> None:
         backoff = 0.5
@@ -76,3 +80,29 @@ class Informer:
                 return
             finally:
                 watch.stop()
+
+
+class SharedInformers:
+    """One informer per resource for all the controllers that watch it (as client-go's shared informer
+    factory): one watch, one cache, one decode per event. Register handlers, then run()."""
+
+    def __init__(self) -> None:
+        self._informers: dict[str, Informer] = {}
+
+    def informer(self, registry: Registry, on_change: Callable[[str, Obj], None]) -> Informer:
+        key = registry.prefix()
+        informer = self._informers.get(key)
+        if informer is None:
+            informer = self._informers[key] = Informer(registry)
+        informer.add_handler(on_change)
+        return informer
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.registry.info.plural}")
+                 for i in self._informers.values()]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,23 +8,38 @@ import ssl
 
 from aiohttp import web
 
+from apiserver import kubernetes_service
 from apiserver.api import API
 from apiserver.config import ServerConfig, parse_args
+from apiserver.controllers.wiring import workload_tasks
+from apiserver.endpoint_tasks import endpoint_tasks
 from apiserver.event_ttl import run_event_ttl
 from apiserver.http.server import HTTPServer
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
 from apiserver.namespace_controller import NamespaceController
-from apiserver.scheduler.scheduler import Scheduler
-from apiserver.storage.sqlite import SQLiteStorage
+from apiserver.node_lifecycle import LifecycleConfig
+from apiserver.scheduling_tasks import scheduling_tasks
+from apiserver.storage import open_storage
+from apiserver.storage import sqlite_admin
+from apiserver.storage.interface import StorageError
+from shipmate.sd_notify import Notifier
 
 log = logging.getLogger("apiserver")
 
 
 async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None) -> None:
-    storage = SQLiteStorage(config.database_path, history_size=config.watch_history_size)
+    storage = open_storage(config.datastore_endpoint, config.database_path, config.watch_history_size,
+                           config.datastore_cafile, config.datastore_certfile, config.datastore_keyfile)
+    data_dir_lock = None if config.datastore_endpoint else sqlite_admin.DataDirLock(config.database_path)
+    if data_dir_lock:
+        data_dir_lock.acquire()
     await storage.start()
-    api = API(storage, config.cluster_cidr, config.node_cidr_mask_size)
+    api = API(storage, config.cluster_cidr, config.node_cidr_mask_size,
+              service_cluster_ip_range=config.service_cluster_ip_range,
+              service_node_port_range=config.service_node_port_range)
+    api.default_toleration_seconds = int(config.pod_eviction_timeout)
     await api.start()
+    await kubernetes_service.reconcile(api, config.advertise_address, config.port)
     local_host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::") else config.bind_address
     scheme = "https" if ssl_context else "http"
     http = HTTPServer(api, f"{local_host}:{config.port}")
@@ -39,9 +54,17 @@ async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(Scheduler(api).run(), name="scheduler"),
+    notifier = Notifier.from_environment()
+    notifier.ready(f"serving on {config.bind_address}:{config.port}")
+    tasks = [asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
+             *scheduling_tasks(api, LifecycleConfig(config.node_monitor_period, config.node_monitor_grace_period,
+                                                    config.pod_eviction_timeout)),
              asyncio.create_task(NamespaceController(api).run(), name="namespace-controller"),
-             asyncio.create_task(run_event_ttl(api), name="event-ttl")]
+             *endpoint_tasks(api),
+             asyncio.create_task(run_event_ttl(api), name="event-ttl"),
+             *workload_tasks(api),
+             asyncio.create_task(kubernetes_service.run(api, config.advertise_address, config.port),
+                                 name="kubernetes-service")]
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -55,14 +78,37 @@ async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None)
         http.close_watches()
         await runner.cleanup()
         await storage.close()
+        if data_dir_lock:
+            data_dir_lock.release()
         log.info("stopped")
+
+
+def _snapshot_or_restore(config: ServerConfig) -> int:
+    try:
+        if config.snapshot_path:
+            summary = sqlite_admin.snapshot(config.database_path, config.snapshot_path)
+            log.info("snapshot written file=%s revision=%d keys=%d", config.snapshot_path, summary.revision,
+                     summary.keys)
+        else:
+            summary = sqlite_admin.restore(config.restore_path, config.database_path)
+            log.info("store restored from=%s to=%s revision=%d keys=%d", config.restore_path,
+                     config.database_path, summary.revision, summary.keys)
+    except sqlite_admin.StoreAdminError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
     config = parse_args(argv)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if config.snapshot_path or config.restore_path:
+        return _snapshot_or_restore(config)
     try:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         pass
+    except (sqlite_admin.StoreAdminError, StorageError) as exc:  # data dir locked, etcd unreachable, bad TLS files
+        log.error("%s", exc)
+        return 1
     return 0

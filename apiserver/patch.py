@@ -2,7 +2,7 @@
 
 Strategic merge uses a table of list fields that merge by key (dotted paths without indexes,
 e.g. "spec.containers" → "name") instead of being replaced, plus the `$patch` directives
-(`replace`, `delete`, `merge`), `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>`.
+(`replace`, `delete`, `merge`), `$retainKeys`, `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>`.
 """
 from __future__ import annotations
 
@@ -17,26 +17,32 @@ PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
 
 PRIMITIVE_MERGE = ""  # a list of scalars merged as a set union (e.g. finalizers)
 
-# Merge keys of the kinds we serve (upstream's patchMergeKey / patchStrategy=merge struct tags).
+PATCH_DIRECTIVE = "$patch"
+RETAIN_KEYS = "$retainKeys"
+SET_ELEMENT_ORDER = "$setElementOrder/"
+DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList/"
+
+# Lists of a container (in a pod spec: containers, initContainers, ephemeralContainers) that merge by key.
+_CONTAINER_LISTS = {"ports": "containerPort", "env": "name", "volumeMounts": "mountPath",
+                    "volumeDevices": "devicePath"}
+# Lists of a pod spec that merge by key (upstream's patchMergeKey / patchStrategy=merge struct tags).
+_POD_SPEC_LISTS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
+                   "volumes": "name", "imagePullSecrets": "name", "hostAliases": "ip",
+                   "topologySpreadConstraints": "topologyKey", "schedulingGates": "name", "resourceClaims": "name",
+                   **{f"{containers}.{field}": key
+                      for containers in ("containers", "initContainers", "ephemeralContainers")
+                      for field, key in _CONTAINER_LISTS.items()}}
+
+# Merge keys of the kinds we serve, by dotted path without indexes ("spec.containers" → "name").
+# The same table tells server-side apply which lists are maps keyed by these fields (apiserver/apply/).
 MERGE_KEYS: dict[str, str] = {
     "metadata.finalizers": PRIMITIVE_MERGE,
     "metadata.ownerReferences": "uid",
-    "spec.containers": "name",
-    "spec.initContainers": "name",
-    "spec.ephemeralContainers": "name",
-    "spec.volumes": "name",
-    "spec.imagePullSecrets": "name",
-    "spec.hostAliases": "ip",
-    "spec.readinessGates": "conditionType",
-    "spec.containers.ports": "containerPort",
-    "spec.initContainers.ports": "containerPort",
-    "spec.containers.env": "name",
-    "spec.initContainers.env": "name",
-    "spec.containers.volumeMounts": "mountPath",
-    "spec.initContainers.volumeMounts": "mountPath",
-    "spec.containers.volumeDevices": "devicePath",
-    "spec.initContainers.volumeDevices": "devicePath",
-    "spec.podCIDRs": PRIMITIVE_MERGE,
+    **{f"spec.{path}": key for path, key in _POD_SPEC_LISTS.items()},
+    # Pod templates of Deployments, ReplicaSets and ReplicationControllers merge like the pod spec they hold.
+    **{f"spec.template.spec.{path}": key for path, key in _POD_SPEC_LISTS.items()},
+    "spec.ports": "port",  # Service ports
+    "spec.podCIDRs": PRIMITIVE_MERGE,  # Node
     "status.conditions": "type",
     "status.addresses": "type",
     "status.podIPs": "ip",
@@ -188,21 +194,37 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _is_directive(key: str) -> bool:
+    return key in (PATCH_DIRECTIVE, RETAIN_KEYS) or key.startswith((SET_ELEMENT_ORDER, DELETE_FROM_PRIMITIVE_LIST))
+
+
 def _merge_map(original: dict, patch: dict, path: str, merge_keys: Mapping[str, str]) -> dict:
-    directive = patch.get("$patch")
+    directive = patch.get(PATCH_DIRECTIVE)
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return _merge_map({}, {k: v for k, v in patch.items() if k != PATCH_DIRECTIVE}, path, merge_keys)
     if directive == "delete":
         return {}
     if directive not in (None, "merge"):
         raise PatchError(f"Unknown patch type: {directive} in map: {patch}")
+    retain = patch.get(RETAIN_KEYS)
+    if retain is not None:
+        # retainKeys strategy (a union such as Deployment strategy or a volume source): fields the patch
+        # does not list are cleared from the original.
+        if not isinstance(retain, list):
+            raise PatchError(f"invalid type for {RETAIN_KEYS}: expected a list, got {retain!r}")
+        for key in patch:
+            if not _is_directive(key) and patch[key] is not None and key not in retain:
+                raise PatchError(f"all fields in patch must be in {RETAIN_KEYS}: {key} is not")
+        original = {k: v for k, v in original.items() if k in retain}
+    server_lists = {key: original.get(key[len(SET_ELEMENT_ORDER):]) for key in patch
+                    if key.startswith(SET_ELEMENT_ORDER)}
     for key, value in patch.items():
-        if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
-            continue
-        if key.startswith("$deleteFromPrimitiveList/"):
-            field = key.split("/", 1)[1]
+        if key.startswith(DELETE_FROM_PRIMITIVE_LIST):
+            field = key[len(DELETE_FROM_PRIMITIVE_LIST):]
             if isinstance(original.get(field), list) and isinstance(value, list):
                 original[field] = [item for item in original[field] if item not in value]
+            continue
+        if _is_directive(key):
             continue
         field_path = _join(path, key)
         if value is None:
@@ -210,20 +232,62 @@ def _merge_map(original: dict, patch: dict, path: str, merge_keys: Mapping[str, 
         elif isinstance(value, dict):
             current = original.get(key)
             merged = _merge_map(current if isinstance(current, dict) else {}, value, field_path, merge_keys)
-            if value.get("$patch") == "delete":
+            if value.get(PATCH_DIRECTIVE) == "delete":
                 original.pop(key, None)
             else:
                 original[key] = merged
         elif isinstance(value, list) and field_path in merge_keys:
-            original[key] = _merge_list(original.get(key) or [], value, field_path, merge_keys)
+            current = original.get(key)
+            original[key] = _merge_list(current if isinstance(current, list) else [], value, field_path,
+                                        merge_keys)
         else:
-            original[key] = copy.deepcopy(value)
+            original[key] = _strip_directives(value)
+    for key, order in patch.items():
+        if key.startswith(SET_ELEMENT_ORDER):
+            field = key[len(SET_ELEMENT_ORDER):]
+            field_path = _join(path, field)
+            if isinstance(original.get(field), list) and isinstance(order, list) and field_path in merge_keys:
+                original[field] = _ordered(original[field], order, server_lists[key] or [], merge_keys[field_path])
     return original
 
 
+def _strip_directives(value: Any) -> Any:
+    """A value set wholesale (a new list element, a non-merging list) carries no directives into storage."""
+    if isinstance(value, dict):
+        return {k: _strip_directives(v) for k, v in value.items() if not _is_directive(k) and v is not None}
+    if isinstance(value, list):
+        return [_strip_directives(item) for item in value]
+    return copy.deepcopy(value)
+
+
+def _identity(item: Any, merge_key: str) -> Any:
+    if merge_key == PRIMITIVE_MERGE:
+        return item
+    return item.get(merge_key) if isinstance(item, dict) else None
+
+
+def _ordered(items: list, order: list, server: list, merge_key: str) -> list:
+    """$setElementOrder: the listed elements in the given order, merged with the elements it does not name
+    (set by others, in their server order) as upstream's mergeSortedSlice: of the two heads, the one
+    earlier in the server's list goes first; a head the server did not have goes first."""
+    position = {_identity(entry, merge_key): index for index, entry in enumerate(order)}
+    server_index = {_identity(item, merge_key): index for index, item in enumerate(server)}
+    listed = sorted((item for item in items if _identity(item, merge_key) in position),
+                    key=lambda item: position[_identity(item, merge_key)])
+    unlisted = [item for item in items if _identity(item, merge_key) not in position]
+    result: list = []
+    while listed and unlisted:
+        listed_at = server_index.get(_identity(listed[0], merge_key))
+        unlisted_at = server_index.get(_identity(unlisted[0], merge_key))
+        take_unlisted = listed_at is not None and unlisted_at is not None and unlisted_at < listed_at
+        result.append(unlisted.pop(0) if take_unlisted else listed.pop(0))
+    return result + listed + unlisted
+
+
 def _merge_list(original: list, patch: list, path: str, merge_keys: Mapping[str, str]) -> list:
-    if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
-        return [copy.deepcopy(item) for item in patch if not (isinstance(item, dict) and "$patch" in item)]
+    if any(isinstance(item, dict) and item.get(PATCH_DIRECTIVE) == "replace" for item in patch):
+        return [_strip_directives(item) for item in patch
+                if not (isinstance(item, dict) and PATCH_DIRECTIVE in item and len(item) == 1)]
     merge_key = merge_keys[path]
     result = copy.deepcopy(original)
     if merge_key == PRIMITIVE_MERGE:
@@ -238,12 +302,12 @@ def _merge_list(original: list, patch: list, path: str, merge_keys: Mapping[str,
             raise PatchError(f"map: {item} does not contain declared merge key: {merge_key}")
         index = next((i for i, existing in enumerate(result)
                       if isinstance(existing, dict) and existing.get(merge_key) == item[merge_key]), None)
-        if item.get("$patch") == "delete":
+        if item.get(PATCH_DIRECTIVE) == "delete":
             if index is not None:
                 result.pop(index)
             continue
         if index is None:
-            result.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+            result.append(_merge_map({}, item, path, merge_keys))
         else:
             result[index] = _merge_map(result[index], item, path, merge_keys)
     return result

@@ -252,3 +252,158 @@ def event_row(event: Obj, now: datetime.datetime) -> Row:
 
 def spec_for(columns: list[Column], row_fn, now: datetime.datetime) -> TableSpec:
     return TableSpec(columns=columns, row=lambda obj: row_fn(obj, now))
+
+
+CONFIGMAP_COLUMNS = [
+    Column("Name", "string", "name", NAME_DESCRIPTION),
+    Column("Data", "string", "", "Data contains the configuration data. Each key must consist of alphanumeric "
+           "characters, '-', '_' or '.'."),
+    Column("Age", "string", "", AGE_DESCRIPTION),
+]
+
+
+def configmap_row(configmap: Obj, now: datetime.datetime) -> Row:
+    count = len(configmap.get("data") or {}) + len(configmap.get("binaryData") or {})
+    return Row([configmap["metadata"]["name"], count, age(configmap["metadata"].get("creationTimestamp"), now)])
+
+
+SECRET_COLUMNS = [
+    Column("Name", "string", "name", NAME_DESCRIPTION),
+    Column("Type", "string", "", "Used to facilitate programmatic handling of secret data."),
+    Column("Data", "string", "", "Data contains the secret data. Each key must consist of alphanumeric "
+           "characters, '-', '_' or '.'."),
+    Column("Age", "string", "", AGE_DESCRIPTION),
+]
+
+
+def secret_row(secret: Obj, now: datetime.datetime) -> Row:
+    return Row([secret["metadata"]["name"], secret.get("type", ""), len(secret.get("data") or {}),
+                age(secret["metadata"].get("creationTimestamp"), now)])
+
+
+SERVICE_COLUMNS = [
+    Column("Name", "string", "name", NAME_DESCRIPTION),
+    Column("Type", "string", "", "type determines how the Service is exposed: ClusterIP, NodePort, "
+           "LoadBalancer or ExternalName."),
+    Column("Cluster-IP", "string", "", "clusterIP is the IP address of the service."),
+    Column("External-IP", "string", "", "externalIPs is a list of IP addresses for which nodes in the cluster "
+           "will also accept traffic for this service."),
+    Column("Port(s)", "string", "", "The list of ports that are exposed by this service."),
+    Column("Age", "string", "", AGE_DESCRIPTION),
+    Column("Selector", "string", "", "Route service traffic to pods with label keys and values matching this "
+           "selector.", 1),
+]
+
+
+def format_labels(labels: dict[str, str] | None) -> str:
+    """labels.FormatLabels: sorted k=v pairs, `<none>` when empty."""
+    if not labels:
+        return "<none>"
+    return ",".join(f"{key}={labels[key]}" for key in sorted(labels))
+
+
+def _load_balancer_ips(status: Obj) -> list[str]:
+    ingress = ((status or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [entry.get("ip") or entry.get("hostname") for entry in ingress if entry.get("ip") or entry.get("hostname")]
+
+
+def service_external_ip(service: Obj) -> str:
+    spec = service.get("spec") or {}
+    external = spec.get("externalIPs") or []
+    kind = spec.get("type")
+    if kind in ("ClusterIP", "NodePort"):
+        return ",".join(external) or "<none>"
+    if kind == "LoadBalancer":
+        addresses = _load_balancer_ips(service.get("status") or {}) + external
+        return ",".join(addresses) or "<pending>"
+    if kind == "ExternalName":
+        return spec.get("externalName", "")
+    return "<unknown>"
+
+
+def service_ports(ports: list[Obj]) -> str:
+    pieces = []
+    for port in ports:
+        if port.get("nodePort"):
+            pieces.append(f"{port.get('port')}:{port['nodePort']}/{port.get('protocol', 'TCP')}")
+        else:
+            pieces.append(f"{port.get('port')}/{port.get('protocol', 'TCP')}")
+    return ",".join(pieces)
+
+
+def service_row(service: Obj, now: datetime.datetime) -> Row:
+    spec = service.get("spec") or {}
+    cluster_ips = spec.get("clusterIPs") or []
+    return Row([service["metadata"]["name"], spec.get("type", ""), cluster_ips[0] if cluster_ips else "<none>",
+                service_external_ip(service), service_ports(spec.get("ports") or []) or "<none>",
+                age(service["metadata"].get("creationTimestamp"), now), format_labels(spec.get("selector"))])
+
+
+ENDPOINTS_COLUMNS = [
+    Column("Name", "string", "name", NAME_DESCRIPTION),
+    Column("Endpoints", "string", "", "The set of all endpoints is the union of all subsets."),
+    Column("Age", "string", "", AGE_DESCRIPTION),
+]
+
+_MAX_LISTED = 3
+
+
+def _host_port(ip: str, port: Any) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def format_endpoints(endpoints: Obj) -> str:
+    """kubectl's formatEndpoints: at most three ready address:port pairs, then `+ N more...`."""
+    subsets = endpoints.get("subsets") or []
+    if not subsets:
+        return "<none>"
+    listed: list[str] = []
+    count = 0
+    for subset in subsets:
+        addresses = [a.get("ip", "") for a in subset.get("addresses") or []]
+        ports = subset.get("ports") or []
+        pairs = [(ip, None) for ip in addresses] if not ports else \
+            [(ip, port.get("port")) for port in ports for ip in addresses]
+        count += len(pairs)
+        for ip, port in pairs:
+            if len(listed) < _MAX_LISTED:
+                listed.append(ip if port is None else _host_port(ip, port))
+    text = ",".join(listed)
+    return f"{text} + {count - _MAX_LISTED} more..." if count > _MAX_LISTED else text
+
+
+def endpoints_row(endpoints: Obj, now: datetime.datetime) -> Row:
+    return Row([endpoints["metadata"]["name"], format_endpoints(endpoints),
+                age(endpoints["metadata"].get("creationTimestamp"), now)])
+
+
+ENDPOINTSLICE_COLUMNS = [
+    Column("Name", "string", "name", NAME_DESCRIPTION),
+    Column("AddressType", "string", "", "addressType specifies the type of address carried by this "
+           "EndpointSlice."),
+    Column("Ports", "string", "", "ports specifies the list of network ports exposed by each endpoint in this "
+           "slice."),
+    Column("Endpoints", "string", "", "endpoints is a list of unique endpoints in this slice."),
+    Column("Age", "string", "", AGE_DESCRIPTION),
+]
+
+
+def _list_with_more(items: list[str]) -> str:
+    text = ",".join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        return f"{text} + {len(items) - _MAX_LISTED} more..."
+    return text or "<unset>"
+
+
+def endpointslice_row(endpoint_slice: Obj, now: datetime.datetime) -> Row:
+    ports = []
+    for port in endpoint_slice.get("ports") or []:
+        if port.get("port") is not None:
+            ports.append(str(port["port"]))
+        elif port.get("name") is not None:
+            ports.append(port["name"])
+        else:
+            ports.append("*")
+    addresses = [a for e in endpoint_slice.get("endpoints") or [] for a in e.get("addresses") or []]
+    return Row([endpoint_slice["metadata"]["name"], endpoint_slice.get("addressType", ""), _list_with_more(ports),
+                _list_with_more(addresses), age(endpoint_slice["metadata"].get("creationTimestamp"), now)])

@@ -14,8 +14,10 @@ from typing import Any, Callable
 
 from apiserver import errors
 from apiserver.kinds.base import Obj, Strategy
+from apiserver.deletion_propagation import gc_finalizers
 from apiserver.timeutil import rfc3339
-from apiserver.patch import PatchError, apply_patch
+from apiserver.patch import APPLY_PATCH, PatchError, apply_patch
+from apiserver.apply.request import apply_config, track
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,
                                          RevisionMismatch, Storage, StorageEvent, Watch)
 from shipmate.selectors import FieldSelector, LabelSelector
@@ -30,6 +32,11 @@ _DECODE_CACHE_SIZE = 512
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def generated_name(prefix: str) -> str:
+    """generateName's result: the prefix and five random characters, as upstream."""
+    return prefix + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
 
 
 def encode(obj: Obj) -> bytes:
@@ -52,6 +59,8 @@ class DeleteOptions:
     precondition_uid: str | None = None
     precondition_resource_version: str | None = None
     dry_run: bool = False
+    propagation_policy: str | None = None  # Foreground, Background, Orphan (garbage collection of dependents)
+    orphan_dependents: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -174,15 +183,19 @@ class Registry:
         if meta.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
+            meta["name"] = generated_name(meta["generateName"])
         for field in ("uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339(self.clock())
-        meta["generation"] = 1
+        if self.strategy.tracks_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
-        problems = self.strategy.validate(obj)
+        track(obj, None, "", rfc3339(self.clock()))  # metadata.managedFields
+        problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
         if problems:
             raise self._invalid(meta.get("name") or "", problems)
         if dry_run:
@@ -212,9 +225,10 @@ class Registry:
         if subresource == "status":
             problems = self.strategy.validate_status_update(new, old)
         else:
-            problems = self.strategy.validate_update(new, old)
+            problems = self.strategy.validate_update(new, old) or self.strategy.admit(new, old)
         if problems:
             raise self._invalid(old_meta["name"], problems)
+        track(new, old, subresource, rfc3339(self.clock()))  # metadata.managedFields
         if self.strategy.spec_changed(new, old):
             new_meta["generation"] = int(old_meta.get("generation") or 0) + 1
         return new
@@ -290,6 +304,8 @@ class Registry:
     async def patch(self, namespace: str, name: str, patch_type: str, patch: Any, subresource: str = "",
                     dry_run: bool = False) -> Obj:
         def mutate(current: Obj) -> Obj:
+            if patch_type == APPLY_PATCH:  # server-side apply
+                return apply_config(current, patch, self.info.group, self.info.plural, name, rfc3339(self.clock()))
             try:
                 patched = apply_patch(patch_type, current, patch)
             except PatchError as exc:
@@ -323,6 +339,11 @@ class Registry:
                 raise self._conflict(name, "Precondition failed: ResourceVersion in precondition: "
                                            f"{options.precondition_resource_version}, ResourceVersion in object "
                                            f"meta: {meta['resourceVersion']}")
+            if not meta.get("deletionTimestamp"):
+                finalizers = gc_finalizers(current, options.propagation_policy, options.orphan_dependents,
+                                           self.strategy.orphans_dependents_by_default)
+                if finalizers is not None:
+                    meta["finalizers"] = finalizers
             grace = self.strategy.graceful_delete_seconds(current, options.grace_period_seconds)
             if grace == 0 and not self.strategy.blocks_deletion(current):
                 if options.dry_run:
@@ -350,7 +371,7 @@ class Registry:
         meta = marked["metadata"]
         meta["deletionTimestamp"] = rfc3339(self.clock() + datetime.timedelta(seconds=grace))
         meta["deletionGracePeriodSeconds"] = grace
-        if grace > 0:
+        if grace > 0 and self.strategy.tracks_generation:
             meta["generation"] = int(meta.get("generation") or 0) + 1
         self.strategy.mark_deleting(marked)
         return marked

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from netns.install import CONFLIST_NAME, install_cni  # noqa: E402
+from result import Figure, write_result  # noqa: E402
 
 PREFIX = "smbench-"
 
@@ -112,6 +113,12 @@ def main() -> int:
     add_agent = median_ms(agent["ADD"])
     print(f"shipmate-cni ADD via agent: {add_agent:.1f} ms = {add_agent / base:.1f}x nsenter+/bin/true "
           f"(in-process fallback {median_ms(fallback['ADD']):.1f} ms)")
+    write_result("cni_exec", [
+        Figure("CNI ADD via the agent", add_agent, base, "ms", baseline_label="nsenter + /bin/true"),
+        Figure("CNI DEL via the agent", median_ms(agent["DEL"]), base, "ms", baseline_label="nsenter + /bin/true"),
+        Figure("CNI ADD, in-process fallback", median_ms(fallback["ADD"]), base, "ms",
+               baseline_label="nsenter + /bin/true"),
+    ])
     return 0
 
 

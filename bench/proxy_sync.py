@@ -24,6 +24,7 @@ from agent.proxy import chains
 from agent.proxy.proxier import Proxier
 from agent.proxy.render import RenderConfig, is_large_cluster, render_full
 from netns.iptables import BACKENDS, Backend, Iptables, detect_backend
+from result import Figure, write_result
 
 CLUSTER_CIDR = "10.244.0.0/16"
 ENDPOINTS_PER_SERVICE = 5
@@ -164,13 +165,21 @@ async def main() -> None:
         await measure_python_iptables(args.python_iptables)
         return
     ratio = None
+    series: dict[str, list[float]] = {"services": [], "full sync (s)": [], "floor: bare restore (s)": [],
+                                      "one-service change (s)": [], "change floor (s)": []}
     for n in (int(size) for size in args.sizes.split(",")):
         ours, floor, change, change_floor, added = await measure(backend, n)
         ratio = ours / floor
+        for name, value in zip(series, (n, ours, floor, change, change_floor)):
+            series[name].append(value)
         print(f"{backend.name} {n} services x {ENDPOINTS_PER_SERVICE} endpoints: full sync {ours:.2f}s, "
               f"floor {floor:.2f}s, ratio {ratio:.2f}; one-service endpoint change {change * 1000:.0f} ms "
               f"(bare one-rule restore {change_floor * 1000:.0f} ms); "
               f"new service {added * 1000:.0f} ms", flush=True)
+    write_result("proxy_sync", [
+        Figure(f"proxy full sync, {n} services ({backend.name})", ours, floor, "s", "≤ 1.3"),
+        Figure(f"one-service change, {n} services", change * 1000, change_floor * 1000, "ms", "≤ 100 ms"),
+    ], series=series)
     print(f"{n} full sync ratio: {ratio:.2f}")
 
 

@@ -4,7 +4,7 @@
 #   hack/up.sh [--images-only | --host-only] [--test-extras]
 #     --images-only  stop after the registry and the images
 #     --host-only    stop after containerd, the registry and the images (no server, no agent)
-#     --test-extras  also install the package's test extras into the virtualenv
+#     --test-extras  also install the package's test extras into the virtualenv and etcd (apt)
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -161,7 +161,7 @@ main() {
     case $1 in
       --images-only) until=images ;;
       --host-only) until=host ;;
-      --test-extras) flavour="test" ;;
+      --test-extras) flavour="test"; APT_PACKAGES+=(etcd-server etcd-client systemd) ;;  # etcd: tests/integration/test_etcd_*; systemd-analyze: test_systemd_units
       *) die "unknown option $1" ;;
     esac
     shift

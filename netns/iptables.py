@@ -107,6 +107,17 @@ class Iptables:
         return {line[1:].split(" ", 1)[0] for line in (await self.save(table)).splitlines()
                 if line.startswith(":")}
 
+    async def chain_exists(self, table: str, chain: str) -> bool:
+        """Whether `chain` exists; meant for small (canary) chains, whose rules it lists."""
+        rc, _, err = await _run((*self._prefix, self.backend.iptables, "-w", "-t", table, "-S", chain))
+        if rc == 0:
+            return True
+        # Exit 1 is "no such chain" (iptables-nft 1.8.9 words it "chain ... is incompatible" when
+        # the table exists without it); 2 and 4 are usage and resource (lock) errors.
+        if rc == 1:
+            return False
+        raise IptablesError(f"{self.backend.iptables} -t {table} -S {chain}: {err.strip()}")
+
     async def has_rule(self, table: str, chain: str, spec: Iterable[str]) -> bool:
         rc, _, err = await _run((*self._prefix, self.backend.iptables, "-w", "-t", table, "-C", chain, *spec))
         if rc == 0:

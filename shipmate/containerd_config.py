@@ -250,13 +250,14 @@ def systemd_cgroup_default() -> bool:
     return os.path.isdir("/run/systemd/system")
 
 
-def render_config_toml(registries: Registries, systemd_cgroup: bool, certs_dir: str = CERTS_DIR) -> str:
+def render_config_toml(registries: Registries, systemd_cgroup: bool, certs_dir: str = CERTS_DIR,
+                       cni_bin_dir: str = CNI_BIN_DIR, cni_conf_dir: str = CNI_CONF_DIR) -> str:
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     sections = [
         "# Written by `shipmate containerd-config`; changes here are overwritten by `make up`.\n"
         + _table("", {"version": 2}),
         _table(cri, {"sandbox_image": SANDBOX_IMAGE, "restrict_oom_score_adj": True}),
-        _table(f"{cri}.cni", {"bin_dir": CNI_BIN_DIR, "conf_dir": CNI_CONF_DIR}),
+        _table(f"{cri}.cni", {"bin_dir": cni_bin_dir, "conf_dir": cni_conf_dir}),
         _table(f"{cri}.containerd", {"default_runtime_name": "runc"}),
         _table(f"{cri}.containerd.runtimes.runc", {"runtime_type": "io.containerd.runc.v2"}),
         _table(f"{cri}.containerd.runtimes.runc.options", {"SystemdCgroup": systemd_cgroup}),
@@ -272,7 +273,8 @@ def render_config_toml(registries: Registries, systemd_cgroup: bool, certs_dir: 
     return "\n\n".join(sections) + "\n"
 
 
-def render(document: object, systemd_cgroup: bool = False, certs_dir: str = CERTS_DIR) -> RenderedConfig:
+def render(document: object, systemd_cgroup: bool = False, certs_dir: str = CERTS_DIR,
+           cni_bin_dir: str = CNI_BIN_DIR, cni_conf_dir: str = CNI_CONF_DIR) -> RenderedConfig:
     """registries.yaml document → config.toml text and {host dir: hosts.toml text}."""
     registries = parse_registries(document)
     hosts: dict[str, str] = {}
@@ -285,7 +287,7 @@ def render(document: object, systemd_cgroup: bool = False, certs_dir: str = CERT
     for registry, endpoints in sorted(targets.items()):
         directory = WILDCARD_DIR if registry == WILDCARD else registry
         hosts[directory] = render_hosts_toml(registry, endpoints, registries.configs)
-    return RenderedConfig(render_config_toml(registries, systemd_cgroup, certs_dir), hosts)
+    return RenderedConfig(render_config_toml(registries, systemd_cgroup, certs_dir, cni_bin_dir, cni_conf_dir), hosts)
 
 
 # ---------------------------------------------------------------- applying
@@ -348,10 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/etc/containerd/config.toml"))
     parser.add_argument("--certs-dir", type=Path, default=Path(CERTS_DIR))
     parser.add_argument("--systemd-cgroup", choices=("auto", "true", "false"), default="auto")
+    parser.add_argument("--cni-bin-dir", default=CNI_BIN_DIR)
+    parser.add_argument("--cni-conf-dir", default=CNI_CONF_DIR)
     args = parser.parse_args(argv)
     systemd_cgroup = systemd_cgroup_default() if args.systemd_cgroup == "auto" else args.systemd_cgroup == "true"
     try:
-        rendered = render(load_registries(args.registries), systemd_cgroup, str(args.certs_dir))
+        rendered = render(load_registries(args.registries), systemd_cgroup, str(args.certs_dir),
+                          args.cni_bin_dir, args.cni_conf_dir)
     except RegistriesError as error:
         print(f"shipmate containerd-config: {args.registries}: {error}", file=sys.stderr)
         return 1

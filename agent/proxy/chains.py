@@ -16,6 +16,11 @@ POSTROUTING = "KUBE-POSTROUTING"
 MARK_MASQ = "KUBE-MARK-MASQ"
 FORWARD = "KUBE-FORWARD"
 IPTABLES_HINT = "KUBE-IPTABLES-HINT"
+FIREWALL = "KUBE-FIREWALL"  # filter: guards NodePorts on localhost (route_localnet)
+# An empty chain in each table, written last by a full sync: when one is missing, someone
+# flushed or deleted our rules and the next periodic sync is a full one (kube-proxy's canary).
+CANARY = "KUBE-PROXY-CANARY"
+CANARY_TABLES = ("mangle", "nat", "filter")
 
 CLUSTER_POLICY_PREFIX = "KUBE-SVC-"
 LOCAL_POLICY_PREFIX = "KUBE-SVL-"
@@ -27,7 +32,7 @@ SERVICE_CHAIN_PREFIXES = (CLUSTER_POLICY_PREFIX, LOCAL_POLICY_PREFIX, EXTERNAL_P
 
 # The top-level chains each table owns entirely (written in full on every full sync).
 NAT_TOP_CHAINS = (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ)
-FILTER_TOP_CHAINS = (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS)
+FILTER_TOP_CHAINS = (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, FIREWALL)
 
 
 def _hash16(text: str) -> str:

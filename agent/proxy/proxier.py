@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from agent.proxy import chains, render
+from agent.proxy import chains, conntrack, render
 from agent.proxy.changes import EndpointMap, EndpointsChangeTracker, PortMap, ServiceChangeTracker
 from agent.proxy.render import ProxyState, RenderConfig
 from agent.proxy.runner import BoundedFrequencyRunner
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 def is_our_chain(table: str, chain: str) -> bool:
     """The chains `cleanup_iptables` removes: everything the proxy creates, in any table."""
+    if chain == chains.CANARY:
+        return table in chains.CANARY_TABLES
     if table == "nat":
         return chain in chains.NAT_TOP_CHAINS or chains.is_service_chain(chain)
     if table == "filter":
@@ -83,6 +85,18 @@ class Proxier:
     def on_endpoint_slice_delete(self, endpoint_slice: dict) -> None:
         self.on_endpoint_slice_update(endpoint_slice, deleted=True)
 
+    # The same, in the shape of an informer's `on_change(kind, old, new)` (agent.proxy.sources).
+    def on_service_change(self, kind: str, old: dict | None, new: dict | None) -> None:
+        if kind == "DELETED":
+            self.on_service_update(old or new, None)
+        else:
+            self.on_service_update(old, new)
+
+    def on_endpoint_slice_change(self, kind: str, old: dict | None, new: dict | None) -> None:
+        obj = new if new is not None else old
+        if obj is not None:
+            self.on_endpoint_slice_update(obj, deleted=kind == "DELETED")
+
     def on_services_synced(self) -> None:
         self._services_synced = True
         self.runner.run()
@@ -116,9 +130,13 @@ class Proxier:
         # Crossing the large-cluster threshold changes the text of every endpoint chain.
         full = (self._need_full_sync or large != self._applied_large
                 or started - self._last_full_sync > self.full_sync_period)
-        if not full and not changed:
-            return True
         try:
+            if not full and not changed:
+                if await self._rules_intact():
+                    return True
+                log.warning("proxy canary chain missing (rules flushed by someone else): full sync")
+                self._known_chains = None
+                full = True
             if full:
                 await self._full_sync(current)
             else:
@@ -130,10 +148,18 @@ class Proxier:
             self._need_full_sync = True
             log.error("proxy sync failed full=%s changed=%d error=%s", full, len(changed), error)
             return False
+        stale_flows = conntrack.stale_udp_flows(self._applied, current, changed)
         self._applied, self._applied_large = current, large
+        if stale_flows:
+            await conntrack.clear_flows(stale_flows, self.iptables.netns)
         log.info("proxy sync done full=%s services=%d changed=%d elapsed=%.3fs", full,
                  len(current.services), len(changed), time.monotonic() - started)
         return True
+
+    async def _rules_intact(self) -> bool:
+        found = await asyncio.gather(*(self.iptables.chain_exists(table, chains.CANARY)
+                                       for table in chains.CANARY_TABLES))
+        return all(found)
 
     async def _full_sync(self, state: ProxyState) -> None:
         if self._known_chains is None:

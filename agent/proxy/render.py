@@ -30,6 +30,14 @@ class RenderConfig:
     random_fully: bool = True
     # Upstream drops conntrack-INVALID forwarded packets unless nf_conntrack_tcp_be_liberal is set.
     drop_invalid: bool = True
+    # SNAT every packet sent to a cluster IP (kube-proxy's --masquerade-all). The agent turns it on
+    # when the kernel cannot pass bridged traffic through iptables (no br_netfilter): a backend
+    # on the client's own bridge would otherwise answer it directly, bypassing the reverse DNAT.
+    masquerade_all: bool = False
+    # NodePorts answer on 127.0.0.1 too (kube-proxy's --iptables-localhost-nodeports, default on):
+    # needs net.ipv4.conf.all.route_localnet=1, and KUBE-FIREWALL then drops packets to 127/8 that
+    # arrive from outside the node (kubernetes issue 90259).
+    localhost_node_ports: bool = True
 
 
 def _jump(table: str, chain: str, target: str, comment: str, *extra: str) -> JumpRule:
@@ -48,6 +56,8 @@ JUMPS: tuple[JumpRule, ...] = (
     _jump("nat", "OUTPUT", chains.SERVICES, "kubernetes service portals"),
     _jump("nat", "PREROUTING", chains.SERVICES, "kubernetes service portals"),
     _jump("nat", "POSTROUTING", chains.POSTROUTING, "kubernetes postrouting rules"),
+    JumpRule("filter", "INPUT", ("-j", chains.FIREWALL)),
+    JumpRule("filter", "OUTPUT", ("-j", chains.FIREWALL)),
 )
 
 
@@ -95,7 +105,7 @@ def _probability(n: int) -> str:
     return f"{1.0 / n:0.10f}"
 
 
-def _usable(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+def usable_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     """Ready endpoints; when none is ready, the serving terminating ones (upstream's fallback)."""
     endpoints = list(endpoints)
     ready = [ep for ep in endpoints if ep.ready]
@@ -107,8 +117,8 @@ def _service_rules(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: Render
     out = _ServiceRules()
     name, proto = sp.name_string, sp.protocol
     match = f"-m {proto} -p {proto}"
-    all_usable = _usable(endpoints)
-    local = _usable(ep for ep in endpoints if ep.node_name == cfg.node_name) if (
+    all_usable = usable_endpoints(endpoints)
+    local = usable_endpoints(ep for ep in endpoints if ep.node_name == cfg.node_name) if (
         sp.internal_policy_local or sp.external_policy_local) else []
     has_endpoints = bool(all_usable)
     uses_external_chain = has_endpoints and sp.externally_accessible
@@ -157,8 +167,9 @@ def _service_rules(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: Render
     masq = chains.MARK_MASQ
     if has_internal:
         # Off-cluster sources reaching a cluster IP get masqueraded so replies come back here.
+        source = "" if cfg.masquerade_all else f"! -s {cfg.cluster_cidr} "
         rules.append(f'-A {internal_chain} -m comment --comment "{name} cluster IP" {match} {dest} '
-                     f"! -s {cfg.cluster_cidr} -j {masq}")
+                     f"{source}-j {masq}")
     if uses_external_chain:
         ext = sp.external_chain
         chain_lines.append(ext)
@@ -231,14 +242,17 @@ def _fixed_filter_rules(cfg: RenderConfig) -> list[str]:
         f'-A {chains.FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     ]
+    if cfg.localhost_node_ports:
+        rules.append(f'-A {chains.FIREWALL} -m comment --comment "block incoming localnet connections" '
+                     "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
     return rules
 
 
-def _nodeports_tail() -> str:
-    # NodePorts answer on every local address except loopback (upstream's default would need
-    # route_localnet=1, a known hole: kubernetes issue 90259).
+def _nodeports_tail(cfg: RenderConfig) -> str:
+    # NodePorts answer on every local address; on loopback only with localhost_node_ports.
+    loopback = "" if cfg.localhost_node_ports else "! -d 127.0.0.0/8 "
     return (f"-A {chains.SERVICES} -m comment --comment {NODEPORTS_TAIL_COMMENT} "
-            f"-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j {chains.NODEPORTS}")
+            f"-m addrtype --dst-type LOCAL {loopback}-j {chains.NODEPORTS}")
 
 
 def render_full(state: ProxyState, cfg: RenderConfig, stale_chains: Iterable[str] = (),
@@ -280,8 +294,8 @@ def render_full(state: ProxyState, cfg: RenderConfig, stale_chains: Iterable[str
 
     # The hint chain tells the next start (ours or upstream's iptables-wrapper) which backend
     # holds the node's rules, without listing the big tables.
-    mangle = ["*mangle", f":{chains.IPTABLES_HINT} - [0:0]", "COMMIT"]
-    filter_table = ["*filter", *(f":{c} - [0:0]" for c in chains.FILTER_TOP_CHAINS)]
+    mangle = ["*mangle", f":{chains.IPTABLES_HINT} - [0:0]", f":{chains.CANARY} - [0:0]", "COMMIT"]
+    filter_table = ["*filter", *(f":{c} - [0:0]" for c in (*chains.FILTER_TOP_CHAINS, chains.CANARY))]
     filter_table += [f"-A {chains.SERVICES} {spec}" for spec in filter_services]
     filter_table += [f"-A {chains.EXTERNAL_SERVICES} {spec}" for spec in filter_external]
     filter_table += _fixed_filter_rules(cfg)
@@ -289,9 +303,9 @@ def render_full(state: ProxyState, cfg: RenderConfig, stale_chains: Iterable[str
     filter_table += [_jump_line(j) for j in missing_jumps if j.table == "filter"]
     filter_table.append("COMMIT")
     masquerade_chains = [f":{chains.POSTROUTING} - [0:0]", f":{chains.MARK_MASQ} - [0:0]"]
-    shared_chains = [f":{chains.SERVICES} - [0:0]", f":{chains.NODEPORTS} - [0:0]"]
+    shared_chains = [f":{chains.SERVICES} - [0:0]", f":{chains.NODEPORTS} - [0:0]", f":{chains.CANARY} - [0:0]"]
     shared_rules = [f"-A {chains.SERVICES} {spec}" for spec in nat_services]
-    shared_rules.append(_nodeports_tail())
+    shared_rules.append(_nodeports_tail(cfg))
     shared_rules += [f"-A {chains.NODEPORTS} {spec}" for spec in nat_nodeports]
     shared_rules += [_jump_line(j) for j in missing_jumps if j.table == "nat"]
     stale_declared = [f":{c} - [0:0]" for c in stale]

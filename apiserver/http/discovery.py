@@ -11,8 +11,12 @@ GIT_VERSION = "v1.35.0-shipmate"
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 
-_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "finalize": ["update"]}
-_SUBRESOURCE_KIND = {"binding": ("", "v1", "Binding")}
+_SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "finalize": ["update"],
+                      "scale": ["get", "patch", "update"], "eviction": ["create"],
+                      "attach": ["create", "get"], "exec": ["create", "get"], "log": ["get"]}
+_SUBRESOURCE_KIND = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
+                     "eviction": ("policy", "v1", "Eviction"),
+                     "attach": ("", "v1", "PodAttachOptions"), "exec": ("", "v1", "PodExecOptions")}
 
 
 def version_info() -> dict[str, Any]:
@@ -71,7 +75,7 @@ def api_resource_list(resources: list[ResourceInfo], group: str, version: str) -
         if info.categories:
             entry["categories"] = list(info.categories)
         entries.append(entry)
-        for sub in info.subresources:
+        for sub in info.subresources + info.proxied_subresources:
             sub_group, sub_version, sub_kind = _SUBRESOURCE_KIND.get(sub, (info.group, info.version, info.kind))
             sub_entry = {"name": f"{info.plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
                          "kind": sub_kind, "verbs": _SUBRESOURCE_VERBS.get(sub, ["get"])}
@@ -102,7 +106,7 @@ def aggregated_discovery(resources: list[ResourceInfo], legacy: bool, api_versio
                 if info.categories:
                     entry["categories"] = list(info.categories)
                 subresources = []
-                for sub in info.subresources:
+                for sub in info.subresources + info.proxied_subresources:
                     sub_group, sub_version, sub_kind = _SUBRESOURCE_KIND.get(sub, (info.group, info.version,
                                                                                    info.kind))
                     subresources.append({"subresource": sub, "verbs": _SUBRESOURCE_VERBS.get(sub, ["get"]),

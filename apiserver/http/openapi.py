@@ -1,7 +1,9 @@
-"""A minimal OpenAPI v3 document per group-version: the paths and operations, without full schemas.
+"""OpenAPI v3 documents per group-version: paths and operations of our resources, and the schemas of
+their kinds (apiserver/openapi_schemas) so `kubectl explain` documents every field.
 
-It tells kubectl which GVKs accept `fieldValidation` on PATCH, so `kubectl apply/create` use
-server-side field validation instead of downloading schemas (full schemas are issue 5).
+The operations declare `fieldValidation` so kubectl validates server-side. PATCH operations declare no
+request body types: kubectl then computes client-side apply patches from its own built-in type
+metadata (upstream's merge keys), not from our schemas.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 from apiserver.http.discovery import GIT_VERSION, group_versions
 from apiserver.kinds.base import ResourceInfo
+from apiserver.openapi_schemas.schema import full_name, schemas_for
 
 _QUERY_PARAMETERS = {
     "post": ["dryRun", "fieldManager", "fieldValidation", "pretty"],
@@ -27,9 +30,12 @@ def gv_path(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
+def definition_name(info: ResourceInfo) -> str:
+    return f"{info.group.split('.')[0] if info.group else 'core'}.{info.kind}"
+
+
 def schema_name(info: ResourceInfo) -> str:
-    group = info.group.split(".")[0] if info.group else "core"
-    return f"io.k8s.api.{group}.{info.version}.{info.kind}"
+    return full_name(definition_name(info))
 
 
 def _operation(info: ResourceInfo, method: str, action: str, operation_id: str, extra: list[str] = ()) -> dict:
@@ -47,7 +53,7 @@ def group_version_document(resources: list[ResourceInfo], group: str, version: s
     if not selected:
         return None
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
+    kinds: dict[str, dict[str, str]] = {}
     base = "/" + gv_path(group, version)
     for info in selected:
         scope = f"{base}/namespaces/{{namespace}}/{info.plural}" if info.namespaced else f"{base}/{info.plural}"
@@ -75,12 +81,9 @@ def group_version_document(resources: list[ResourceInfo], group: str, version: s
                     "patch": _operation(info, "patch", "patch", f"patch{suffix}Status"),
                     "parameters": path_params + name_param,
                 }
-        schemas[schema_name(info)] = {
-            "type": "object",
-            "x-kubernetes-group-version-kind": [{"group": info.group, "version": info.version, "kind": info.kind}],
-        }
+        kinds[definition_name(info)] = {"group": info.group, "version": info.version, "kind": info.kind}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": GIT_VERSION},
-            "paths": paths, "components": {"schemas": schemas}}
+            "paths": paths, "components": {"schemas": schemas_for(kinds)}}
 
 
 def document_hash(document: dict[str, Any]) -> str:
@@ -95,3 +98,16 @@ def root_document(resources: list[ResourceInfo]) -> dict[str, Any]:
             path = gv_path(group, version)
             paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={document_hash(document)}"}
     return {"paths": paths}
+
+
+def _proto_string(number: int, text: str) -> bytes:
+    data = text.encode()
+    return bytes([number << 3 | 2, len(data)]) + data
+
+
+def v2_document() -> bytes:
+    """/openapi/v2 as gnostic's protobuf Document (swagger = 1, info = 2 {title = 1, version = 2}) without
+    definitions. kubectl reads it only to validate `kind: List` items client-side; a kind it finds no
+    schema for is left to the server's own (Strict) field validation."""
+    info = _proto_string(1, "Kubernetes") + _proto_string(2, GIT_VERSION)
+    return _proto_string(1, "2.0") + bytes([2 << 3 | 2, len(info)]) + info

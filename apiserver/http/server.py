@@ -11,16 +11,23 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from apiserver import errors, protobuf
+from apiserver import errors, eviction, protobuf
 from apiserver.api import API
 from apiserver.fieldcheck import unknown_fields
 from apiserver.http import discovery, openapi
+from apiserver.http.metrics import ServerMetrics
+from apiserver.http.pod_proxy import PodProxy
 from apiserver.http.requestinfo import RequestInfo, parse_resource_path
+from apiserver.kinds import scale
+from apiserver.deletion_propagation import parse_policy
 from apiserver.patch import APPLY_PATCH, JSON_PATCH, PATCH_TYPES
+from apiserver.apply import context as field_managers
+from apiserver.apply.request import apply_config, request_writer
 from apiserver.protobuf import ProtobufError
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
 from apiserver.storage.interface import RevisionCompacted, WatchClosed
 from apiserver.tables import partial_object_metadata, render_table
+from apiserver.timeutil import rfc3339
 from shipmate.selectors import SelectorError, parse_field_selector, parse_label_selector
 
 log = logging.getLogger(__name__)
@@ -92,8 +99,11 @@ class HTTPServer:
             self.app.router.add_get(path, self.health)
         self.app.router.add_get("/api", self.core_versions)
         self.app.router.add_get("/apis", self.groups)
+        self.app.router.add_get("/openapi/v2", self.openapi_v2)
         self.app.router.add_get("/openapi/v3", self.openapi_root)
         self.app.router.add_get("/openapi/v3/{path:.*}", self.openapi_group_version)
+        PodProxy(api).add_routes(self.app)   # pods/log, pods/exec, pods/attach → the node server
+        ServerMetrics(api).install(self.app)  # /metrics + the request-metrics middleware
         self.app.router.add_route("*", "/api/{tail:.*}", self.resource)
         self.app.router.add_route("*", "/apis/{tail:.*}", self.resource)
 
@@ -141,6 +151,9 @@ class HTTPServer:
     async def groups(self, request: web.Request) -> web.Response:
         return self._aggregated(request, False) or json_response(discovery.api_group_list(self.api.resources()))
 
+    async def openapi_v2(self, request: web.Request) -> web.Response:
+        return web.Response(body=openapi.v2_document(), content_type="application/octet-stream")
+
     async def openapi_root(self, request: web.Request) -> web.Response:
         return json_response(openapi.root_document(self.api.resources()))
 
@@ -186,7 +199,20 @@ class HTTPServer:
                 raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
             return json_response(document)
         registry = self._lookup(info)
+        response = await self._serve_resource(request, registry, info)
+        if registry.info.deprecation and not response.prepared:
+            warning = warning_header(registry.info.deprecation)
+            existing = response.headers.get("Warning")
+            response.headers["Warning"] = f"{existing}, {warning}" if existing else warning
+        return response
+
+    async def _serve_resource(self, request: web.Request, registry: Registry,
+                              info: RequestInfo) -> web.StreamResponse:
         method = request.method
+        if method in ("POST", "PUT", "PATCH", "DELETE"):  # who owns what this request writes (managedFields)
+            field_managers.set_writer(request_writer(request.query, request.headers))
+        if info.subresource == "scale":
+            return await self._scale(request, registry, info)
         if method == "GET" and info.subresource not in ("", "status"):
             raise errors.method_not_allowed(method, registry.info.plural)
         if method == "GET":
@@ -203,6 +229,10 @@ class HTTPServer:
             await self.api.bind(info.namespace, info.name, body, self._dry_run(request))
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
+        if method == "POST" and info.subresource == "eviction":
+            status = await eviction.evict(self.api, info.namespace, info.name, await self._body(request),
+                                          self._dry_run(request))
+            return json_response(status, 201)
         if method == "PUT" and info.name and info.subresource in ("", "status", "finalize"):
             body = await self._body(request)
             warnings = self._check_fields(request, registry, body)
@@ -216,6 +246,22 @@ class HTTPServer:
         if method == "DELETE" and not info.name:
             return await self._delete_collection(request, registry, info)
         raise errors.method_not_allowed(method, registry.info.plural)
+
+    async def _scale(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        """autoscaling/v1 Scale of a workload: GET, PUT, PATCH (kubectl scale)."""
+        if request.method == "GET":
+            return json_response(await scale.get_scale(registry, info.namespace, info.name))
+        body = await self._body(request)
+        if request.method == "PUT":
+            return json_response(await scale.update_scale(registry, info.namespace, info.name, body,
+                                                          self._dry_run(request)))
+        if request.method == "PATCH":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type not in PATCH_TYPES:
+                raise errors.unsupported_media_type(list(PATCH_TYPES))
+            return json_response(await scale.patch_scale(registry, info.namespace, info.name, content_type, body,
+                                                         self._dry_run(request)))
+        raise errors.method_not_allowed(request.method, registry.info.plural)
 
     @staticmethod
     def _dry_run(request: web.Request) -> bool:
@@ -237,7 +283,7 @@ class HTTPServer:
             except ProtobufError as exc:
                 log.info("protobuf body not decoded error=%s", exc)
                 raise errors.unsupported_media_type([JSON, "application/yaml"]) from None
-        if content_type not in (JSON, "application/yaml", "*/*", "") and not content_type.endswith("+json"):
+        if content_type not in (JSON, "application/yaml", "*/*", "") and not content_type.endswith(("+json", "+yaml")):
             raise errors.unsupported_media_type([JSON, "application/yaml"])
         try:
             if "yaml" in content_type:
@@ -310,15 +356,32 @@ class HTTPServer:
 
     async def _patch(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type not in PATCH_TYPES:
-            raise errors.unsupported_media_type([*PATCH_TYPES, APPLY_PATCH] if content_type != APPLY_PATCH
-                                                else list(PATCH_TYPES))
+        if content_type not in (*PATCH_TYPES, APPLY_PATCH):
+            raise errors.unsupported_media_type([*PATCH_TYPES, APPLY_PATCH])
         body = await self._body(request)
+        if content_type == APPLY_PATCH:
+            return await self._apply(request, registry, info, body)
         # A merge or strategic patch has the object's shape, so its unknown fields are the result's.
         warnings = self._check_fields(request, registry, body) if content_type != JSON_PATCH else []
-        obj = await registry.patch(info.namespace, info.name, content_type, body, info.subresource,
+        obj = await self.api.patch(registry, info.namespace, info.name, content_type, body, info.subresource,
                                    self._dry_run(request))
         return self._object_response(request, registry, obj, warnings=warnings)
+
+    async def _apply(self, request: web.Request, registry: Registry, info: RequestInfo, body: Any) -> web.Response:
+        """Server-side apply: a patch of the live object, or a create when there is none."""
+        warnings = self._check_fields(request, registry, body)
+        try:
+            obj = await self.api.patch(registry, info.namespace, info.name, APPLY_PATCH, body, info.subresource,
+                                       self._dry_run(request))
+            return self._object_response(request, registry, obj, warnings=warnings)
+        except errors.APIError as exc:
+            if exc.code != 404 or info.subresource:
+                raise
+        created = apply_config(None, body, registry.info.group, registry.info.plural, info.name,
+                               rfc3339(utc_now()))
+        created.setdefault("metadata", {})["name"] = info.name
+        obj = await self.api.create(registry, info.namespace, created, self._dry_run(request))
+        return self._object_response(request, registry, obj, 201, warnings)
 
     def _delete_options(self, request: web.Request, body: Any) -> DeleteOptions:
         body = body if isinstance(body, dict) else {}
@@ -330,7 +393,10 @@ class HTTPServer:
                 raise errors.bad_request("gracePeriodSeconds must be an integer") from None
         preconditions = body.get("preconditions") or {}
         dry_run = self._dry_run(request) or bool(body.get("dryRun"))
-        return DeleteOptions(grace, preconditions.get("uid"), preconditions.get("resourceVersion"), dry_run)
+        policy, orphan = parse_policy(request.query.get("propagationPolicy", body.get("propagationPolicy")),
+                                      request.query.get("orphanDependents", body.get("orphanDependents")))
+        return DeleteOptions(grace, preconditions.get("uid"), preconditions.get("resourceVersion"), dry_run,
+                             policy, orphan)
 
     async def _delete(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         options = self._delete_options(request, await self._body(request))

@@ -35,7 +35,10 @@ class ResourceInfo:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()  # e.g. ("status", "binding")
+    # Served by a route of their own (pods/log, pods/exec proxied to the node): listed in discovery only.
+    proxied_subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    deprecation: str = ""  # sent as a Warning header on every request for the resource, as upstream
 
     @property
     def api_version(self) -> str:
@@ -49,7 +52,9 @@ class Strategy:
     name_validator: NameValidator = dns1123_subdomain
     allow_create_on_update: bool = False
     has_status: bool = False
+    tracks_generation: bool = True  # False: no metadata.generation (upstream sets it only for some kinds)
     field_labels: tuple[str, ...] = field(default=("metadata.name", "metadata.namespace"))
+    orphans_dependents_by_default: bool = False  # DeleteOptions without a propagationPolicy orphan dependents
 
     def default(self, obj: Obj) -> None:
         """Fill in defaults (runs on create and update, like upstream's defaulting on decode)."""
@@ -59,6 +64,10 @@ class Strategy:
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return validate_object_meta(obj, self.info.namespaced, self.name_validator)
+
+    def admit(self, new: Obj, old: Obj | None) -> list[FieldError]:
+        """Once validation passed: claim what the object needs (ClusterIPs, NodePorts); problems are 422s."""
+        return []
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
         """An update of the main resource keeps the stored status (status goes through /status)."""
@@ -96,6 +105,8 @@ class Strategy:
 
     def spec_changed(self, new: Obj, old: Obj) -> bool:
         """Whether metadata.generation should be bumped."""
+        if not self.tracks_generation:
+            return False
         return {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
             {k: v for k, v in old.items() if k not in ("metadata", "status")}
 

@@ -15,7 +15,8 @@ from apiserver.validation import dns1123_label, dns1123_subdomain
 from shipmate.quantity import QuantityError, parse_quantity
 
 POD_INFO = ResourceInfo("", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
-                        subresources=("status", "binding"))
+                        subresources=("status", "binding", "eviction"),
+                        proxied_subresources=("attach", "exec", "log"))
 
 DEFAULT_TOLERATIONS = [
     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
@@ -56,6 +57,11 @@ def _default_container(container: Obj) -> None:
             probe.setdefault("periodSeconds", 10)
             probe.setdefault("successThreshold", 1)
             probe.setdefault("failureThreshold", 3)
+            if isinstance(probe.get("httpGet"), dict):
+                probe["httpGet"].setdefault("path", "/")
+                probe["httpGet"].setdefault("scheme", "HTTP")
+            if isinstance(probe.get("grpc"), dict):
+                probe["grpc"].setdefault("service", "")   # kubectl describe dereferences it
 
 
 def _resources_of(container: Obj) -> tuple[dict, dict]:

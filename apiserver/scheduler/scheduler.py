@@ -1,22 +1,34 @@
-"""The scheduler task: informers on pods and nodes, bind pending pods through the API's binding path."""
+"""The scheduler task: informers → cache → decisions; bindings written concurrently through the API.
+
+Queueing follows kube-scheduler's shape: pending pods are tried in priority order; a pod found
+unschedulable waits until something that could make room happens (a node added or changed, a
+bound pod deleted or finished) or until the periodic retry; a chosen node is "assumed" at once and
+the binding runs in the background (at most BIND_CONCURRENCY at a time), so the next decision
+does not wait for storage. Events are posted by a background queue after the bindings.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+import random
+import time
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.informer import Informer
+from apiserver.informer import SharedInformers, object_key
 from apiserver.kinds.base import Obj
-from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import set_condition
+from apiserver.scheduler.cache import ClusterCache
 from apiserver.scheduler.predicates import TERMINAL_PHASES, schedule
+from apiserver.scheduler.queue import RetryQueue
+from apiserver.timeutil import rfc3339
 
 log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
-RETRY_INTERVAL = 10.0
+RETRY_INTERVAL = 10.0       # the loop wakes at least this often
+BIND_CONCURRENCY = 32
+EVENT_WORKERS = 2
 
 
 def is_pending(pod: Obj) -> bool:
@@ -26,35 +38,75 @@ def is_pending(pod: Obj) -> bool:
             and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES)
 
 
-class Scheduler:
-    def __init__(self, api: API):
-        self.api = api
-        self._wake = asyncio.Event()
-        self.pods = Informer(api.pods, self._on_pod)
-        self.nodes = Informer(api.nodes, self._on_node)
-        self._reported: dict[str, str] = {}  # pod uid -> last unschedulable message
-        # Bindings written but not yet seen through the informer (pod uid -> node name), so that a
-        # pass running before the watch event arrives neither rebinds the pod nor forgets its requests.
-        self._assumed: dict[str, str] = {}
+def _priority_order(pod: Obj) -> tuple:
+    return (-((pod.get("spec") or {}).get("priority") or 0), pod["metadata"].get("creationTimestamp", ""),
+            object_key(pod))
 
+
+class Scheduler:
+    def __init__(self, api: API, informers: SharedInformers, rng: random.Random | None = None):
+        self.api = api
+        self.cache = ClusterCache()
+        self.pending: dict[str, Obj] = {}          # uid -> pending pod (latest seen)
+        self.unschedulable: dict[str, str] = {}    # uid -> message last reported
+        self.retries = RetryQueue()
+        self.monotonic = time.monotonic
+        self._wake = asyncio.Event()
+        self._rng = rng or random.Random()
+        self._binds = asyncio.Semaphore(BIND_CONCURRENCY)
+        self._binding: set[asyncio.Task] = set()
+        self._events: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue()
+        self._binds_idle = asyncio.Event()   # no pass running and no binding in flight
+        self._binds_idle.set()
+        self._passing = False
+        self.pods = informers.informer(api.pods, self._on_pod)
+        self.nodes = informers.informer(api.nodes, self._on_node)
+        self.services = informers.informer(api.services, lambda _type, _service: None)
+
+    # informer callbacks (synchronous, on the loop) -----------------------------------------------
     def _on_pod(self, event_type: str, pod: Obj) -> None:
         uid = pod["metadata"].get("uid")
         if event_type == "DELETED":
-            self._reported.pop(uid, None)
-        if event_type == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
-            self._assumed.pop(uid, None)
-        if is_pending(pod) or event_type == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
-            self._wake.set()
+            held = self.cache.node_of(uid) is not None
+            self.cache.delete_pod(pod)
+            self.pending.pop(uid, None)
+            self.unschedulable.pop(uid, None)
+            self.retries.forget(uid)
+            if held:
+                self._cluster_changed()
+            return
+        was_holding = self.cache.node_of(uid) is not None
+        self.cache.update_pod(pod)
+        if is_pending(pod):
+            if uid not in self.pending:
+                self._wake.set()
+            self.pending[uid] = pod
+        else:
+            self.pending.pop(uid, None)
+            self.unschedulable.pop(uid, None)
+            self.retries.forget(uid)
+            if was_holding and self.cache.node_of(uid) is None:
+                self._cluster_changed()   # a bound pod finished: its resources are free again
 
     def _on_node(self, event_type: str, node: Obj) -> None:
+        if event_type == "DELETED":
+            self.cache.remove_node(node["metadata"]["name"])
+        else:
+            self.cache.set_node(node)
+        self._cluster_changed()
+
+    def _cluster_changed(self) -> None:
+        """Something that may make room: unschedulable pods get another attempt (after their backoff)."""
+        self.retries.cluster_changed()
         self._wake.set()
 
+    # the loop ----------------------------------------------------------------------------------
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self.pods.run(), name="scheduler-pods"),
-                 asyncio.create_task(self.nodes.run(), name="scheduler-nodes")]
+        """Runs while the shared informers (started by the caller) feed it."""
+        tasks = [asyncio.create_task(self._post_events(), name="scheduler-events") for _ in range(EVENT_WORKERS)]
         try:
-            await self.pods.synced.wait()
-            await self.nodes.synced.wait()
+            for informer in (self.pods, self.nodes, self.services):
+                await informer.synced.wait()
             while True:
                 self._wake.clear()
                 try:
@@ -63,65 +115,97 @@ class Scheduler:
                     raise
                 except Exception:  # noqa: BLE001 - the loop survives and retries
                     log.exception("scheduling pass failed")
+                deadline = self.retries.next_deadline()
+                timeout = RETRY_INTERVAL if deadline is None else \
+                    min(RETRY_INTERVAL, max(0.01, deadline - self.monotonic()))
                 try:
-                    await asyncio.wait_for(self._wake.wait(), RETRY_INTERVAL)
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
         finally:
-            for task in tasks:
+            for task in [*tasks, *self._binding]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._binding, return_exceptions=True)
 
-    def _pods_by_node(self) -> dict[str, list[Obj]]:
-        by_node: dict[str, list[Obj]] = defaultdict(list)
-        for pod in self.pods.cache.values():
-            node_name = (pod.get("spec") or {}).get("nodeName") or self._assumed.get(pod["metadata"].get("uid"))
-            if node_name:
-                by_node[node_name].append(pod)
-        return by_node
+    def _service_selectors(self, pod: Obj) -> list[dict[str, str]]:
+        namespace = pod["metadata"].get("namespace")
+        labels = pod["metadata"].get("labels") or {}
+        selectors = []
+        for service in self.services.cache.values():
+            selector = (service.get("spec") or {}).get("selector")
+            if selector and service["metadata"].get("namespace") == namespace and \
+                    all(labels.get(k) == v for k, v in selector.items()):
+                selectors.append(selector)
+        return selectors
 
     async def schedule_pending(self) -> None:
-        pending = sorted((p for p in self.pods.cache.values()
-                          if is_pending(p) and p["metadata"].get("uid") not in self._assumed),
-                         key=lambda p: (-(p["spec"].get("priority") or 0), p["metadata"].get("creationTimestamp", "")))
-        if not pending:
-            return
-        nodes = list(self.nodes.cache.values())
-        by_node = self._pods_by_node()
-        for pod in pending:
-            decision = schedule(pod, nodes, by_node)
+        now = self.monotonic()
+        queue = sorted((pod for uid, pod in self.pending.items()
+                        if uid not in self.cache.assumed and self.retries.ready(uid, now)), key=_priority_order)
+        self._binds_idle.clear()            # events wait for the pass and its bindings
+        self._passing = True
+        try:
+            await self._schedule_queue(queue)
+        finally:
+            self._passing = False
+            if not self._binding:
+                self._binds_idle.set()
+
+    async def _schedule_queue(self, queue: list[Obj]) -> None:
+        for position, queued in enumerate(queue):
+            if position % 8 == 0:
+                await asyncio.sleep(0)      # let the informers apply what arrived (new nodes, bindings)
+            uid = queued["metadata"]["uid"]
+            pod = self.pending.get(uid)     # the newest version (the loop awaits between pods)
+            if pod is None or uid in self.cache.assumed:
+                continue
+            decision = schedule(pod, self.cache.ready_nodes(), self._service_selectors(pod), self._rng.choice)
             if decision.node_name is None:
+                self.retries.failed(uid, self.monotonic())
                 await self._unschedulable(pod, decision.message)
                 continue
-            if await self._bind(pod, decision.node_name):
-                by_node[decision.node_name].append(pod)
+            self.cache.assume(pod, decision.node_name)
+            self.unschedulable.pop(uid, None)
+            self.retries.forget(uid)
+            await self._binds.acquire()
+            task = asyncio.create_task(self._bind(pod, decision.node_name), name=f"bind-{uid}")
+            self._binding.add(task)
+            task.add_done_callback(self._bind_done)
 
-    async def _bind(self, pod: Obj, node_name: str) -> bool:
+    def _bind_done(self, task: asyncio.Task) -> None:
+        self._binding.discard(task)
+        self._binds.release()
+        if not self._binding and not self._passing:
+            self._binds_idle.set()
+
+    async def _bind(self, pod: Obj, node_name: str) -> None:
         meta = pod["metadata"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
         try:
             bound = await self.api.bind(meta["namespace"], meta["name"], binding)
-        except errors.APIError as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the pod goes back to the queue
             log.info("binding failed pod=%s/%s node=%s error=%s", meta["namespace"], meta["name"], node_name, exc)
-            return False
-        self._reported.pop(meta["uid"], None)
-        if not (self.pods.cache.get(f"{meta['namespace']}/{meta['name']}") or {}).get("spec", {}).get("nodeName"):
-            self._assumed[meta["uid"]] = node_name
-        log.info("scheduled pod=%s/%s node=%s", meta["namespace"], meta["name"], node_name)
-        await self.api.record_event(bound, "Normal", "Scheduled",
-                                    f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}",
-                                    SCHEDULER_NAME)
-        return True
+            self.cache.forget_assumed(meta["uid"])
+            self._wake.set()
+            return
+        log.debug("scheduled pod=%s/%s node=%s", meta["namespace"], meta["name"], node_name)
+        self._events.put_nowait((bound, "Normal", "Scheduled",
+                                 f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}"))
 
     async def _unschedulable(self, pod: Obj, message: str) -> None:
         meta = pod["metadata"]
-        if self._reported.get(meta["uid"]) == message:
+        if self.unschedulable.get(meta["uid"]) == message:
             return
+        self.unschedulable[meta["uid"]] = message
         now = rfc3339(self.api.clock())
 
         def mark(current: Obj) -> Obj:
+            if current["metadata"].get("uid") != meta["uid"] or (current.get("spec") or {}).get("nodeName"):
+                return current
             set_condition(current.setdefault("status", {}), {"type": "PodScheduled", "status": "False",
                                                              "reason": "Unschedulable", "message": message}, now)
             return current
@@ -130,6 +214,12 @@ class Scheduler:
         except errors.APIError as exc:
             log.info("could not mark pod unschedulable pod=%s/%s error=%s", meta["namespace"], meta["name"], exc)
             return
-        self._reported[meta["uid"]] = message
         log.info("pod unschedulable pod=%s/%s reason=%s", meta["namespace"], meta["name"], message)
-        await self.api.record_event(pod, "Warning", "FailedScheduling", message, SCHEDULER_NAME)
+        self._events.put_nowait((pod, "Warning", "FailedScheduling", message))
+
+    async def _post_events(self) -> None:
+        """Events wait while a pass runs or bindings are in flight: binding first, reporting after."""
+        while True:
+            involved, event_type, reason, message = await self._events.get()
+            await self._binds_idle.wait()
+            await self.api.record_event(involved, event_type, reason, message, SCHEDULER_NAME)

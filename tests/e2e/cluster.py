@@ -63,6 +63,13 @@ def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
     return {}
 
 
+def restart_agent() -> None:
+    """Restarts the agent `make up` started, loading the current code (pods keep running)."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run(["bash", os.path.join(repo, "hack", "restart.sh"), "agent"], check=True, capture_output=True,
+                   timeout=180)
+
+
 def sandboxes_of_pod(pod_uid: str) -> list[Any]:
     """The CRI sandboxes containerd holds for a pod UID."""
     return runtime_sandboxes(**{"io.kubernetes.pod.uid": pod_uid})

@@ -32,7 +32,8 @@ async def manager(tmp_path) -> AsyncIterator[RuntimeManager]:
         pytest.fail(f"{SOCKET} is missing: integration tests need the host containerd")
     async with CRIClient() as runtime:
         yield RuntimeManager(runtime, ImageManager(runtime), NODE, "127.0.0.1",
-                             ResolvConf(["127.0.0.53"], [], []), log_root=str(tmp_path))
+                             ResolvConf(["127.0.0.53"], [], []), log_root=str(tmp_path),
+                             root_dir=str(tmp_path))
 
 
 @pytest.fixture

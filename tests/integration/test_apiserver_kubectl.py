@@ -50,13 +50,14 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
+        self.extra_args: list[str] = []   # more `shipmate server` flags (scheduling tests)
 
     def start(self):
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "shipmate.cli", "server", "--bind-address", "127.0.0.1", "--port", str(self.port),
              "--data-dir", self.data_dir, "--admin-kubeconfig", self.kubeconfig,
-             "--watch-history-size", str(HISTORY)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+             "--watch-history-size", str(HISTORY), *self.extra_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -225,8 +226,9 @@ def test_conflict_watch_and_expired(server):
     error = json.loads(lines.splitlines()[0])
     assert error["type"] == "ERROR"
     assert error["object"]["code"] == 410 and error["object"]["reason"] == "Expired"
+    # Server-side apply needs a fieldManager (tests/integration/test_kubectl_fidelity.py covers apply itself).
     status, body = server.request("PATCH", "/api/v1/namespaces/default/pods/web", {"a": 1}, "application/apply-patch+yaml")
-    assert status == 415
+    assert status == 400 and "fieldManager" in body["message"]
     status, body = server.request("PATCH", "/api/v1/namespaces/default/pods/web",
                                   [{"op": "add", "path": "/spec/nodeName", "value": "x"}], "application/json-patch+json")
     assert status == 422 and "pod updates may not change fields" in body["message"]

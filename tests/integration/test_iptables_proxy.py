@@ -42,6 +42,31 @@ try:
 except OSError as e:
     print(type(e).__name__)
 """
+UDP_SERVER = """
+import selectors, socket
+sel = selectors.DefaultSelector()
+for port in (5353, 5354):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    sel.register(s, selectors.EVENT_READ, port)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        data, addr = key.fileobj.recvfrom(100)
+        key.fileobj.sendto(f"udp-{key.data}".encode(), addr)
+"""
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40000))  # one source port: the same conntrack flow every time
+s.settimeout(2)
+s.connect((sys.argv[1], int(sys.argv[2])))
+try:
+    s.send(b"ping")
+    print(s.recv(100).decode())
+except OSError as e:
+    print(type(e).__name__)
+"""
 
 
 def sh(*argv: str) -> subprocess.CompletedProcess:
@@ -76,6 +101,8 @@ def topology():
         sh("ip", "-n", pod, "route", "add", "default", "via", NODE_IP)
         # Service IPs must be routable for the OUTPUT path to reach the nat table.
         sh("ip", "-n", node, "route", "add", "10.96.0.0/12", "dev", "vnode")
+        # What the agent's host setup does for NodePorts on 127.0.0.1 (agent.proxy.host).
+        sh(*enter(node), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet")
         server = subprocess.Popen([*enter(pod), sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
         yield node
@@ -153,6 +180,7 @@ async def test_cluster_ip_node_port_reject_partial_and_cleanup(topology, backend
     assert connect(node, "10.96.0.10", 80) == "pod-answer"
     assert connect(node, NODE_IP, 30080) == "pod-answer"
     assert connect(node, EXTRA_NODE_IP, 30080) == "pod-answer"
+    assert connect(node, "127.0.0.1", 30080) == "pod-answer"   # localhost NodePorts, as upstream's default
     assert connect(node, "10.96.0.11", 80) == "ConnectionRefusedError"
     assert connect(node, "10.96.0.12", 80) == "pod-answer"
 
@@ -182,6 +210,13 @@ async def test_cluster_ip_node_port_reject_partial_and_cleanup(topology, backend
     assert "10.96.0.12" not in nat
     assert connect(node, "10.96.0.12", 80) != "pod-answer"
 
+    # Someone removes our rules behind the proxier's back: the next quiet sync notices the missing
+    # canary chain and programs everything again.
+    await cleanup_iptables(node, [backend])
+    assert connect(node, "10.96.0.11", 80) != "pod-answer"
+    assert await proxier.sync()
+    assert connect(node, "10.96.0.11", 80) == "pod-answer"
+
     # Cleanup removes every chain and jump of ours.
     removed = await cleanup_iptables(node, [backend])
     assert f"{backend.name}:nat/KUBE-SERVICES" in removed
@@ -208,3 +243,63 @@ async def test_detects_the_backend_that_holds_rules(topology):
     await Iptables(LEGACY, node).restore("*mangle\n:KUBE-IPTABLES-HINT - [0:0]\n-X KUBE-IPTABLES-HINT\nCOMMIT\n")
     await Iptables(NFT, node).restore("*filter\n:X - [0:0]\n-A X -j ACCEPT\n-A X -j ACCEPT\nCOMMIT\n")
     assert await detect_backend(node) == NFT
+
+
+def udp_exchange(netns: str, ip: str, port: int) -> str:
+    out = subprocess.run([*enter(netns), sys.executable, "-c", UDP_CLIENT, ip, str(port)],
+                         capture_output=True, text=True, timeout=20)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("backend", backends())
+async def test_udp_service_and_stale_conntrack_flows(topology, backend):
+    node = topology
+    pod = node.replace("-node-", "-pod-")
+    server = subprocess.Popen([*enter(pod), sys.executable, "-c", UDP_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        proxier = make_proxier(backend, node)
+        dns = service("dns", "10.96.0.20", port=53, protocol="UDP")
+        proxier.on_service_add(dns)
+        proxier.on_services_synced()
+        proxier.on_endpoint_slices_synced()
+        assert await proxier.sync()
+        # No endpoint: rejected (EPERM on the node's own send) ...
+        assert udp_exchange(node, "10.96.0.20", 53) in ("ConnectionRefusedError", "PermissionError")
+
+        def udp_slice(port: int) -> dict:
+            body = endpoints("dns", POD_IP, port=port)
+            body["ports"][0]["protocol"] = "UDP"
+            return body
+        # ... then the first endpoint appears and the same flow (source port) reaches it.
+        proxier.on_endpoint_slice_update(udp_slice(5353))
+        assert await proxier.sync()
+        assert udp_exchange(node, "10.96.0.20", 53) == "udp-5353"
+        # The endpoint moves to another port: the flow DNATed to the old one is cleared (without
+        # `conntrack -D` the same source port would keep reaching 5353).
+        proxier.on_endpoint_slice_update(udp_slice(5354))
+        assert await proxier.sync()
+        assert udp_exchange(node, "10.96.0.20", 53) == "udp-5354"
+        await cleanup_iptables(node, [backend])
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.parametrize("backend", backends())
+async def test_agent_cleanup_iptables_flag(topology, backend):
+    node = topology
+    proxier = make_proxier(backend, node)
+    proxier.on_service_add(service("web", "10.96.0.10", node_port=30080))
+    proxier.on_endpoint_slice_update(endpoints("web", POD_IP))
+    proxier.on_services_synced()
+    proxier.on_endpoint_slices_synced()
+    assert await proxier.sync()
+    assert "KUBE-" in save(backend, node, "nat")
+    shipmate = os.path.join(os.path.dirname(sys.executable), "shipmate")
+    result = subprocess.run([*enter(node), shipmate, "agent", "--cleanup-iptables"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "removed" in result.stderr and "nat/KUBE-SERVICES" in result.stderr
+    for table in ("nat", "filter", "mangle"):
+        assert "KUBE-" not in save(backend, node, table)

@@ -5,7 +5,8 @@ import logging
 
 import pytest
 
-from agent.config import default_route_interface, parse_args
+from agent.config import parse_args
+from shipmate.hostnet import default_route_interface
 
 
 def test_defaults_follow_the_design() -> None:

@@ -80,7 +80,7 @@ def test_container_config_labels_annotations_log_path_and_env_expansion() -> Non
                  "ports": [{"containerPort": 80}]}
     pod = make_pod(containers=[container], terminationGracePeriodSeconds=7)
     config = container_config(pod, container, restart_count=3, node_name="dev-node",
-                              context=PodContext(pod_ip="10.244.0.5", host_ip="192.0.2.2"))
+                              context=PodContext(pod_ips=("10.244.0.5",), host_ips=("192.0.2.2",)))
     assert (config.metadata.name, config.metadata.attempt) == ("app", 3)
     assert config.image.image == "busybox:1.36"
     assert list(config.command) == ["sh", "-c", "echo hello world $(MISSING)"]
@@ -115,10 +115,10 @@ def test_container_hash_changes_with_the_spec() -> None:
 
 @pytest.mark.parametrize("container, message", [
     ({"name": "a", "image": "x", "env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
-     "secretKeyRef"),
+     'secret "s" not found'),
     ({"name": "a", "image": "x", "env": [{"name": "S", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]},
-     "spec.bogus"),
-    ({"name": "a", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}, "volumeMounts"),
+     "unsupported fieldPath: spec.bogus"),
+    ({"name": "a", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}, "volumes of container a"),
 ])
 def test_unsupported_container_input_is_a_clear_config_error(container: dict, message: str) -> None:
     with pytest.raises(ContainerConfigError, match=message):
@@ -143,3 +143,13 @@ def test_dns_policies() -> None:
     assert cluster.options == ["ndots:5"]
     merged = pod_dns(make_pod(dnsConfig={"options": [{"name": "ndots", "value": "2"}]}), HOST)
     assert merged.options == ["ndots:2"]
+
+
+def test_static_pod_sandbox_keeps_the_time_its_file_was_seen():
+    pod = make_pod()
+    pod["metadata"]["annotations"].update({"kubernetes.io/config.source": "file",
+                                           "kubernetes.io/config.seen": "2026-01-01T00:00:00Z"})
+    config = sandbox_config(pod, attempt=0, node_name="dev-node", dns=HOST, seen="2026-02-02T00:00:00Z")
+    assert config.annotations["kubernetes.io/config.seen"] == "2026-01-01T00:00:00Z"
+    assert sandbox_config(make_pod(), attempt=0, node_name="dev-node", dns=HOST,
+                          seen="2026-02-02T00:00:00Z").annotations["kubernetes.io/config.seen"] == "2026-02-02T00:00:00Z"

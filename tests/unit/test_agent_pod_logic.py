@@ -97,7 +97,7 @@ def test_running_container_with_a_changed_spec_is_replaced() -> None:
     current = container("web", ContainerPhase.RUNNING, attempt=0, id="c0")
     current.hash = container_hash({"name": "web", "image": "busybox:old"})
     actions = compute_pod_actions(spec, PodRuntimeStatus("u", [sandbox()], [current]))
-    assert actions.kill == {"c0": "container spec changed"}
+    assert actions.kill == {"c0": "Container web definition changed, will be restarted"}
     assert [(c.name, c.restart_count) for c in actions.start] == [("web", 1)]
     current.hash = container_hash(spec["spec"]["containers"][0])
     assert compute_pod_actions(spec, PodRuntimeStatus("u", [sandbox()], [current])).nothing_to_do

@@ -27,11 +27,16 @@ def test_discovery_documents():
     assert {"pods", "pods/status", "pods/binding", "nodes", "nodes/status", "namespaces", "events"} <= set(names)
     assert names["pods"]["shortNames"] == ["po"] and names["pods"]["namespaced"] is True
     assert names["pods/binding"]["kind"] == "Binding"
+    assert names["pods/exec"]["kind"] == "PodExecOptions" and names["pods/log"]["verbs"] == ["get"]
     groups = discovery.api_group_list(RESOURCES)
-    assert [g["name"] for g in groups["groups"]] == ["coordination.k8s.io"]
+    assert {"coordination.k8s.io", "discovery.k8s.io"} <= {g["name"] for g in groups["groups"]}
+    named = discovery.aggregated_discovery(RESOURCES, False, "apidiscovery.k8s.io/v2")
+    slices = next(i for i in named["items"] if i["metadata"]["name"] == "discovery.k8s.io")
+    assert slices["versions"][0]["resources"][0]["resource"] == "endpointslices"
     aggregated = discovery.aggregated_discovery(RESOURCES, True, "apidiscovery.k8s.io/v2")
     pods = next(r for r in aggregated["items"][0]["versions"][0]["resources"] if r["resource"] == "pods")
-    assert pods["scope"] == "Namespaced" and {s["subresource"] for s in pods["subresources"]} == {"status", "binding"}
+    assert pods["scope"] == "Namespaced" and {"status", "binding", "log", "exec", "attach"} <= \
+        {s["subresource"] for s in pods["subresources"]}
 
 
 def test_openapi_declares_field_validation_on_patch():
@@ -78,3 +83,9 @@ def test_cidr_allocator():
         pass
     allocator.release("10.244.2.0/24")
     assert allocator.allocate() == "10.244.2.0/24"
+
+
+def test_openapi_v2_is_an_empty_protobuf_document():
+    document = openapi.v2_document()
+    assert document.startswith(b"\x0a\x032.0\x12")  # swagger = "2.0", then info
+    assert b"Kubernetes" in document and discovery.GIT_VERSION.encode() in document

@@ -148,3 +148,13 @@ def test_node_and_namespace_defaults():
     assert namespace["metadata"]["labels"]["kubernetes.io/metadata.name"] == "team-a"
     assert namespace["spec"]["finalizers"] == ["kubernetes"] and namespace["status"]["phase"] == "Active"
     assert strategy.validate({"metadata": {"name": "a.b"}})[0].field == "metadata.name"
+
+
+def test_probe_handlers_get_upstream_defaults():
+    obj = prepared(pod(containers=[{"name": "c", "image": "x",
+                                    "readinessProbe": {"httpGet": {"port": 80}},
+                                    "livenessProbe": {"grpc": {"port": 9000}}}]))
+    container = obj["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"port": 80, "path": "/", "scheme": "HTTP"}
+    assert container["livenessProbe"]["grpc"] == {"port": 9000, "service": ""}
+    assert container["livenessProbe"]["periodSeconds"] == 10

@@ -7,6 +7,12 @@ from netns.iptables import NFT
 
 class FakeIptables:
     backend = NFT
+    netns = None
+    canaries = True
+
+    async def chain_exists(self, table, chain):
+        assert chain == "KUBE-PROXY-CANARY" and table in ("mangle", "nat", "filter")
+        return self.canaries
 
     def __init__(self, existing_chains=()):
         self.transactions: list[str] = []
@@ -119,5 +125,22 @@ def test_cleanup_claims_only_our_chains():
     assert is_our_chain("nat", "KUBE-MARK-MASQ")
     assert is_our_chain("filter", "KUBE-FORWARD")
     assert is_our_chain("mangle", "KUBE-IPTABLES-HINT")
-    assert not is_our_chain("filter", "KUBE-FIREWALL")  # kubelet's
+    assert is_our_chain("filter", "KUBE-FIREWALL")  # the agent is kubelet and kube-proxy
+    assert not is_our_chain("filter", "KUBE-KUBELET-CANARY")
     assert not is_our_chain("nat", "CNI-1234")
+
+
+async def test_missing_canary_turns_a_quiet_sync_into_a_full_one():
+    ipt = FakeIptables()
+    p = proxier(ipt)
+    p.on_service_add(svc(1))
+    p.on_endpoint_slice_update(eps(1, "10.244.1.5"))
+    p.on_services_synced()
+    p.on_endpoint_slices_synced()
+    assert await p.sync()
+    assert ":KUBE-PROXY-CANARY - [0:0]" in ipt.take()
+    listings = ipt.listings
+    assert await p.sync() and ipt.take() == ""       # nothing changed, canaries present: nothing to do
+    ipt.canaries = False
+    assert await p.sync()
+    assert "-A KUBE-SERVICES" in ipt.take() and ipt.listings == listings + 1   # chains listed again

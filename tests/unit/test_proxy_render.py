@@ -53,7 +53,12 @@ def test_cluster_ip_layout_matches_upstream():
     for line in expected:
         assert line in out
     last_rule = [line for line in out if line.startswith("-A KUBE-SERVICES")][-1]
-    assert last_rule.endswith("-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS")
+    assert last_rule.endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")   # localhost NodePorts on
+    assert ('-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
+            "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP") in out
+    without = render_full(state((port(), eps("10.0.0.1"))),
+                          RenderConfig(cluster_cidr="10.0.0.0/8", localhost_node_ports=False)).transactions[0]
+    assert "--dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS" in without and "-A KUBE-FIREWALL" not in without
     # the last endpoint is an unconditional match
     assert any(line.startswith(f"-A {svc} ") and "10.180.0.2:80\" -j KUBE-SEP-" in line for line in out)
 

@@ -1,0 +1,5 @@
+"""The agent's HTTPS node server (kubelet's :10250): logs, exec, attach, health and metrics."""
+from agent.node_server.metrics import NodeMetrics
+from agent.node_server.server import NodeServer, NodeServerConfig
+
+__all__ = ["NodeMetrics", "NodeServer", "NodeServerConfig"]

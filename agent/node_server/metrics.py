@@ -1,0 +1,26 @@
+"""The node server's /metrics: process RSS/CPU and kubelet's pod worker duration histogram."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# kubelet's buckets for kubelet_pod_worker_duration_seconds (exponential from 5 ms).
+POD_WORKER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class NodeMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.pod_worker_duration = Histogram(
+            "kubelet_pod_worker_duration_seconds",
+            "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
+            ["operation"], buckets=POD_WORKER_BUCKETS, registry=self.registry)
+
+    def observe_pod_sync(self, seconds: float, operation: str = "sync") -> None:
+        self.pod_worker_duration.labels(operation=operation).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

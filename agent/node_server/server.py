@@ -1,0 +1,166 @@
+"""The agent's HTTPS server on :10250 (kubelet's port): /healthz, /metrics, /containerLogs, /exec, /attach."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agent.node_server.cri_log import LogOptionsError, parse_log_query
+from agent.node_server.log_reader import stream_log
+from agent.node_server.metrics import NodeMetrics
+from agent.node_server.pod_lookup import ContainerLookupError, has_container, log_container_id, running_container_id
+from agent.node_server.remotecommand import (RUNTIME_PROTOCOL, WEBSOCKET_PROTOCOLS, RemoteCommandError, bridge,
+                                             parse_stream_options)
+from agent.node_server.spdy import SpdyError, SpdySession
+from agent.node_server.tls import ensure_certificate, server_context
+from cri.client import CRIClient
+from cri.errors import CRIError
+from cri.gen import api_pb2
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+PodGetter = Callable[[str, str], "Obj | None"]   # (namespace, name) → the pod with its latest status
+
+
+@dataclass(frozen=True)
+class NodeServerConfig:
+    port: int
+    pki_dir: str
+    node_name: str
+    addresses: list[str] = field(default_factory=list)
+    bind_address: str | None = None      # None: every address
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+
+class NodeServer:
+    def __init__(self, runtime: CRIClient, get_pod: PodGetter, config: NodeServerConfig,
+                 metrics: NodeMetrics) -> None:
+        self.runtime, self.get_pod, self.config, self.metrics = runtime, get_pod, config, metrics
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/metrics", self.metrics_text)
+        self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        for verb in ("exec", "attach"):
+            for method in ("GET", "POST"):
+                self.app.router.add_route(method, f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self.remote_command)
+
+    async def run(self) -> None:
+        """Serve until cancelled (a root task of the agent)."""
+        cfg = self.config
+        cert, key = await ensure_certificate(cfg.pki_dir, cfg.node_name, cfg.addresses)
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=server_context(cert, key))
+            await site.start()
+            log.info("node server listening port=%d node=%s", cfg.port, cfg.node_name)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    # ------------------------------------------------------------------ simple endpoints
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return _text(200, "ok")
+
+    async def metrics_text(self, _request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(self.metrics.render)
+        return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
+
+    def _pod(self, request: web.Request) -> Obj:
+        namespace, name = request.match_info["namespace"], request.match_info["pod"]
+        pod = self.get_pod(namespace, name)
+        if pod is None:
+            raise ContainerLookupError(f'pod "{name}" does not exist', 404)
+        container = request.match_info["container"]
+        if not has_container(pod, container):
+            raise ContainerLookupError(f'container "{container}" not found in pod "{name}"', 404)
+        return pod
+
+    # ------------------------------------------------------------------ logs
+    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+        container = request.match_info["container"]
+        try:
+            options = parse_log_query(request.query, time.time_ns())
+            pod = self._pod(request)
+            container_id = log_container_id(pod, container, options.previous)
+        except LogOptionsError as error:
+            return _text(400, str(error))
+        except ContainerLookupError as error:
+            return _text(error.http_status, str(error))
+        try:
+            path = (await self.runtime.container_status(container_id)).status.log_path
+        except CRIError as error:
+            return _text(400, f'failed to get container status "{container_id}": {error}')
+        if not path or not await asyncio.to_thread(os.path.exists, path):
+            return _text(400, f'failed to open log file "{path}" of container "{container}"')
+
+        async def still_running() -> bool:
+            if request.transport is None or request.transport.is_closing():
+                return False     # the client went away: stop following
+            try:
+                status = await self.runtime.container_status(container_id)
+            except CRIError:
+                return False
+            return status.status.state == api_pb2.CONTAINER_RUNNING
+
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await stream_log(path, options, response.write, still_running)
+            await response.write_eof()
+        except (ConnectionResetError, FileNotFoundError) as error:
+            log.info("log stream ended early pod=%s container=%s error=%r", request.match_info["pod"], container,
+                     error)
+        return response
+
+    # ------------------------------------------------------------------ exec / attach
+    async def remote_command(self, request: web.Request) -> web.StreamResponse:
+        verb = request.path.split("/")[1]
+        command = request.query.getall("command", [])
+        try:
+            options = parse_stream_options(request.query)
+            if verb == "exec" and not command:
+                raise RemoteCommandError("you must specify at least one command for the container")
+            pod = self._pod(request)
+            container_id = running_container_id(pod, request.match_info["container"])
+        except RemoteCommandError as error:
+            return _text(400, str(error))
+        except ContainerLookupError as error:
+            return _text(error.http_status, str(error))
+        ws = web.WebSocketResponse(protocols=WEBSOCKET_PROTOCOLS)
+        ready = ws.can_prepare(request)
+        if not ready.ok or ready.protocol is None:
+            return _text(400, "remote command needs a WebSocket upgrade with subprotocol "
+                              + " or ".join(WEBSOCKET_PROTOCOLS))
+        try:
+            url = await self._runtime_url(verb, container_id, command, options)
+            session = await SpdySession.connect(url, [RUNTIME_PROTOCOL])
+        except (CRIError, SpdyError, OSError, asyncio.TimeoutError) as error:
+            return _text(500, f"error starting {verb} in container {container_id}: {error}")
+        await ws.prepare(request)
+        log.info("%s started pod=%s/%s container=%s protocol=%s tty=%s stdin=%s", verb,
+                 request.match_info["namespace"], request.match_info["pod"], request.match_info["container"],
+                 ready.protocol, options.tty, options.stdin)
+        await bridge(ws, session, options)
+        await ws.close()
+        return ws
+
+    async def _runtime_url(self, verb: str, container_id: str, command: list[str], options: Any) -> str:
+        if verb == "exec":
+            return await self.runtime.exec(api_pb2.ExecRequest(
+                container_id=container_id, cmd=command, tty=options.tty, stdin=options.stdin,
+                stdout=options.stdout, stderr=options.stderr))
+        return await self.runtime.attach(api_pb2.AttachRequest(
+            container_id=container_id, stdin=options.stdin, tty=options.tty, stdout=options.stdout,
+            stderr=options.stderr))

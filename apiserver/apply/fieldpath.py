@@ -1,0 +1,193 @@
+"""Field sets as FieldsV1: paths of elements "f:<field>", "k:<json key>" (an item of a list merged by key),
+"v:<json value>" (an item of a set-like list of scalars). Which lists are keyed comes from the
+strategic-merge table in apiserver/patch.py, so apply and patch agree on list identity."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Mapping
+
+from apiserver.patch import MERGE_KEYS, PRIMITIVE_MERGE
+
+Path = tuple[str, ...]
+FieldSet = set[Path]
+
+# Fields that are never owned: identity and bookkeeping the server sets (upstream's reset fields); status
+# belongs to the status subresource.
+_UNOWNED_TOP = frozenset({"apiVersion", "kind"})
+_UNOWNED_META = frozenset({"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+                           "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"})
+# Maps whose value is owned as a whole (upstream's structType/mapType=atomic): label selectors.
+ATOMIC_MAPS = frozenset({"spec.selector", "spec.template.spec.nodeSelector", "spec.nodeSelector"})
+# Structs a Go object always carries (non-pointer fields): no "." of their own when first written.
+_ALWAYS_PRESENT = frozenset({"metadata", "spec", "spec.strategy", "spec.template", "spec.template.metadata",
+                             "spec.template.spec", "spec.template.spec.containers", "spec.containers"})
+
+
+def _dotted(dotted: str, key: str) -> str:
+    return f"{dotted}.{key}" if dotted else key
+
+
+def item_element(item: Any, merge_key: str) -> str:
+    if merge_key == PRIMITIVE_MERGE:
+        return "v:" + json.dumps(item, separators=(",", ":"))
+    return "k:" + json.dumps({merge_key: item.get(merge_key) if isinstance(item, dict) else None},
+                             separators=(",", ":"))
+
+
+CONTAINER = object()  # the value of a map, keyed list or list item whose fields are paths of their own
+
+
+def _walk(value: Any, dotted: str, path: Path, merge_keys: Mapping[str, str],
+          nodes: bool) -> Iterator[tuple[Path, Any]]:
+    if isinstance(value, dict) and value and dotted not in ATOMIC_MAPS:
+        if nodes and path and dotted not in _ALWAYS_PRESENT:
+            yield path, CONTAINER
+        for key, child in value.items():
+            yield from _walk(child, _dotted(dotted, key), path + (f"f:{key}",), merge_keys, nodes)
+    elif isinstance(value, list) and dotted in merge_keys:
+        if nodes and value and dotted not in _ALWAYS_PRESENT:
+            yield path, CONTAINER
+        merge_key = merge_keys[dotted]
+        for item in value:
+            item_path = path + (item_element(item, merge_key),)
+            if merge_key != PRIMITIVE_MERGE and isinstance(item, dict):
+                yield item_path, CONTAINER
+                for key, child in item.items():
+                    yield from _walk(child, _dotted(dotted, key), item_path + (f"f:{key}",), merge_keys, nodes)
+            else:
+                yield item_path, item
+    elif path:
+        yield path, value
+
+
+def field_values(obj: Any, nodes: bool = False, subresource: str = "",
+                 merge_keys: Mapping[str, str] = MERGE_KEYS) -> dict[Path, Any]:
+    """The owned paths of an object with their values (CONTAINER for maps, lists and items that have fields
+    of their own): leaves (scalars, atomic lists and maps, empty maps) and list items. `nodes` adds the maps
+    and keyed lists themselves (what an Update that creates them records as ".")."""
+    values: dict[Path, Any] = {}
+    if not isinstance(obj, dict):
+        return values
+    for key, child in obj.items():
+        if key in _UNOWNED_TOP or (key == "status") != (subresource == "status") and key != "metadata":
+            continue  # a status write changes only status (and metadata), any other write never status
+        if key == "metadata" and isinstance(child, dict):
+            child = {name: value for name, value in child.items() if name not in _UNOWNED_META}
+            if not child:
+                continue
+        values.update(_walk(child, key, (f"f:{key}",), merge_keys, nodes))
+    return values
+
+
+def field_set(obj: Any, nodes: bool = False, subresource: str = "",
+              merge_keys: Mapping[str, str] = MERGE_KEYS) -> FieldSet:
+    return set(field_values(obj, nodes, subresource, merge_keys))
+
+
+_MISSING = object()
+
+
+def value_at(obj: Any, path: Path) -> Any:
+    """The value at a path, or _MISSING."""
+    node = obj
+    for element in path:
+        kind, _, name = element.partition(":")
+        if kind == "f" and isinstance(node, dict) and name in node:
+            node = node[name]
+        elif kind == "k" and isinstance(node, list):
+            key, wanted = next(iter(json.loads(name).items()))
+            node = next((item for item in node if isinstance(item, dict) and item.get(key) == wanted), _MISSING)
+        elif kind == "v" and isinstance(node, list):
+            wanted = json.loads(name)
+            node = wanted if wanted in node else _MISSING
+        else:
+            return _MISSING
+        if node is _MISSING:
+            return _MISSING
+    return node
+
+
+def missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def leaf_value(obj: Any, path: Path) -> Any:
+    """For comparisons: a list item or map compares by presence only (its fields are paths of their own)."""
+    value = value_at(obj, path)
+    if isinstance(value, dict) and value and not path[-1].startswith("f:"):
+        return True
+    return value
+
+
+def remove(obj: dict, path: Path) -> None:
+    """Remove the field or list item at `path`, and the maps and lists this leaves empty."""
+    parents = [obj]
+    for element in path[:-1]:
+        node = value_at(parents[-1], (element,))
+        if missing(node) or not isinstance(node, (dict, list)):
+            return
+        parents.append(node)
+    _remove_element(parents[-1], path[-1])
+    for depth in range(len(path) - 1, 0, -1):
+        if parents[depth] not in ({}, []):
+            break
+        _remove_element(parents[depth - 1], path[depth - 1])
+
+
+def _remove_element(container: Any, element: str) -> None:
+    kind, _, name = element.partition(":")
+    if kind == "f" and isinstance(container, dict):
+        container.pop(name, None)
+    elif kind == "k" and isinstance(container, list):
+        key, wanted = next(iter(json.loads(name).items()))
+        container[:] = [item for item in container if not (isinstance(item, dict) and item.get(key) == wanted)]
+    elif kind == "v" and isinstance(container, list):
+        wanted = json.loads(name)
+        container[:] = [item for item in container if item != wanted]
+
+
+def to_fields_v1(paths: FieldSet) -> dict:
+    tree: dict = {}
+    for path in sorted(paths):
+        node = tree
+        for element in path:
+            node = node.setdefault(element, {})
+    members = set(paths)
+
+    def mark(node: dict, prefix: Path) -> dict:
+        out = {}
+        if node and prefix in members:
+            out["."] = {}
+        for element, child in node.items():
+            out[element] = mark(child, prefix + (element,))
+        return out
+    return mark(tree, ())
+
+
+def from_fields_v1(fields: Any, prefix: Path = ()) -> FieldSet:
+    paths: FieldSet = set()
+    if not isinstance(fields, dict):
+        return paths
+    for element, child in fields.items():
+        if element == ".":
+            paths.add(prefix)
+        elif isinstance(child, dict) and child:
+            paths |= from_fields_v1(child, prefix + (element,))
+        else:
+            paths.add(prefix + (element,))
+    return paths
+
+
+def path_string(path: Path) -> str:
+    """Upstream's fieldpath.Path.String(): .spec.replicas, .spec.containers[name="a"].image, [="x"]."""
+    text = ""
+    for element in path:
+        kind, _, name = element.partition(":")
+        if kind == "f":
+            text += f".{name}"
+        elif kind == "k":
+            keys = json.loads(name)
+            text += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in keys.items()) + "]"
+        else:
+            text += f"[={name}]"
+    return text

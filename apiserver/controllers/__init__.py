@@ -1,0 +1,1 @@
+"""Controllers running inside the API server: ReplicaSet, ReplicationController, Deployment, garbage collector."""

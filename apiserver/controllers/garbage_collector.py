@@ -1,0 +1,160 @@
+"""The garbage collector: deletes objects whose owners are gone (background), deletes the dependents of
+an owner deleted in the foreground before letting it go (`foregroundDeletion`), and strips the owner
+reference from the dependents of an owner deleted with `orphan`. Informers over every served kind except
+Events feed an owner graph; a queue of uids is worked with live reads before anything is deleted."""
+from __future__ import annotations
+
+import logging
+
+from apiserver import errors
+from apiserver.api import API
+from apiserver.controllers.gc_rules import (Node, OwnerGraph, OwnerState, decide, without_finalizer,
+                                            without_owner_refs)
+from apiserver.controllers.writes import modify
+from apiserver.deletion_propagation import FOREGROUND_FINALIZER, ORPHAN_FINALIZER
+from apiserver.informer import Informer, SharedInformers
+from apiserver.keyed_controller import KeyedController
+from apiserver.kinds.base import Obj
+from apiserver.registry import DeleteOptions, Registry
+
+log = logging.getLogger(__name__)
+
+IGNORED_RESOURCES = {("", "events")}  # high churn and never owners: not worth an informer
+
+
+class GarbageCollector(KeyedController):
+    """Keys are object uids."""
+    name = "garbage-collector"
+
+    def __init__(self, api: API, informers: SharedInformers):
+        super().__init__()
+        self.api = api
+        self.graph = OwnerGraph()
+        self._by_kind: dict[tuple[str, str], Registry] = {}
+        self._informers: list[Informer] = []  # of every kind but the ignored ones
+        for (group, plural), registry in api.registries.items():
+            if (group, plural) in IGNORED_RESOURCES:
+                continue
+            self._by_kind[(group, registry.info.kind)] = registry
+            self._informers.append(informers.informer(registry, self._handler(registry)))
+
+    def informers(self) -> list[Informer]:
+        return self._informers
+
+    def all_keys(self) -> set[str]:
+        return {uid for uid, node in list(self.graph.nodes.items())
+                if node.orphaning or node.deleting_dependents or (node.owners and self.graph.needs_owner_check(node))}
+
+    def _handler(self, registry: Registry):
+        group, plural = registry.info.group, registry.info.plural
+
+        def on_change(event_type: str, obj: Obj) -> None:
+            previous, node = self.graph.observe(event_type, obj, group, plural)
+            uid = (obj.get("metadata") or {}).get("uid", "")
+            for ref in (previous.owners if previous else []) + (node.owners if node else []):
+                owner = self.graph.nodes.get(ref["uid"])
+                if owner is not None and owner.deleting_dependents:
+                    self.enqueue(owner.uid)  # a foreground deletion may be able to finish
+            if node is None:
+                for dependent in self.graph.dependents(uid):
+                    self.enqueue(dependent.uid)  # background: the owner is gone
+                return
+            if node.orphaning or node.deleting_dependents:
+                self.enqueue(uid)
+                if previous is None or not (previous.orphaning or previous.deleting_dependents):
+                    for dependent in self.graph.dependents(uid):
+                        self.enqueue(dependent.uid)
+                return
+            if node.owners and (self.graph.needs_owner_check(node) or previous is None
+                                or previous.owners != node.owners):
+                self.enqueue(uid)
+        return on_change
+
+    # processing --------------------------------------------------------------------------------
+    async def sync_key(self, uid: str) -> None:
+        node = self.graph.nodes.get(uid)
+        if node is None:
+            return
+        registry = self.api.registry(node.group, node.plural)
+        try:
+            obj = await registry.get(node.namespace, node.name)
+        except errors.APIError as exc:
+            if exc.code == 404:
+                return
+            raise
+        if obj["metadata"].get("uid") != uid:
+            return
+        finalizers = obj["metadata"].get("finalizers") or []
+        if obj["metadata"].get("deletionTimestamp"):
+            if ORPHAN_FINALIZER in finalizers:
+                await self._orphan_dependents(registry, obj)
+            elif FOREGROUND_FINALIZER in finalizers:
+                await self._delete_dependents(registry, obj)
+            return
+        await self._collect(registry, obj)
+
+    async def _collect(self, registry: Registry, obj: Obj) -> None:
+        meta = obj["metadata"]
+        owners = [(ref, await self._owner_state(ref, registry.info.namespaced, meta.get("namespace", "")))
+                  for ref in meta.get("ownerReferences") or [] if ref.get("uid")]
+        decision = decide(owners, tuple(meta.get("finalizers") or ()), bool(self.graph.dependents(meta["uid"])))
+        if decision.action == "remove-refs":
+            stale = set(decision.remove_owner_uids)
+            await modify(registry, obj, lambda current: without_owner_refs(current, stale))
+            log.info("garbage collector removed owner references object=%s/%s/%s owners=%s", registry.info.plural,
+                     meta.get("namespace", ""), meta["name"], ",".join(sorted(stale)))
+        elif decision.action == "delete":
+            try:
+                await self.api.delete(registry, meta.get("namespace", ""), meta["name"],
+                                      DeleteOptions(precondition_uid=meta["uid"],
+                                                    propagation_policy=decision.propagation_policy))
+            except errors.APIError as exc:
+                if exc.code not in (404, 409):
+                    raise
+                return
+            log.info("garbage collector deleted object=%s/%s/%s propagation=%s", registry.info.plural,
+                     meta.get("namespace", ""), meta["name"], decision.propagation_policy)
+
+    async def _owner_state(self, ref: Obj, dependent_namespaced: bool, namespace: str) -> OwnerState:
+        """The owner as it is now (a live read); an owner of a kind we do not serve counts as solid."""
+        api_version = ref.get("apiVersion", "")
+        group = api_version.rpartition("/")[0] if "/" in api_version else ""
+        registry = self._by_kind.get((group, ref.get("kind", "")))
+        if registry is None or (registry.info.namespaced and not dependent_namespaced):
+            return OwnerState.SOLID
+        try:
+            owner = await registry.get(namespace if registry.info.namespaced else "", ref.get("name", ""))
+        except errors.APIError as exc:
+            if exc.code == 404:
+                return OwnerState.DANGLING
+            raise
+        if owner["metadata"].get("uid") != ref.get("uid"):
+            return OwnerState.DANGLING
+        if owner["metadata"].get("deletionTimestamp") and \
+                FOREGROUND_FINALIZER in (owner["metadata"].get("finalizers") or []):
+            return OwnerState.WAITING
+        return OwnerState.SOLID
+
+    async def _orphan_dependents(self, registry: Registry, owner: Obj) -> None:
+        uid = owner["metadata"]["uid"]
+        for dependent in self.graph.dependents(uid):
+            await self._update_node(dependent, lambda current: without_owner_refs(current, {uid}))
+        await modify(registry, owner, lambda current: without_finalizer(current, ORPHAN_FINALIZER))
+        log.info("garbage collector orphaned dependents owner=%s/%s/%s", registry.info.plural,
+                 owner["metadata"].get("namespace", ""), owner["metadata"]["name"])
+
+    async def _delete_dependents(self, registry: Registry, owner: Obj) -> None:
+        uid = owner["metadata"]["uid"]
+        if not self.graph.blocking_dependents(uid):
+            await modify(registry, owner, lambda current: without_finalizer(current, FOREGROUND_FINALIZER))
+            log.info("garbage collector finished foreground deletion owner=%s/%s/%s", registry.info.plural,
+                     owner["metadata"].get("namespace", ""), owner["metadata"]["name"])
+            return
+        for dependent in self.graph.dependents(uid):
+            if not dependent.deleting:
+                self.enqueue(dependent.uid)
+
+    async def _update_node(self, node: Node, change) -> None:
+        registry = self.api.registry(node.group, node.plural)
+        await modify(registry, {"metadata": {"uid": node.uid, "namespace": node.namespace, "name": node.name}},
+                     change)

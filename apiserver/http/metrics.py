@@ -1,0 +1,188 @@
+"""The API server's /metrics (Prometheus text format), with upstream kube-apiserver's metric names.
+
+- `apiserver_request_total{verb,dry_run,group,version,resource,subresource,scope,component,code}` and
+  `apiserver_request_duration_seconds{verb,dry_run,group,version,resource,subresource,scope,component}`
+  (upstream's labels and buckets), recorded by a middleware that sees every response;
+- `apiserver_longrunning_requests{verb,group,version,resource,subresource,scope,component}`: open WATCH
+  and CONNECT requests;
+- `apiserver_storage_objects{resource}`: stored objects per resource, counted at scrape time (at most
+  every `STORAGE_COUNT_INTERVAL` seconds, as upstream refreshes it periodically);
+- process figures (`process_resident_memory_bytes`, `process_cpu_seconds_total`, ...);
+- the control loops' figures from `CONTROL_LOOPS` (`workqueue_*`, scheduler attempts), a process-wide
+  registry the controllers and the scheduler record into.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from apiserver.api import API
+from apiserver.http.requestinfo import parse_resource_path
+
+COMPONENT = "apiserver"
+STORAGE_COUNT_INTERVAL = 10.0
+# Upstream's buckets for apiserver_request_duration_seconds.
+REQUEST_DURATION_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15,
+                            20, 30, 45, 60)
+# client-go workqueue and kube-scheduler buckets (exponential from 1 µs, resp. 1 ms).
+WORK_DURATION_BUCKETS = tuple(1e-6 * 10 ** i for i in range(10))
+SCHEDULING_BUCKETS = tuple(0.001 * 2 ** i for i in range(15))
+_CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
+_REQUEST_LABELS = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")
+
+
+@dataclass(frozen=True)
+class RequestLabels:
+    verb: str
+    dry_run: str
+    group: str
+    version: str
+    resource: str
+    subresource: str
+    scope: str
+    component: str = COMPONENT
+
+    @property
+    def long_running(self) -> bool:
+        return self.verb in ("WATCH", "CONNECT")
+
+    def values(self) -> tuple[str, ...]:
+        return (self.verb, self.dry_run, self.group, self.version, self.resource, self.subresource, self.scope,
+                self.component)
+
+
+def request_labels(method: str, path: str, query: Mapping[str, str], content_type: str = "") -> RequestLabels:
+    """Upstream's labels for one request (pure): verbs GET/LIST/WATCH/POST/PUT/PATCH/APPLY/DELETE/
+    DELETECOLLECTION/CONNECT, scope resource/namespace/cluster; non-resource paths get the method only."""
+    dry_run = "All" if query.get("dryRun") else ""
+    info = parse_resource_path(path)
+    if info is None:
+        return RequestLabels(method.upper(), dry_run, "", "", "", "", "")
+    method = method.upper()
+    if info.subresource in _CONNECT_SUBRESOURCES:
+        verb = "CONNECT"
+    elif method == "GET" and query.get("watch") in ("1", "true", "True"):
+        verb = "WATCH"
+    elif method == "GET":
+        verb = "GET" if info.name else "LIST"
+    elif method == "DELETE" and not info.name:
+        verb = "DELETECOLLECTION"
+    elif method == "PATCH" and content_type.startswith("application/apply-patch"):
+        verb = "APPLY"
+    else:
+        verb = method
+    scope = "resource" if info.name else "namespace" if info.namespace else "cluster"
+    return RequestLabels(verb, dry_run, info.group, info.version, info.resource, info.subresource, scope)
+
+
+class ControlLoopMetrics:
+    """Figures of the server's control loops, in one registry every loop may record into."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.work_duration = Histogram(
+            "workqueue_work_duration_seconds", "How long in seconds processing an item from workqueue takes.",
+            ["name"], buckets=WORK_DURATION_BUCKETS, registry=self.registry)
+        self.depth = Gauge("workqueue_depth", "Current depth of workqueue", ["name"], registry=self.registry)
+        self.retries = Counter("workqueue_retries", "Total number of retries handled by workqueue", ["name"],
+                               registry=self.registry)
+        self.scheduling_attempt = Histogram(
+            "scheduler_scheduling_attempt_duration_seconds",
+            "Scheduling attempt latency in seconds (scheduling algorithm + binding)", ["result", "profile"],
+            buckets=SCHEDULING_BUCKETS, registry=self.registry)
+
+    @contextmanager
+    def sync(self, queue_name: str) -> Iterator[None]:
+        """`with CONTROL_LOOPS.sync("deployment"): await sync(key)` times one work item."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.work_duration.labels(name=queue_name).observe(time.perf_counter() - started)
+
+    def observe_scheduling(self, seconds: float, result: str = "scheduled") -> None:
+        self.scheduling_attempt.labels(result=result, profile="default-scheduler").observe(seconds)
+
+
+CONTROL_LOOPS = ControlLoopMetrics()
+
+
+class ServerMetrics:
+    """Request, storage and process figures of one HTTP server; `install(app)` adds /metrics."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, api: API, control_loops: ControlLoopMetrics = CONTROL_LOOPS):
+        self.api = api
+        self.control_loops = control_loops
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.requests = Counter("apiserver_request", "Counter of apiserver requests broken out for each verb, "
+                                "dry run value, group, version, resource, scope, component, and HTTP response code.",
+                                [*_REQUEST_LABELS, "code"], registry=self.registry)
+        self.durations = Histogram("apiserver_request_duration_seconds", "Response latency distribution in seconds "
+                                   "for each verb, dry run value, group, version, resource, subresource, scope and "
+                                   "component.", _REQUEST_LABELS, buckets=REQUEST_DURATION_BUCKETS,
+                                   registry=self.registry)
+        self.long_running = Gauge("apiserver_longrunning_requests", "Gauge of all active long-running apiserver "
+                                  "requests broken out by verb, group, version, resource, scope and component.",
+                                  [label for label in _REQUEST_LABELS if label != "dry_run"], registry=self.registry)
+        self.storage_objects = Gauge("apiserver_storage_objects", "Number of stored objects at the time of last "
+                                     "check split by kind.", ["resource"], registry=self.registry)
+        self._counted_at = -STORAGE_COUNT_INTERVAL
+        self._count_lock = asyncio.Lock()
+
+    def install(self, app: web.Application) -> None:
+        app.middlewares.insert(0, self._middleware)  # outermost: sees the final status of every request
+        app.router.add_get("/metrics", self.handle)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        labels = request_labels(request.method, request.path, request.query, request.headers.get("Content-Type", ""))
+        gauge = None
+        if labels.long_running:
+            gauge = self.long_running.labels(labels.verb, labels.group, labels.version, labels.resource,
+                                             labels.subresource, labels.scope, labels.component)
+            gauge.inc()
+        started = time.perf_counter()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as exc:
+            code = exc.status
+            raise
+        finally:
+            self.durations.labels(*labels.values()).observe(time.perf_counter() - started)
+            self.requests.labels(*labels.values(), str(code)).inc()
+            if gauge is not None:
+                gauge.dec()
+
+    async def count_storage_objects(self) -> None:
+        """Refresh `apiserver_storage_objects`: one key listing per stored prefix (kinds sharing a prefix,
+        like core and events.k8s.io events, are counted once, under the core name)."""
+        async with self._count_lock:
+            if time.monotonic() - self._counted_at < STORAGE_COUNT_INTERVAL:
+                return
+            by_prefix: dict[str, str] = {}
+            for (group, plural), registry in sorted(self.api.registries.items()):
+                by_prefix.setdefault(registry.prefix(), f"{plural}.{group}" if group else plural)
+            for prefix, resource in by_prefix.items():
+                items, _ = await self.api.storage.list(prefix)
+                self.storage_objects.labels(resource=resource).set(len(items))
+            self._counted_at = time.monotonic()
+
+    async def render(self) -> bytes:
+        await self.count_storage_objects()
+        return generate_latest(self.registry) + generate_latest(self.control_loops.registry)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return web.Response(body=await self.render(), headers={"Content-Type": self.content_type})

@@ -1,0 +1,250 @@
+"""pods/log, pods/exec and pods/attach: checked here as upstream's pod REST does, then proxied to the
+node server of the pod's node (its InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`).
+
+Logs stream through chunk by chunk (a follow never buffers); exec and attach relay the upgraded
+WebSocket message by message, with the subprotocol the node chose. TLS to the node is not verified
+until the cluster has a CA (issue 6).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from apiserver import errors
+from apiserver.api import API
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+DEFAULT_NODE_PORT = 10250
+CONNECT_TIMEOUT = 10.0
+POD_PATH = "/api/v1/namespaces/{namespace}/pods/{name}"
+_LOG_FLAGS = ("follow", "previous", "timestamps")
+_LOG_INTEGERS = {"tailLines": 0, "limitBytes": 1, "sinceSeconds": 1}
+# The API's exec/attach flags → kubelet's query names.
+_STREAM_FLAGS = {"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"}
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true")
+
+
+def container_names(pod: Obj) -> list[str]:
+    spec = pod.get("spec") or {}
+    return [c["name"] for key in ("initContainers", "containers", "ephemeralContainers")
+            for c in spec.get(key) or [] if "name" in c]
+
+
+def resolve_container(pod: Obj, requested: str) -> str:
+    """The container a request means: the named one, or the pod's only container (upstream's rules)."""
+    name = pod["metadata"]["name"]
+    if requested:
+        if requested not in container_names(pod):
+            raise errors.bad_request(f"container {requested} is not valid for pod {name}")
+        return requested
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if len(containers) == 1:
+        return containers[0]["name"]
+    if not containers:
+        raise errors.bad_request(f"a container name must be specified for pod {name}")
+    raise errors.bad_request(f"a container name must be specified for pod {name}, "
+                             f"choose one of: [{' '.join(container_names(pod))}]")
+
+
+def log_query(query: Mapping[str, str], pod_name: str) -> dict[str, str]:
+    """PodLogOptions checked as upstream's validation does, in kubelet's query form."""
+    result: dict[str, str] = {flag: "true" for flag in _LOG_FLAGS if _true(query.get(flag))}
+    problems = []
+    for name, minimum in _LOG_INTEGERS.items():
+        if name not in query:
+            continue
+        try:
+            value = int(query[name])
+        except ValueError:
+            raise errors.bad_request(f"{name}: invalid integer value {query[name]!r}") from None
+        if value < minimum:
+            problems.append(errors.invalid(name, value, "must be greater than or equal to 0" if minimum == 0
+                                           else "must be greater than 0"))
+        result[name] = str(value)
+    if query.get("sinceTime"):
+        result["sinceTime"] = query["sinceTime"]
+        if "sinceSeconds" in result:
+            problems.append(errors.forbidden("sinceTime",
+                                             "at most one of `sinceTime` or `sinceSeconds` may be specified"))
+    if problems:
+        raise errors.invalid_object("", "PodLogOptions", pod_name, problems)
+    return result
+
+
+def stream_query(query: Any, verb: str) -> list[tuple[str, str]]:
+    """exec/attach options in kubelet's form: command=... (repeated), input=1, output=1, error=1, tty=1."""
+    params = [("command", c) for c in query.getall("command", [])] if verb == "exec" else []
+    params += [(kubelet_name, "1") for name, kubelet_name in _STREAM_FLAGS.items() if _true(query.get(name))]
+    return params
+
+
+def node_address(node: Obj) -> tuple[str, int]:
+    status = node.get("status") or {}
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    host = addresses.get("InternalIP") or addresses.get("Hostname") or node["metadata"]["name"]
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_NODE_PORT
+    return host, int(port)
+
+
+def _node_url(host: str, port: int, path: str, params: Any) -> str:
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    encoded = urlencode(params)
+    return f"https://{netloc}{path}" + (f"?{encoded}" if encoded else "")
+
+
+def node_error(status: int, body: str) -> errors.APIError:
+    """A node server's error answer as the Status upstream's proxy makes of a kubelet's."""
+    message = body.strip() or "the server could not complete the request"
+    reasons = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}
+    return errors.APIError(status if status in reasons else 500, reasons.get(status, "InternalError"), message)
+
+
+class PodProxy:
+    def __init__(self, api: API) -> None:
+        self.api = api
+        self._session: aiohttp.ClientSession | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(POD_PATH + "/log", self.log)
+        for verb in ("exec", "attach"):
+            for method in ("GET", "POST"):
+                app.router.add_route(method, f"{POD_PATH}/{verb}", self.remote_command)
+        app.on_cleanup.append(self._close)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
+                                                                                sock_connect=CONNECT_TIMEOUT))
+        return self._session
+
+    async def _close(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _pod_and_node(self, request: web.Request) -> tuple[Obj, str, Obj | None]:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        pod = await self.api.registry("", "pods").get(namespace, name)
+        container = resolve_container(pod, request.query.get("container", ""))
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = await self.api.registry("", "nodes").get("", node_name) if node_name else None
+        return pod, container, node
+
+    # ------------------------------------------------------------------ logs
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        pod, container, node = await self._pod_and_node(request)
+        meta = pod["metadata"]
+        params = log_query(request.query, meta["name"])
+        if node is None:
+            return web.Response(status=200, content_type="text/plain")   # not scheduled: no logs, as upstream
+        host, port = node_address(node)
+        url = _node_url(host, port, f"/containerLogs/{quote(meta['namespace'])}/{quote(meta['name'])}/"
+                                    f"{quote(container)}", params)
+        try:
+            upstream = await self._client().get(url, ssl=False)
+        except aiohttp.ClientError as error:
+            raise errors.APIError(500, "InternalError", f'Get "{url}": {error}') from None
+        async with upstream:
+            if upstream.status != 200:
+                raise node_error(upstream.status, await upstream.text())
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            ended = await _first_of(_copy_body(upstream, response), _client_gone(request))
+            if isinstance(ended, Exception):
+                log.info("log stream ended early pod=%s/%s error=%r", meta["namespace"], meta["name"], ended)
+        return response
+
+    # ------------------------------------------------------------------ exec / attach
+    async def _node_explanation(self, url: str) -> tuple[int, str]:
+        try:
+            async with self._client().get(url, ssl=False) as answer:
+                return answer.status, (await answer.text()).strip()
+        except aiohttp.ClientError as error:
+            return 500, str(error)
+
+    async def remote_command(self, request: web.Request) -> web.StreamResponse:
+        verb = request.path.rsplit("/", 1)[1]
+        pod, container, node = await self._pod_and_node(request)
+        meta = pod["metadata"]
+        if node is None:
+            raise errors.bad_request(f"pod {meta['name']} does not have a host assigned")
+        if verb == "exec" and not request.query.getall("command", []):
+            raise errors.bad_request("you must specify at least one command for the container")
+        host, port = node_address(node)
+        url = _node_url(host, port, f"/{verb}/{quote(meta['namespace'])}/{quote(meta['name'])}/{quote(container)}",
+                        stream_query(request.query, verb))
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            # SPDY (kubectl's fallback) is not served; the node still says why a session could not start.
+            status, explanation = await self._node_explanation(url)
+            raise node_error(status, f"unable to upgrade connection: {explanation}")
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        try:
+            upstream = await self._client().ws_connect(url, protocols=offered, ssl=False, max_msg_size=0,
+                                                       autoclose=False)
+        except aiohttp.WSServerHandshakeError:
+            # The node explains a refusal in its body, which the handshake error drops: ask again plainly.
+            status, explanation = await self._node_explanation(url)
+            raise node_error(status, f"unable to upgrade connection: {explanation}") from None
+        except aiohttp.ClientError as error:
+            raise errors.APIError(500, "InternalError", f"error dialing backend: {error}") from None
+        async with upstream:
+            client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
+                                           max_msg_size=0, autoclose=False)
+            await client.prepare(request)
+            await _relay(client, upstream)
+        return client
+
+
+async def _first_of(*coroutines: Any) -> Any:
+    """Run the coroutines until one ends; cancel the others. The first one's result or exception."""
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    return next(outcome for task, outcome in zip(tasks, outcomes) if task in done)
+
+
+async def _copy_body(upstream: aiohttp.ClientResponse, response: web.StreamResponse) -> None:
+    async for chunk in upstream.content.iter_any():
+        await response.write(chunk)
+    await response.write_eof()
+
+
+async def _client_gone(request: web.Request, period: float = 1.0) -> None:
+    """Returns once the client's connection closed (a follow may wait long for its next line)."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(period)
+
+
+async def _relay(client: web.WebSocketResponse, node: aiohttp.ClientWebSocketResponse) -> None:
+    """Copy messages both ways; whichever side closes first closes the other with its code."""
+    async def copy(source: Any, target: Any) -> int:
+        async for message in source:
+            if message.type == WSMsgType.BINARY:
+                await target.send_bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                await target.send_str(message.data)
+            elif message.type == WSMsgType.CLOSE:
+                return message.data or aiohttp.WSCloseCode.OK
+            else:
+                break
+        return source.close_code or aiohttp.WSCloseCode.OK
+
+    ended = await _first_of(copy(client, node), copy(node, client))
+    code = aiohttp.WSCloseCode.INTERNAL_ERROR if isinstance(ended, BaseException) else ended
+    await client.close(code=code)
+    await node.close(code=code)

@@ -1,0 +1,201 @@
+"""ResourceQuota admission (on create) and the controller that keeps `status.used` current.
+
+Admission and recalculation of one namespace are serialized by a per-namespace lock, and both read
+storage (not an informer), so two concurrent creates can never both take the last slot and a
+recalculation never overwrites a charge it did not see. Namespaces without a ResourceQuota pay one
+storage list per create and take no lock.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from apiserver import errors
+from apiserver.informer import SharedInformers
+from apiserver.kinds.base import Obj
+from apiserver.kinds.quotas import hard_limits
+from apiserver.quota import (COMPUTE_NAMES, LEGACY_COUNT_NAMES, Usage, add, check, format_resource_list,
+                             missing_compute, object_usage, parse_resource_list, total_usage)
+from apiserver.registry import Registry, generated_name
+
+if TYPE_CHECKING:
+    from apiserver.api import API
+
+log = logging.getLogger(__name__)
+
+RESYNC_INTERVAL = 10.0
+Create = Callable[[Registry, str, Any, bool], Awaitable[Obj]]
+_POD_NAMES = ("pods", "count/pods", *COMPUTE_NAMES)
+
+
+class QuotaAdmission:
+    def __init__(self, api: "API"):
+        self.api = api
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def quotas(self) -> Registry:
+        return self.api.registry("", "resourcequotas")
+
+    def lock(self, namespace: str) -> asyncio.Lock:
+        lock = self._locks.get(namespace)
+        if lock is None:
+            lock = self._locks[namespace] = asyncio.Lock()
+        return lock
+
+    def _registries_for(self, names: set[str]) -> list[Registry]:
+        """The kinds whose objects make up the usage of these resource names."""
+        wanted: dict[tuple[str, str], Registry] = {}
+        for (group, plural), registry in self.api.registries.items():
+            if not registry.info.namespaced:
+                continue
+            count = f"count/{plural}.{group}" if group else f"count/{plural}"
+            legacy = group == "" and plural in LEGACY_COUNT_NAMES and plural in names
+            pods = group == "" and plural == "pods" and names.intersection(_POD_NAMES)
+            services = group == "" and plural == "services" and any(n.startswith("services.") for n in names)
+            if count in names or legacy or pods or services:
+                wanted[(group, plural)] = registry
+        return list(wanted.values())
+
+    async def usage(self, namespace: str, names: set[str]) -> Usage:
+        now = self.api.clock()
+        usages = []
+        for registry in self._registries_for(names):
+            items, _ = await registry.list(namespace)
+            usages += [object_usage(registry.info.group, registry.info.plural, item, now) for item in items]
+        return total_usage(usages, names)
+
+    async def admit_create(self, registry: Registry, namespace: str, body: Any, dry_run: bool,
+                           create: Create) -> Obj:
+        if not registry.info.namespaced or not isinstance(body, dict):
+            return await create(registry, namespace, body, dry_run)
+        quotas, _ = await self.quotas.list(namespace)
+        if not quotas:
+            return await create(registry, namespace, body, dry_run)
+        group, plural = registry.info.group, registry.info.plural
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        if not meta.get("name") and meta.get("generateName"):
+            body = {**body, "metadata": {**meta, "name": generated_name(meta["generateName"])}}
+        name = body["metadata"].get("name") or ""
+        async with self.lock(namespace):
+            quotas, _ = await self.quotas.list(namespace)
+            requested = object_usage(group, plural, body, self.api.clock())
+            charged: list[tuple[Obj, Usage]] = []
+            for quota in quotas:
+                hard = hard_limits(quota)
+                quota_name = quota["metadata"]["name"]
+                if group == "" and plural == "pods" and requested:
+                    missing = missing_compute(body, hard)
+                    if missing:
+                        raise errors.forbidden_error(group, plural, name, f"failed quota: {quota_name}: {missing}")
+                relevant = {n: v for n, v in requested.items() if n in hard}
+                if not relevant:
+                    continue
+                used = await self._used(quota, namespace, hard)
+                exceeded = check(quota_name, hard, used, relevant)
+                if exceeded:
+                    raise errors.forbidden_error(group, plural, name, exceeded)
+                charged.append((quota, add(used, relevant)))
+            obj = await create(registry, namespace, body, dry_run)
+            if not dry_run:
+                for quota, used in charged:
+                    await self._write_status(quota, used)
+            return obj
+
+    async def _used(self, quota: Obj, namespace: str, hard: Usage) -> Usage:
+        """status.used when it covers every hard name (kept exact under the lock), else counted now."""
+        status = quota.get("status") or {}
+        used = parse_resource_list(status.get("used"))
+        if set(hard) <= set(used) and (status.get("hard") or {}) == (quota.get("spec") or {}).get("hard"):
+            return used
+        return await self.usage(namespace, set(hard))
+
+    async def _write_status(self, quota: Obj, used: Usage) -> None:
+        meta = quota["metadata"]
+        hard = (quota.get("spec") or {}).get("hard") or {}
+        wanted = {"hard": dict(hard), "used": format_resource_list({n: v for n, v in used.items() if n in hard})}
+
+        def set_status(current: Obj) -> Obj:
+            current["status"] = {"hard": dict((current.get("spec") or {}).get("hard") or {}),
+                                 "used": wanted["used"]}
+            return current
+        try:
+            await self.quotas.guaranteed_update(meta["namespace"], meta["name"], set_status, subresource="status")
+        except errors.APIError as exc:
+            if exc.code != 404:
+                raise
+
+    async def recalculate(self, namespace: str) -> None:
+        """Recount the namespace and write every quota's status (hard = spec.hard, used)."""
+        async with self.lock(namespace):
+            quotas, _ = await self.quotas.list(namespace)
+            names = set()
+            for quota in quotas:
+                names.update(((quota.get("spec") or {}).get("hard") or {}).keys())
+            if not quotas:
+                return
+            usage = await self.usage(namespace, names)
+            for quota in quotas:
+                hard = (quota.get("spec") or {}).get("hard") or {}
+                status = quota.get("status") or {}
+                used = format_resource_list({n: v for n, v in usage.items() if n in hard})
+                if status.get("hard") != hard or status.get("used") != used:
+                    await self._write_status(quota, {n: v for n, v in usage.items() if n in hard})
+
+
+class QuotaController:
+    """Keeps status.used current: on quota changes, on pods leaving (deleted, finished), and every 10 s."""
+
+    def __init__(self, api: "API", informers: SharedInformers, resync_interval: float = RESYNC_INTERVAL):
+        self.api = api
+        self.admission: QuotaAdmission = api.quota
+        self.resync_interval = resync_interval
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self.quotas = informers.informer(self.admission.quotas, self._on_quota)
+        self.pods = informers.informer(api.pods, self._on_pod)
+
+    def _mark(self, namespace: str) -> None:
+        self._dirty.add(namespace)
+        self._wake.set()
+
+    def _on_quota(self, event_type: str, quota: Obj) -> None:
+        status = quota.get("status") or {}
+        if event_type != "DELETED" and status.get("hard") != (quota.get("spec") or {}).get("hard"):
+            self._mark(quota["metadata"]["namespace"])
+
+    def _has_quota(self, namespace: str) -> bool:
+        return any(key.startswith(f"{namespace}/") for key in self.quotas.cache)
+
+    def _on_pod(self, event_type: str, pod: Obj) -> None:
+        namespace = pod["metadata"].get("namespace", "")
+        leaving = event_type == "DELETED" or pod["metadata"].get("deletionTimestamp") or \
+            (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        if leaving and self._has_quota(namespace):
+            self._mark(namespace)
+
+    async def run(self) -> None:
+        """Runs while the shared informers (started by the caller) feed it."""
+        await self.quotas.synced.wait()
+        await self.pods.synced.wait()
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time()
+        while True:
+            if loop.time() >= next_resync:
+                self._dirty.update(q["metadata"]["namespace"] for q in self.quotas.cache.values())
+                next_resync = loop.time() + self.resync_interval
+            dirty, self._dirty = self._dirty, set()
+            self._wake.clear()
+            for namespace in sorted(dirty):
+                try:
+                    await self.admission.recalculate(namespace)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - retried on the next resync
+                    log.exception("quota recalculation failed namespace=%s", namespace)
+                    self._dirty.add(namespace)
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_resync - loop.time()))
+            except asyncio.TimeoutError:
+                pass

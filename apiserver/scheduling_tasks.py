@@ -1,0 +1,22 @@
+"""The scheduler, the node lifecycle controller and the quota controller, on one set of shared informers
+(one watch and cache per resource for the three, as kube-controller-manager's informer factory)."""
+from __future__ import annotations
+
+import asyncio
+
+from apiserver.api import API
+from apiserver.informer import SharedInformers
+from apiserver.node_lifecycle import LifecycleConfig, NodeLifecycleController
+from apiserver.quota_controller import QuotaController
+from apiserver.scheduler.scheduler import Scheduler
+
+
+def scheduling_tasks(api: API, lifecycle: LifecycleConfig) -> list[asyncio.Task]:
+    informers = SharedInformers()
+    scheduler = Scheduler(api, informers)
+    node_lifecycle = NodeLifecycleController(api, informers, lifecycle)
+    quotas = QuotaController(api, informers)
+    return [asyncio.create_task(informers.run(), name="scheduling-informers"),
+            asyncio.create_task(scheduler.run(), name="scheduler"),
+            asyncio.create_task(node_lifecycle.run(), name="node-lifecycle-controller"),
+            asyncio.create_task(quotas.run(), name="resourcequota-controller")]

@@ -1,0 +1,290 @@
+"""`shipmate install server|agent`: systemd units, their env files, the agent's kubeconfig and
+containerd's config; then `systemctl daemon-reload && systemctl enable --now` where systemd is PID 1.
+
+Rendering is pure (`server_args`, `agent_args`, `server_files`, `agent_files`): the multi-node test
+harness (tests/e2e/multinode) and the Vagrantfile run the daemons with exactly these arguments and
+this containerd config, so what the harness tests is what a VM installs. `--root DIR` writes into a
+directory tree instead of `/` (tests, nspawn images) and never calls systemctl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipmate import containerd_config as containerd_conf
+
+SYSTEMD_SOURCE_DIR = Path(__file__).resolve().parent.parent / "systemd"
+UNIT_DIR = "/etc/systemd/system"
+ETC_DIR = "/etc/shipmate"
+DEFAULT_SHIPMATE_BIN = "/opt/shipmate/venv/bin/shipmate"
+SERVER_UNIT = "shipmate-server.service"
+AGENT_UNIT = "shipmate-agent.service"
+LOCAL_REGISTRY = containerd_conf.LOCAL_REGISTRY
+ENV_HEADER = "# Written by `shipmate install`; flags of the daemon, split on whitespace.\n"
+
+
+class InstallError(Exception):
+    """Bad options or a step that failed; the message says which."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    bind_address: str = "0.0.0.0"
+    port: int = 6443
+    data_dir: str = "/var/lib/shipmate/server"
+    cluster_cidr: str = "10.244.0.0/16"
+    node_cidr_mask_size: int = 24
+    admin_kubeconfig: str = f"{ETC_DIR}/admin.kubeconfig"
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    """Where one node's agent and containerd keep things (the harness gives each node its own)."""
+    etc_dir: str = ETC_DIR
+    root_dir: str = "/var/lib/shipmate/agent"
+    ipam_dir: str = "/var/lib/shipmate/ipam"
+    cni_socket: str = "/run/shipmate/cni.sock"
+    cni_bin_dir: str = containerd_conf.CNI_BIN_DIR
+    cni_conf_dir: str = containerd_conf.CNI_CONF_DIR
+    containerd_socket: str = "/run/containerd/containerd.sock"
+    containerd_config: str = "/etc/containerd/config.toml"
+    certs_dir: str = containerd_conf.CERTS_DIR
+
+    @property
+    def kubeconfig(self) -> str:
+        return f"{self.etc_dir}/agent.kubeconfig"
+
+    @property
+    def registries(self) -> str:
+        return f"{self.etc_dir}/registries.yaml"
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    server: str
+    token: str = ""
+    node_name: str = ""
+    node_ip: str = ""
+    cluster_cidr: str = "10.244.0.0/16"
+    registry_mirror: str = ""      # http(s) URL serving the images of 127.0.0.1:5000 to this node
+    paths: AgentPaths = field(default_factory=AgentPaths)
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    path: str          # absolute path on the installed system
+    text: str
+    mode: int = 0o644
+
+
+# ---------------------------------------------------------------- pure rendering
+
+def server_args(options: ServerOptions) -> list[str]:
+    return ["--bind-address", options.bind_address, "--port", str(options.port),
+            "--data-dir", options.data_dir, "--cluster-cidr", options.cluster_cidr,
+            "--node-cidr-mask-size", str(options.node_cidr_mask_size),
+            "--admin-kubeconfig", options.admin_kubeconfig, *options.extra_args]
+
+
+def agent_args(options: AgentOptions) -> list[str]:
+    paths = options.paths
+    args = ["--kubeconfig", paths.kubeconfig,
+            "--container-runtime-endpoint", f"unix://{paths.containerd_socket}",
+            "--root-dir", paths.root_dir, "--ipam-dir", paths.ipam_dir, "--cni-socket", paths.cni_socket,
+            "--cni-bin-dir", paths.cni_bin_dir, "--cni-conf-dir", paths.cni_conf_dir,
+            "--cluster-cidr", options.cluster_cidr]
+    if options.node_name:
+        args += ["--node-name", options.node_name]
+    if options.node_ip:
+        args += ["--node-ip", options.node_ip]
+    return args + list(options.extra_args)
+
+
+def env_file(variable: str, args: list[str]) -> str:
+    """An EnvironmentFile line; systemd splits an unquoted `$VAR` in ExecStart on whitespace, so
+    arguments cannot contain whitespace or quotes."""
+    for arg in args:
+        if not arg or any(c.isspace() or c in "\"'\\$" for c in arg):
+            raise InstallError(f"argument {arg!r} cannot be passed through {variable} "
+                               "(empty, or has whitespace, quotes, backslash or $)")
+    return f'{ENV_HEADER}{variable}="{" ".join(args)}"\n'
+
+
+def parse_env_args(text: str, variable: str) -> list[str]:
+    """The arguments an env file written by `env_file` passes (the harness runs the daemons with them)."""
+    for line in text.splitlines():
+        if line.startswith(f"{variable}="):
+            # The value (quotes removed), split on whitespace as systemd splits an unquoted $VAR.
+            return " ".join(shlex.split(line.split("=", 1)[1])).split()
+    raise InstallError(f"{variable} not set in the env file")
+
+
+def unit_text(unit: str, shipmate_bin: str = DEFAULT_SHIPMATE_BIN) -> str:
+    text = (SYSTEMD_SOURCE_DIR / unit).read_text()
+    if not shipmate_bin.startswith("/"):
+        raise InstallError(f"--shipmate-bin {shipmate_bin!r} must be an absolute path")
+    return text.replace(DEFAULT_SHIPMATE_BIN, shipmate_bin)
+
+
+def agent_kubeconfig(server: str, token: str) -> str:
+    user: dict[str, str] = {"token": token} if token else {}
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "shipmate", "cluster": {"server": server}}],
+        "users": [{"name": "shipmate-agent", "user": user}],
+        "contexts": [{"name": "shipmate", "context": {"cluster": "shipmate", "user": "shipmate-agent"}}],
+        "current-context": "shipmate",
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def registries_document(registry_mirror: str) -> dict:
+    """Pulls of the local registry's images go to the mirror first (a node that cannot reach
+    127.0.0.1:5000 of the machine holding the images)."""
+    return {"mirrors": {LOCAL_REGISTRY: {"endpoint": [registry_mirror]}}} if registry_mirror else {}
+
+
+def server_files(options: ServerOptions, shipmate_bin: str = DEFAULT_SHIPMATE_BIN) -> list[FileSpec]:
+    return [FileSpec(f"{UNIT_DIR}/{SERVER_UNIT}", unit_text(SERVER_UNIT, shipmate_bin)),
+            FileSpec(f"{ETC_DIR}/server.env", env_file("SHIPMATE_SERVER_ARGS", server_args(options)))]
+
+
+def containerd_files(options: AgentOptions, systemd_cgroup: bool) -> list[FileSpec]:
+    paths = options.paths
+    rendered = containerd_conf.render(registries_document(options.registry_mirror), systemd_cgroup,
+                                        paths.certs_dir, paths.cni_bin_dir, paths.cni_conf_dir)
+    files = [FileSpec(paths.containerd_config, rendered.config_toml)]
+    files += [FileSpec(f"{paths.certs_dir}/{host}/hosts.toml", text) for host, text in sorted(rendered.hosts.items())]
+    return files
+
+
+def agent_files(options: AgentOptions, systemd_cgroup: bool,
+                shipmate_bin: str = DEFAULT_SHIPMATE_BIN) -> list[FileSpec]:
+    return [FileSpec(f"{UNIT_DIR}/{AGENT_UNIT}", unit_text(AGENT_UNIT, shipmate_bin)),
+            *agent_config_files(options, systemd_cgroup)]
+
+
+def agent_config_files(options: AgentOptions, systemd_cgroup: bool) -> list[FileSpec]:
+    """Everything but the unit: env file, kubeconfig, registries.yaml, containerd config (the
+    multi-node harness writes these per simulated node)."""
+    if not options.server.startswith(("http://", "https://")):
+        raise InstallError(f"--server {options.server!r} must be an http:// or https:// URL")
+    paths = options.paths
+    files = [FileSpec(f"{paths.etc_dir}/agent.env", env_file("SHIPMATE_AGENT_ARGS", agent_args(options))),
+             FileSpec(paths.kubeconfig, agent_kubeconfig(options.server, options.token), 0o600)]
+    if options.registry_mirror:
+        import yaml
+        files.append(FileSpec(paths.registries, yaml.safe_dump(registries_document(options.registry_mirror))))
+    return files + containerd_files(options, systemd_cgroup)
+
+
+# ---------------------------------------------------------------- applying
+
+def under_root(root: str, path: str) -> Path:
+    return Path(root) / path.lstrip("/")
+
+
+def write_files(files: list[FileSpec], root: str = "/") -> list[str]:
+    """Writes each file atomically under `root`; returns the (system) paths that changed."""
+    return [spec.path for spec in files
+            if containerd_conf.write_if_changed(under_root(root, spec.path), spec.text, spec.mode)]
+
+
+def systemd_is_init(root: str = "/") -> bool:
+    return root == "/" and os.path.isdir("/run/systemd/system")
+
+
+def _systemctl(*args: str) -> None:
+    result = subprocess.run(["systemctl", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InstallError(f"systemctl {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+def activate(unit: str, changed: list[str]) -> None:
+    """daemon-reload, restart containerd when its config changed, enable the unit and start it
+    (restart it when its unit, env file or kubeconfig changed). The agent's start is not waited
+    for: it is READY only once the server has registered its Node, which may be much later."""
+    _systemctl("daemon-reload")
+    if any(path.startswith("/etc/containerd/") for path in changed):
+        _systemctl("enable", "containerd.service")
+        _systemctl("restart", "containerd.service")
+    _systemctl("enable", unit)
+    verb = "restart" if any(path.endswith((unit, ".env", ".kubeconfig")) for path in changed) else "start"
+    _systemctl(*(["--no-block"] if unit == AGENT_UNIT else []), verb, unit)
+
+
+def default_shipmate_bin() -> str:
+    beside = Path(sys.executable).parent / "shipmate"
+    return str(beside) if beside.exists() else (shutil.which("shipmate") or DEFAULT_SHIPMATE_BIN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shipmate install",
+                                     description="install shipmate's systemd units and config, and start them")
+    sub = parser.add_subparsers(dest="role", required=True)
+    for role in ("server", "agent"):
+        p = sub.add_parser(role)
+        p.add_argument("--root", default="/", help="install into this directory tree (no systemctl)")
+        p.add_argument("--no-start", action="store_true", help="write the files only")
+        p.add_argument("--shipmate-bin", default=None, help="the shipmate executable the unit runs")
+        p.add_argument("--cluster-cidr", default="10.244.0.0/16")
+        p.add_argument("--extra-args", default="", help="more daemon flags, space separated")
+    server = sub.choices["server"]
+    server.add_argument("--bind-address", default="0.0.0.0")
+    server.add_argument("--port", type=int, default=6443)
+    server.add_argument("--data-dir", default="/var/lib/shipmate/server")
+    server.add_argument("--node-cidr-mask-size", type=int, default=24)
+    agent = sub.choices["agent"]
+    agent.add_argument("--server", required=True, help="API server URL, e.g. http://192.168.56.10:6443")
+    agent.add_argument("--token", default="", help="bearer token the agent presents")
+    agent.add_argument("--node-name", default="")
+    agent.add_argument("--node-ip", default="")
+    agent.add_argument("--registry-mirror", default="", help=f"URL serving {LOCAL_REGISTRY}'s images to this node")
+    # runc's systemd driver wants "slice:prefix:name" cgroup paths, which needs a `.slice` cgroup
+    # parent from the agent; the agent sets none yet, so cgroupfs is the working default.
+    agent.add_argument("--systemd-cgroup", choices=("auto", "true", "false"), default="false",
+                       help="runc's systemd cgroup driver (auto: when systemd is PID 1)")
+    args = parser.parse_args(argv)
+
+    shipmate_bin = args.shipmate_bin or default_shipmate_bin()
+    extra = tuple(args.extra_args.split())
+    try:
+        if args.role == "server":
+            options = ServerOptions(bind_address=args.bind_address, port=args.port, data_dir=args.data_dir,
+                                    cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                                    extra_args=extra)
+            files, unit = server_files(options, shipmate_bin), SERVER_UNIT
+        else:
+            systemd_cgroup = (systemd_is_init(args.root) if args.systemd_cgroup == "auto"
+                              else args.systemd_cgroup == "true")
+            options = AgentOptions(server=args.server, token=args.token, node_name=args.node_name,
+                                   node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
+                                   registry_mirror=args.registry_mirror, extra_args=extra)
+            files, unit = agent_files(options, systemd_cgroup, shipmate_bin), AGENT_UNIT
+        changed = write_files(files, args.root)
+        for path in changed:
+            print(f"wrote {under_root(args.root, path)}")
+        if args.no_start:
+            return 0
+        if not systemd_is_init(args.root):
+            where = "--root was given" if args.root != "/" else "systemd is not PID 1 on this machine"
+            print(f"shipmate install: {where}: files written, {unit} not started. Start it with "
+                  f"`systemctl daemon-reload && systemctl enable --now {unit}` on a systemd host.", file=sys.stderr)
+            return 0
+        activate(unit, changed)
+        print(f"{unit} enabled and started" if unit == SERVER_UNIT else
+              f"{unit} enabled and starting; it is active once its Node is registered "
+              f"(journalctl -u {unit} -f)")
+    except InstallError as error:
+        print(f"shipmate install: {error}", file=sys.stderr)
+        return 1
+    return 0

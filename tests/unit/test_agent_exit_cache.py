@@ -1,0 +1,91 @@
+"""Exits announced by containerd's events, applied to a pod's runtime status before CRI shows them."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from agent.pleg import ExitCache
+from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus
+
+EXITED_AT = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+
+
+def pod(*containers: ContainerState) -> PodRuntimeStatus:
+    return PodRuntimeStatus(uid="u", containers=list(containers))
+
+
+def running(container_id: str, name: str = "app") -> ContainerState:
+    return ContainerState(id=container_id, name=name, attempt=0, phase=ContainerPhase.RUNNING, started_at=1)
+
+
+def test_announced_exit_overrides_a_stale_running_state_in_a_copy() -> None:
+    cache = ExitCache()
+    status = pod(running("c1"), running("c2", "side"))
+    assert cache.overlaid(status) is None
+    cache.record_exit("c1", 137, EXITED_AT, now=0)
+    overlaid = cache.overlaid(status)
+    assert overlaid is not None
+    first = overlaid.containers[0]
+    assert (first.phase, first.exit_code, first.finished_at, first.reason) == (
+        ContainerPhase.EXITED, 137, int(EXITED_AT.timestamp() * 1e9), "")
+    assert overlaid.containers[1].phase == ContainerPhase.RUNNING
+    assert status.containers[0].phase == ContainerPhase.RUNNING          # the input is untouched
+
+
+def test_oom_before_or_after_the_exit_gives_oomkilled() -> None:
+    cache = ExitCache()
+    cache.record_oom("c1", now=0)
+    cache.record_exit("c1", 137, EXITED_AT, now=0)
+    cache.record_exit("c2", 137, EXITED_AT, now=0)
+    cache.record_oom("c2", now=0)
+    overlaid = cache.overlaid(pod(running("c1"), running("c2", "b")))
+    assert [c.reason for c in overlaid.containers] == ["OOMKilled", "OOMKilled"]
+
+
+def test_settled_or_already_exited_containers_are_left_to_cri() -> None:
+    cache = ExitCache()
+    cache.record_exit("c1", 1, EXITED_AT, now=0)
+    exited = ContainerState(id="c1", name="app", attempt=0, phase=ContainerPhase.EXITED, exit_code=1)
+    assert cache.overlaid(pod(exited)) is None
+    cache.settled("c1")
+    assert cache.overlaid(pod(running("c1"))) is None
+
+
+def test_old_announcements_expire() -> None:
+    cache = ExitCache()
+    cache.record_exit("old", 0, EXITED_AT, now=0)
+    cache.record_exit("new", 0, EXITED_AT, now=100)
+    assert set(cache.exits) == {"new"}
+
+
+class FakeRuntime:
+    def __init__(self, labels: dict[str, dict[str, str]]):
+        self.labels = labels
+        self.calls = 0
+
+    async def container_status(self, object_id: str):
+        from types import SimpleNamespace
+        from cri.errors import NotFound
+        import grpc
+        self.calls += 1
+        if object_id not in self.labels:
+            raise NotFound(grpc.StatusCode.NOT_FOUND, "no such container", "ContainerStatus")
+        return SimpleNamespace(status=SimpleNamespace(labels=self.labels[object_id]))
+
+    async def pod_sandbox_status(self, object_id: str):
+        from cri.errors import NotFound
+        import grpc
+        raise NotFound(grpc.StatusCode.NOT_FOUND, "no such sandbox", "PodSandboxStatus")
+
+
+async def test_resolve_uid_of_a_container_the_relist_has_not_seen() -> None:
+    from agent.pleg import Relister
+    ours = {"io.kubernetes.pod.uid": "pod-1", "shipmate.io/node-name": "n1"}
+    theirs = {"io.kubernetes.pod.uid": "pod-2", "shipmate.io/node-name": "other"}
+    runtime = FakeRuntime({"c-ours": ours, "c-theirs": theirs})
+    relister = Relister(runtime, "n1")  # type: ignore[arg-type]
+    relister.snapshot = {"pod-0": {"c-known": "running"}}
+    assert await relister.resolve_uid("c-known") == "pod-0" and runtime.calls == 0
+    assert await relister.resolve_uid("c-ours") == "pod-1"
+    assert await relister.resolve_uid("c-ours") == "pod-1" and runtime.calls == 1      # remembered
+    assert await relister.resolve_uid("c-theirs") is None                               # another node's
+    assert await relister.resolve_uid("gone") is None

@@ -1,0 +1,124 @@
+"""agent.node_routes pure parts: desired routes from the Node list, the diff, the masquerade text."""
+from __future__ import annotations
+
+import asyncio
+
+from agent.node_routes import (MASQUERADE_CHAIN, MASQUERADE_JUMP, NodeRoutes, RouteDiff, desired_routes,
+                               jump_rule_text, masquerade_rules, route_diff)
+
+
+def node(name: str, cidr: str | None, ip: str | None, *, cidrs: list[str] | None = None) -> dict:
+    spec = {}
+    if cidr:
+        spec["podCIDR"] = cidr
+    if cidrs:
+        spec["podCIDRs"] = cidrs
+    addresses = [{"type": "Hostname", "address": name}]
+    if ip:
+        addresses.append({"type": "InternalIP", "address": ip})
+    return {"metadata": {"name": name}, "spec": spec, "status": {"addresses": addresses}}
+
+
+def test_routes_to_every_other_node_via_its_internal_ip() -> None:
+    nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.1.0/24", "192.168.1.2"),
+             node("c", "10.244.2.0/24", "192.168.1.3")]
+    assert desired_routes(nodes, "a") == {"10.244.1.0/24": "192.168.1.2", "10.244.2.0/24": "192.168.1.3"}
+
+
+def test_nodes_without_pod_cidr_or_address_are_skipped() -> None:
+    nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", None, "192.168.1.2"),
+             node("c", "10.244.2.0/24", None), node("d", "not-a-cidr", "192.168.1.4")]
+    assert desired_routes(nodes, "a") == {}
+
+
+def test_ipv4_pod_cidr_from_dual_stack_list() -> None:
+    nodes = [node("b", None, "192.168.1.2", cidrs=["fd00::/64", "10.244.1.0/24"])]
+    assert desired_routes(nodes, "a") == {"10.244.1.0/24": "192.168.1.2"}
+
+
+def test_ipv6_internal_ip_is_not_a_gateway_for_ipv4() -> None:
+    b = node("b", "10.244.1.0/24", "fd00::2")
+    assert desired_routes([b], "a") == {}
+
+
+def test_duplicate_pod_cidr_first_name_wins_regardless_of_order() -> None:
+    x, y = node("x", "10.244.5.0/24", "192.168.1.24"), node("y", "10.244.5.0/24", "192.168.1.25")
+    assert desired_routes([y, x], "a") == desired_routes([x, y], "a") == {"10.244.5.0/24": "192.168.1.24"}
+
+
+def test_pod_cidr_overlapping_ours_is_not_routed_away() -> None:
+    nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.0.0/23", "192.168.1.2")]
+    assert desired_routes(nodes, "a") == {}
+
+
+def test_diff_replaces_changed_and_deletes_stale() -> None:
+    diff = route_diff({"10.244.1.0/24": "192.168.1.2", "10.244.2.0/24": "192.168.1.9"},
+                      {"10.244.2.0/24": "192.168.1.3", "10.244.3.0/24": "192.168.1.4"})
+    assert diff.replace == {"10.244.1.0/24": "192.168.1.2", "10.244.2.0/24": "192.168.1.9"}
+    assert diff.delete == ["10.244.3.0/24"]
+    assert route_diff({"10.244.1.0/24": "1.1.1.1"}, {"10.244.1.0/24": "1.1.1.1"}).replace == {}
+
+
+def test_masquerade_keeps_pod_to_pod_and_nats_the_rest() -> None:
+    text = masquerade_rules("10.244.0.0/16")
+    lines = text.splitlines()
+    assert lines[0] == "*nat" and lines[-1] == "COMMIT"
+    assert f":{MASQUERADE_CHAIN} - [0:0]" in lines
+    rules = [line for line in lines if line.startswith("-A")]
+    assert rules[0].startswith(f"-A {MASQUERADE_CHAIN} -s 10.244.0.0/16 -d 10.244.0.0/16") and rules[0].endswith("-j RETURN")
+    assert rules[-1].endswith("-j MASQUERADE --random-fully")
+    assert "-A POSTROUTING" not in text      # the jump is added once, separately
+
+
+def test_jump_rule_quotes_the_comment() -> None:
+    text = jump_rule_text(MASQUERADE_JUMP)
+    assert text.splitlines()[1] == ('-A POSTROUTING -m comment --comment "shipmate pod traffic leaving the cluster" '
+                                    f"-j {MASQUERADE_CHAIN}")
+
+
+# ---------------------------------------------------------------- the loop, with fakes
+
+
+class FakeRoutes:
+    def __init__(self) -> None:
+        self.table: dict[str, str] = {}
+
+    def observed(self) -> dict[str, str]:
+        return dict(self.table)
+
+    def apply(self, diff: RouteDiff) -> list[str]:
+        self.table.update(diff.replace)
+        for dst in diff.delete:
+            self.table.pop(dst)
+        return []
+
+
+class FailingIptables:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def restore(self, text: str) -> None:
+        self.calls += 1
+        raise RuntimeError("iptables-restore: no nat table")
+
+
+async def test_routes_are_kept_while_masquerade_fails_and_node_changes_wake_the_loop() -> None:
+    nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.1.0/24", "192.168.1.2")]
+    routes, iptables = FakeRoutes(), FailingIptables()
+    loop = NodeRoutes("a", "10.244.0.0/16", lambda: nodes, routes=routes, iptables=iptables)  # type: ignore[arg-type]
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if routes.table:
+                break
+        assert routes.table == {"10.244.1.0/24": "192.168.1.2"} and iptables.calls >= 1
+        nodes.append(node("c", "10.244.2.0/24", "192.168.1.3"))
+        loop.on_node_change("ADDED", None, nodes[-1])
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if len(routes.table) == 2:
+                break
+        assert routes.table["10.244.2.0/24"] == "192.168.1.3"
+    finally:
+        task.cancel()

@@ -1,0 +1,91 @@
+"""Managed fields and server-side apply over plain JSON objects (apiserver/apply/)."""
+import pytest
+
+from apiserver.apply.fieldpath import field_set, from_fields_v1, path_string, to_fields_v1
+from apiserver.apply.managed import ApplyConflict, apply, parse_entries, record_update
+
+NOW = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T00:01:00Z"
+CONFIG = {"apiVersion": "apps/v1", "kind": "Deployment",
+          "metadata": {"name": "web", "labels": {"app": "web", "a": "1"}},
+          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                   "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                       {"name": "c", "image": "i:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}]}}}}
+
+
+def entries(obj):
+    return {(e.manager, e.operation, e.subresource): e.fields for e in parse_entries(obj)}
+
+
+def test_fields_v1_round_trip_and_upstream_shape():
+    paths = field_set(CONFIG)
+    fields = to_fields_v1(paths)
+    assert fields["f:spec"]["f:selector"] == {}  # label selectors are atomic
+    container = fields["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"c"}']
+    assert container["."] == {} and container["f:env"]['k:{"name":"B"}'] == {".": {}, "f:name": {}, "f:value": {}}
+    assert "f:name" not in fields["f:metadata"] and "f:apiVersion" not in fields
+    assert from_fields_v1(fields) == paths
+    assert path_string(("f:spec", "f:template", "f:spec", "f:containers", 'k:{"name":"c"}', "f:image")) == \
+        '.spec.template.spec.containers[name="c"].image'
+
+
+def test_update_owns_what_it_changes_and_takes_it_from_others():
+    created = dict(CONFIG, metadata=dict(CONFIG["metadata"]))
+    record_update(created, None, "kubectl-create", "", NOW)
+    owned = entries(created)[("kubectl-create", "Update", "")]
+    assert ("f:spec", "f:replicas") in owned and ("f:metadata", "f:labels") in owned  # "." for a new map
+    scaled = {**created, "spec": {**created["spec"], "replicas": 5}}
+    record_update(scaled, created, "kubectl-scale", "", LATER)
+    managers = entries(scaled)
+    assert managers[("kubectl-scale", "Update", "")] == {("f:spec", "f:replicas")}
+    assert ("f:spec", "f:replicas") not in managers[("kubectl-create", "Update", "")]
+    unchanged = {**scaled}
+    record_update(unchanged, scaled, "someone", "", LATER)
+    assert unchanged["metadata"]["managedFields"] == scaled["metadata"]["managedFields"]
+    reset = {**scaled, "metadata": {**scaled["metadata"], "managedFields": [{}]}}
+    record_update(reset, scaled, "someone", "", LATER)
+    assert "managedFields" not in reset["metadata"]
+
+
+def test_apply_conflicts_force_and_shared_ownership():
+    live = apply(None, CONFIG, "kubectl", False, NOW)
+    scaled = {**live, "spec": {**live["spec"], "replicas": 5}}
+    record_update(scaled, live, "kubectl-client-side-apply", "", LATER)
+    with pytest.raises(ApplyConflict) as failed:
+        apply(scaled, CONFIG, "kubectl", False, LATER)
+    assert str(failed.value) == ('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using '
+                                 'apps/v1: .spec.replicas')
+    # Same value: no conflict, both own it.
+    same = {**CONFIG, "spec": {**CONFIG["spec"], "replicas": 5}}
+    shared = apply(scaled, same, "kubectl", False, LATER)
+    assert ("f:spec", "f:replicas") in entries(shared)[("kubectl-client-side-apply", "Update", "")]
+    forced = apply(scaled, CONFIG, "kubectl", True, LATER)
+    assert forced["spec"]["replicas"] == 2
+    assert ("kubectl-client-side-apply", "Update", "") not in entries(forced)
+
+
+def test_apply_removes_fields_it_stops_applying_unless_owned_by_others():
+    live = apply(None, CONFIG, "kubectl", False, NOW)
+    labelled = {**live, "metadata": {**live["metadata"], "labels": {**live["metadata"]["labels"], "x": "y"}}}
+    record_update(labelled, live, "kubectl-label", "", LATER)
+    smaller = {**CONFIG, "metadata": {"name": "web", "labels": {"app": "web"}},
+               "spec": {**CONFIG["spec"], "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                   "containers": [{"name": "c", "image": "i:1", "env": [{"name": "A", "value": "1"}]}]}}}}
+    result = apply(labelled, smaller, "kubectl", False, LATER)
+    assert result["metadata"]["labels"] == {"app": "web", "x": "y"}
+    assert result["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
+    # Another manager co-owning a field keeps it when the applier drops it.
+    other = apply(result, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                           "spec": {"replicas": 2}}, "other", False, LATER)
+    dropped = {**smaller, "spec": {k: v for k, v in smaller["spec"].items() if k != "replicas"}}
+    assert apply(other, dropped, "kubectl", False, LATER)["spec"]["replicas"] == 2
+    assert "replicas" not in apply(result, dropped, "kubectl", False, LATER)["spec"]
+
+
+def test_status_writes_record_a_status_subresource_entry():
+    live = apply(None, CONFIG, "kubectl", False, NOW)
+    with_status = {**live, "status": {"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]}}
+    record_update(with_status, live, "kube-controller-manager", "status", LATER)
+    status_fields = entries(with_status)[("kube-controller-manager", "Update", "status")]
+    assert ("f:status", "f:conditions", 'k:{"type":"Available"}', "f:status") in status_fields
+    assert all(path[0] == "f:status" for path in status_fields)
