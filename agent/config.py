@@ -53,6 +53,8 @@ class AgentConfig:
     container_log_max_files: int = 5
     # CRI call deadline (kubelet's --runtime-request-timeout; docs/benchmarks.md "Density")
     runtime_request_timeout: float = 120.0
+    # periodic pod resync (kubelet's --sync-frequency; docs/benchmarks.md "Footprint")
+    sync_frequency: float = 60.0
 
 
 def node_name_or_default(flag: str | None) -> str:
@@ -136,6 +138,8 @@ def parse_args(argv: list[str]) -> AgentConfig:
                         help="most log files kept per container, the current one included (at least 2)")
     parser.add_argument("--runtime-request-timeout", type=_duration, default=120.0, metavar="DURATION",
                         help="deadline of each CRI call except pulls and long-running ones (kubelet's, 2m)")
+    parser.add_argument("--sync-frequency", type=_duration, default=60.0, metavar="DURATION",
+                        help="how often each pod is synced without a change (kubelet's, 1m)")
     args = parser.parse_args(argv)
 
     node_name = node_name_or_default(args.node_name)
@@ -185,4 +189,4 @@ def parse_args(argv: list[str]) -> AgentConfig:
                        minimum_image_ttl_duration=args.minimum_image_ttl_duration, eviction_hard=eviction_hard,
                        node_server_port=args.node_server_port, container_log_max_size=args.container_log_max_size,
                        container_log_max_files=args.container_log_max_files,
-                       runtime_request_timeout=args.runtime_request_timeout)
+                       runtime_request_timeout=args.runtime_request_timeout, sync_frequency=args.sync_frequency)

@@ -34,7 +34,7 @@ from agent.volumes import VolumeError, VolumeManager
 from agent.proxy.wiring import service_role_tasks
 from agent.runtime_events import watch_task_events
 from agent.prober import ProbeManager
-from agent.runtime_manager import RuntimeManager
+from agent.runtime_manager import RuntimeManager, read_host_file
 from agent.static_pods import Change, StaticPodSource, full_name, is_mirror
 from agent.status_manager import StatusManager
 from shipmate.kubeclient import NODES, PODS, Informer, KubeClient, config_from_flags
@@ -77,7 +77,7 @@ class Agent:
             facts = await asyncio.to_thread(gather_node_facts, cfg.node_name, cfg.node_ip, cfg.max_pods,
                                             cfg.root_dir, runtime_version)
             facts.kubelet_port = cfg.node_server_port
-            resolv = await asyncio.to_thread(_read_text, "/etc/resolv.conf")
+            resolv = await asyncio.to_thread(read_host_file, "/etc/resolv.conf")
             self.recorder = EventRecorder(client, cfg.node_name)
             self.node_manager = NodeManager(client, runtime, facts, recorder=self.recorder,
                                             pressure_tracker=PressureTracker(parse_thresholds(cfg.eviction_hard)))
@@ -92,7 +92,8 @@ class Agent:
             self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={cfg.node_name}",
                                  on_change=self._on_pod_change)
             self.status_manager = StatusManager(client, api_pod=self._api_pod)
-            self.workers = PodWorkers(PodHandlers(self._sync_pod, self._terminate_pod, self._cleanup_pod))
+            self.workers = PodWorkers(PodHandlers(self._sync_pod, self._terminate_pod, self._cleanup_pod),
+                                      resync_interval=cfg.sync_frequency)
             self.relister = Relister(runtime, cfg.node_name)
             self.exits = ExitCache()
             self.last_sync = LastSync()
@@ -104,6 +105,7 @@ class Agent:
                 static_pods=lambda: self.static_pods.pods.values(), api_pods=lambda: self.pods.store.values(),
                 ready=self.pods.synced.is_set)
             self.metrics = NodeMetrics()
+            self.metrics.track_queue_depth(self.workers.queue_depth)
             self.node_server = NodeServer(runtime, self._pod_by_name, NodeServerConfig(
                 cfg.node_server_port, os.path.join(cfg.root_dir, "pki"), cfg.node_name, [cfg.node_ip]), self.metrics)
             self.log_rotator = LogRotator(runtime, cfg.node_name,
@@ -201,6 +203,7 @@ class Agent:
         while True:
             try:
                 events = await self.relister.relist()
+                self.metrics.observe_relist(time.monotonic() - self.relister.last_relist)
                 for uid in dict.fromkeys(event.uid for event in events):
                     self.inputs.put_nowait(LoopInput("pleg", uid=uid, observed_at=self.relister.last_relist))
                 delay = RELIST_PERIOD
@@ -376,11 +379,3 @@ class Agent:
 def _orphan(uid: str, namespace: str, name: str) -> Obj:
     """A stand-in for a pod the API no longer has, built from its sandbox's metadata."""
     return {"metadata": {"uid": uid, "namespace": namespace, "name": name}, "spec": {"containers": []}}
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return ""

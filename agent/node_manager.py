@@ -1,4 +1,9 @@
-"""Registers the Node, keeps its status (conditions from the runtime's health) and renews its Lease."""
+"""Registers the Node, keeps its status (conditions from the runtime's health) and renews its Lease.
+
+As kubelet, every status check compares the status it computes with the server's copy of the Node
+(read each time), not with what it sent last: a change made on the server — the node lifecycle
+controller's `Ready=Unknown` after a missed grace period — is repaired at the next check (10 s),
+so a recovered node loses its unreachable taints promptly instead of after the report interval."""
 from __future__ import annotations
 
 import asyncio
@@ -13,10 +18,11 @@ from cri.errors import CRIError
 
 from agent.events import NORMAL, EventRecorder, node_reference
 from agent.node_info import (NodeFacts, RuntimeHealth, condition_events, lease_object, node_object, node_status,
-                             pressure_taints, runtime_health, status_changed)
+                             pressure_taints, runtime_health)
 from agent.node_pressure import PressureTracker, gather_signals
 from agent.pod_status import rfc3339
 from shipmate.kubeclient import LEASES, NODES, AlreadyExists, Conflict, KubeClient, NotFound
+from shipmate.quantity import QuantityError, canonical
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,36 @@ def micro_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def canonical_quantities(status: Obj) -> Obj:
+    """The status with capacity/allocatable in the canonical form the server stores them in (so a
+    comparison with the server's copy sees no difference where there is none)."""
+    result = dict(status)
+    for key in ("capacity", "allocatable"):
+        resources = dict(status.get(key) or {})
+        for name, value in resources.items():
+            try:
+                resources[name] = canonical(value)
+            except QuantityError:
+                pass
+        result[key] = resources
+    return result
+
+
+def status_differs(server: Obj, wanted: Obj) -> bool:
+    """Whether the server's copy of the node status differs from `wanted` in a field the agent
+    reports (heartbeat times aside; conditions compared by type, fields others own ignored)."""
+    def without_heartbeat(condition: Obj) -> Obj:
+        return {k: v for k, v in condition.items() if k != "lastHeartbeatTime"}
+    current = {c.get("type"): without_heartbeat(c) for c in server.get("conditions") or []}
+    for key, value in wanted.items():
+        if key == "conditions":
+            if any(current.get(c["type"]) != without_heartbeat(c) for c in value):
+                return True
+        elif server.get(key) != value:
+            return True
+    return False
+
+
 @dataclass
 class NodeManager:
     client: KubeClient
@@ -40,7 +76,6 @@ class NodeManager:
     facts: NodeFacts
     node: Obj = field(default_factory=dict)
     health: RuntimeHealth = RuntimeHealth(False, "container runtime status check may not have completed yet")
-    _reported: Obj = field(default_factory=dict)
     _reported_at: float = 0.0
     _lease: Obj | None = None
     _status_wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -122,21 +157,26 @@ class NodeManager:
         self._status_wake.set()
 
     async def report_status(self, force: bool = False) -> None:
+        """Patches the status when it differs from the server's copy, or every report interval as a
+        heartbeat; `force` (at registration, `self.node` just read) skips the read and always writes."""
+        if not force:
+            self.node = await self.client.get(NODES, self.facts.name)
         now = rfc3339(datetime.now(timezone.utc))
-        previous = (self._reported or self.node.get("status") or {}).get("conditions") or []
-        status = node_status(self.facts, self.health, previous, now, self.pressure, self.pressure_tracker.thresholds)
+        server_status = self.node.get("status") or {}
+        previous = server_status.get("conditions") or []
+        status = canonical_quantities(node_status(self.facts, self.health, previous, now, self.pressure,
+                                                  self.pressure_tracker.thresholds))
+        changed = status_differs(server_status, status)
         due = time.monotonic() - self._reported_at >= STATUS_REPORT_INTERVAL
-        if not (force or due or status_changed(self._reported, status)):
-            await self._sync_taints()
-            return
-        self.node = await self.client.patch(NODES, self.facts.name, {"status": status}, subresource="status")
-        for reason in condition_events(previous, status["conditions"]):
-            self._event(reason, f"Node {self.facts.name} status is now: {reason}")
-        if status_changed(self._reported, status):
-            ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-            log.info("node status updated node=%s ready=%s message=%s", self.facts.name, ready["status"],
-                     ready.get("message", ""))
-        self._reported, self._reported_at = status, time.monotonic()
+        if force or due or changed:
+            self.node = await self.client.patch(NODES, self.facts.name, {"status": status}, subresource="status")
+            self._reported_at = time.monotonic()
+            for reason in condition_events(previous, status["conditions"]):
+                self._event(reason, f"Node {self.facts.name} status is now: {reason}")
+            if changed:
+                ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+                log.info("node status updated node=%s ready=%s message=%s", self.facts.name, ready["status"],
+                         ready.get("message", ""))
         await self._sync_taints()
 
     async def _sync_taints(self) -> None:

@@ -64,6 +64,8 @@ def diff_snapshots(old: Snapshot, new: Snapshot, observed_at: float = 0.0) -> li
     events = []
     for uid in sorted(set(old) | set(new)):
         before, after = old.get(uid, {}), new.get(uid, {})
+        if before == after:
+            continue
         for object_id in sorted(set(before) | set(after)):
             event = _event_for(uid, object_id, before.get(object_id), after.get(object_id), observed_at)
             if event is not None:
@@ -79,6 +81,10 @@ class Relister:
     pod_names: dict[str, tuple[str, str]] = field(default_factory=dict)   # uid → (namespace, name)
     last_relist: float = 0.0
     _resolved: dict[str, str] = field(default_factory=dict)        # object id → uid, between relists
+    # What the last relist read from each object's metadata (an object's pod never changes): reading a
+    # protobuf field costs more than the rest of a relist, which runs every second.
+    _owners: dict[str, str] = field(default_factory=dict)          # container id → uid
+    _sandboxes: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # sandbox id → uid, ns, name
 
     async def relist(self) -> list[PodLifecycleEvent]:
         started = time.monotonic()
@@ -86,13 +92,27 @@ class Relister:
         sandboxes = await self.runtime.list_pod_sandbox(api_pb2.PodSandboxFilter(label_selector=selector))
         containers = await self.runtime.list_containers(api_pb2.ContainerFilter(label_selector=selector))
         fresh: Snapshot = {}
-        self.pod_names = {s.metadata.uid: (s.metadata.namespace, s.metadata.name) for s in sandboxes}
+        known_sandboxes, seen_sandboxes = self._sandboxes, {}
         for sandbox in sandboxes:
-            fresh.setdefault(sandbox.metadata.uid, {})[sandbox.id] = _SANDBOX_STATES.get(sandbox.state, "unknown")
+            sandbox_id = sandbox.id
+            pod = known_sandboxes.get(sandbox_id)
+            if pod is None:
+                meta = sandbox.metadata
+                pod = (meta.uid, meta.namespace, meta.name)
+            seen_sandboxes[sandbox_id] = pod
+            fresh.setdefault(pod[0], {})[sandbox_id] = _SANDBOX_STATES.get(sandbox.state, "unknown")
+        known_owners, owners = self._owners, {}
         for container in containers:
-            uid = container.labels.get(labels.POD_UID, "")
-            fresh.setdefault(uid, {})[container.id] = _CONTAINER_STATES.get(container.state, "unknown")
-        events = diff_snapshots(self.snapshot, fresh, started)
+            container_id = container.id
+            uid = known_owners.get(container_id)
+            if uid is None:
+                uid = container.labels.get(labels.POD_UID, "")
+            owners[container_id] = uid
+            fresh.setdefault(uid, {})[container_id] = _CONTAINER_STATES.get(container.state, "unknown")
+        if seen_sandboxes.keys() != known_sandboxes.keys():
+            self.pod_names = {uid: (namespace, name) for uid, namespace, name in seen_sandboxes.values()}
+        self._sandboxes, self._owners = seen_sandboxes, owners
+        events = [] if fresh == self.snapshot else diff_snapshots(self.snapshot, fresh, started)
         self.snapshot, self.last_relist = fresh, started
         self._resolved.clear()
         return events

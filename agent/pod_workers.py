@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 log = logging.getLogger(__name__)
 
 Pod = dict[str, Any]
-RESYNC_INTERVAL = 30.0
+RESYNC_INTERVAL = 60.0  # kubelet's --sync-frequency default
 FINISHED_MEMORY = 60.0
 ERROR_BACKOFF_INITIAL = 0.5
 ERROR_BACKOFF_MAX = 30.0
@@ -84,6 +84,7 @@ class PodWorker:
     terminated_for_deletion: bool = False
     last_sync_started: float = 0.0
     next_sync_at: float = 0.0
+    resync_interval: float = RESYNC_INTERVAL
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     grace_shrunk: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -136,7 +137,7 @@ class PodWorker:
             self.last_sync_started = time.monotonic()
             outcome = await self.handlers.sync(update.pod)
             self.next_sync_at = time.monotonic() + (outcome.retry_in if outcome.retry_in is not None
-                                                    else RESYNC_INTERVAL)
+                                                    else self.resync_interval)
             if outcome.terminal:
                 self.state = WorkerState.TERMINATING
                 self.grace_seconds = 0 if self.grace_seconds is None else self.grace_seconds
@@ -179,8 +180,9 @@ class PodWorker:
 
 
 class PodWorkers:
-    def __init__(self, handlers: PodHandlers):
+    def __init__(self, handlers: PodHandlers, resync_interval: float = RESYNC_INTERVAL):
         self.handlers = handlers
+        self.resync_interval = resync_interval
         self.workers: dict[str, PodWorker] = {}
         self.finished_at: dict[str, float] = {}     # uid → when its worker finished (cleanup done)
 
@@ -188,7 +190,7 @@ class PodWorkers:
         uid = update.pod["metadata"]["uid"]
         worker = self.workers.get(uid)
         if worker is None:
-            worker = PodWorker(uid, self.handlers, self._forget)
+            worker = PodWorker(uid, self.handlers, self._forget, resync_interval=self.resync_interval)
             worker.task = asyncio.create_task(worker.run(), name=f"pod-worker-{uid}")
             self.workers[uid] = worker
         worker.offer(update)
@@ -206,8 +208,13 @@ class PodWorkers:
         for worker in list(self.workers.values()):
             if worker.state is WorkerState.SYNCING and worker.pod is not None and worker.next_sync_at <= now \
                     and worker.pending is None:
-                worker.next_sync_at = now + RESYNC_INTERVAL
+                worker.next_sync_at = now + self.resync_interval
                 worker.offer(PodUpdate(worker.pod))
+
+    def queue_depth(self) -> int:
+        """Pods with an update waiting for their worker. Safe from another thread (the metrics scrape):
+        tuple() copies the values without letting the loop run in between."""
+        return sum(1 for worker in tuple(self.workers.values()) if worker.pending is not None)
 
     def known(self, uid: str, since: float = float("inf")) -> bool:
         """Whether a worker handles the pod, or finished it after `since` (a runtime listing

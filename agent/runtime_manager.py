@@ -360,7 +360,7 @@ class RuntimeManager:
         if not context.pod_ips or any(m.get("mountPath") == "/etc/hosts" for m in container.get("volumeMounts") or []):
             return []
         path = os.path.join(self.root_dir, "pods", pod["metadata"]["uid"], "etc-hosts")
-        node_hosts = await asyncio.to_thread(_read_text, "/etc/hosts") if pod.get("spec", {}).get("hostNetwork") else ""
+        node_hosts = await asyncio.to_thread(read_host_file, "/etc/hosts") if pod.get("spec", {}).get("hostNetwork") else ""
         text = managed_hosts_file(pod, list(context.pod_ips), self.cluster_domain, node_hosts)
         await asyncio.to_thread(_write_file, path, text)
         return [api_pb2.Mount(container_path="/etc/hosts", host_path=path)]
@@ -489,7 +489,8 @@ def _sandbox_ips(status: PodRuntimeStatus) -> list[str]:
     return [sandbox.ip] + sandbox.additional_ips
 
 
-def _read_text(path: str) -> str:
+def read_host_file(path: str) -> str:
+    """A host file's text (/etc/resolv.conf, /etc/hosts); empty when it cannot be read."""
     try:
         with open(path) as handle:
             return handle.read()

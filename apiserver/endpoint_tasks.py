@@ -1,4 +1,4 @@
-"""The Service-backend controllers the server runs, sharing one set of informers."""
+"""The Service-backend controllers the server runs, on the server's shared informers."""
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +10,13 @@ from apiserver.endpointslice_mirroring import EndpointSliceMirroringController
 from apiserver.informer import SharedInformers
 
 
-def endpoint_tasks(api: API) -> list[asyncio.Task]:
-    informers = SharedInformers()
-    controllers = [EndpointsController(api, informers), EndpointSliceController(api, informers),
-                   EndpointSliceMirroringController(api, informers)]
-    return [asyncio.create_task(informers.run(), name="endpoint-informers"),
-            *(asyncio.create_task(c.run(), name=c.name) for c in controllers)]
+def endpoint_tasks(api: API, informers: SharedInformers | None = None) -> list[asyncio.Task]:
+    """The server passes its shared informers and runs them itself; without them (the controllers alone, as
+    in tests) the returned tasks include a set of their own."""
+    shared = informers if informers is not None else SharedInformers()
+    controllers = [EndpointsController(api, shared), EndpointSliceController(api, shared),
+                   EndpointSliceMirroringController(api, shared)]
+    tasks = [asyncio.create_task(c.run(), name=c.name) for c in controllers]
+    if informers is None:
+        tasks.append(asyncio.create_task(shared.run(), name="endpoint-informers"))
+    return tasks

@@ -1,87 +1,144 @@
-"""Unknown-field detection for `fieldValidation=Strict|Warn` (known fields of the shapes we know)."""
+"""Unknown-field detection for `fieldValidation=Strict|Warn` (the fields upstream's types declare).
+
+A shape maps each declared field to the shape of its value, or to None when the value is not checked
+further (scalars, string maps, free-form or not yet described structs). A list value is checked item by
+item against the field's shape. Paths are upstream's: `spec.containers[0].foo`. Status is not checked:
+only the server's own tasks write it.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-OBJECT_META = {"name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-               "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
-               "ownerReferences", "finalizers", "managedFields"}
-POD_SPEC = {"volumes", "initContainers", "containers", "ephemeralContainers", "restartPolicy",
-            "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy", "nodeSelector",
-            "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName", "hostNetwork",
-            "hostPID", "hostIPC", "shareProcessNamespace", "securityContext", "imagePullSecrets", "hostname",
-            "subdomain", "affinity", "schedulerName", "tolerations", "hostAliases", "priorityClassName", "priority",
-            "dnsConfig", "readinessGates", "runtimeClassName", "enableServiceLinks", "preemptionPolicy", "overhead",
-            "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates",
-            "resourceClaims", "resources", "hostnameOverride"}
-CONTAINER = {"name", "image", "command", "args", "workingDir", "ports", "envFrom", "env", "resources",
-             "resizePolicy", "restartPolicy", "restartPolicyRules", "volumeMounts", "volumeDevices",
-             "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "terminationMessagePath",
-             "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin", "stdinOnce", "tty"}
-CONTAINER_PORT = {"name", "hostPort", "containerPort", "protocol", "hostIP"}
-SERVICE_SPEC = {"ports", "selector", "clusterIP", "clusterIPs", "type", "externalIPs", "sessionAffinity",
-                "loadBalancerIP", "loadBalancerSourceRanges", "externalName", "externalTrafficPolicy",
-                "healthCheckNodePort", "publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies",
-                "ipFamilyPolicy", "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy",
-                "trafficDistribution"}
-SERVICE_PORT = {"name", "protocol", "appProtocol", "port", "targetPort", "nodePort"}
-WORKLOAD_SPEC = {
-    "Deployment": {"replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit", "paused",
-                   "progressDeadlineSeconds"},
-    "ReplicaSet": {"replicas", "minReadySeconds", "selector", "template"},
-    "ReplicationController": {"replicas", "minReadySeconds", "selector", "template"},
+Shape = dict[str, Optional["Shape"]]
+
+
+def _leaves(*names: str) -> Shape:
+    return {name: None for name in names}
+
+
+OWNER_REFERENCE = _leaves("apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion")
+OBJECT_META: Shape = {
+    **_leaves("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+              "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
+              "finalizers", "managedFields"),
+    "ownerReferences": OWNER_REFERENCE,
 }
-TOP_LEVEL = {
-    "Pod": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "Node": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "Namespace": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "Lease": {"apiVersion", "kind", "metadata", "spec"},
-    "ConfigMap": {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
-    "Secret": {"apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"},
-    "Service": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "Endpoints": {"apiVersion", "kind", "metadata", "subsets"},
-    "EndpointSlice": {"apiVersion", "kind", "metadata", "addressType", "endpoints", "ports"},
-    "Deployment": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "ReplicaSet": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "ReplicationController": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "Event": {"apiVersion", "kind", "metadata", "involvedObject", "reason", "message", "source", "firstTimestamp",
-              "lastTimestamp", "count", "type", "eventTime", "series", "action", "related", "reportingComponent",
-              "reportingInstance"},
+OBJECT_REFERENCE = _leaves("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+KEY_SELECTOR = _leaves("name", "key", "optional")
+ENV_VAR: Shape = {"name": None, "value": None, "valueFrom": {
+    "fieldRef": _leaves("apiVersion", "fieldPath"),
+    "resourceFieldRef": _leaves("containerName", "resource", "divisor"),
+    "configMapKeyRef": KEY_SELECTOR, "secretKeyRef": KEY_SELECTOR,
+    "fileKeyRef": _leaves("volumeName", "path", "key", "optional")}}
+ENV_FROM: Shape = {"prefix": None, "configMapRef": _leaves("name", "optional"),
+                   "secretRef": _leaves("name", "optional")}
+HTTP_GET: Shape = {**_leaves("path", "port", "host", "scheme"), "httpHeaders": _leaves("name", "value")}
+HANDLER: Shape = {"exec": _leaves("command"), "httpGet": HTTP_GET, "tcpSocket": _leaves("port", "host"),
+                  "grpc": _leaves("port", "service"), "sleep": _leaves("seconds")}
+PROBE: Shape = {**{k: v for k, v in HANDLER.items() if k != "sleep"},
+                **_leaves("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold",
+                          "failureThreshold", "terminationGracePeriodSeconds")}
+CONTAINER_PORT = _leaves("name", "hostPort", "containerPort", "protocol", "hostIP")
+CONTAINER: Shape = {
+    **_leaves("name", "image", "command", "args", "workingDir", "resizePolicy", "restartPolicy",
+              "restartPolicyRules", "volumeDevices", "terminationMessagePath",
+              "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin", "stdinOnce", "tty"),
+    "ports": CONTAINER_PORT, "env": ENV_VAR, "envFrom": ENV_FROM,
+    "resources": _leaves("limits", "requests", "claims"),
+    "volumeMounts": _leaves("name", "readOnly", "recursiveReadOnly", "mountPath", "subPath", "mountPropagation",
+                            "subPathExpr"),
+    "livenessProbe": PROBE, "readinessProbe": PROBE, "startupProbe": PROBE,
+    "lifecycle": {"postStart": HANDLER, "preStop": HANDLER, "stopSignal": None},
+}
+VOLUME = _leaves("name", "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret",
+                 "nfs", "iscsi", "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs",
+                 "flocker", "downwardAPI", "fc", "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk",
+                 "photonPersistentDisk", "projected", "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral",
+                 "image")
+TOLERATION = _leaves("key", "operator", "value", "effect", "tolerationSeconds")
+POD_SPEC: Shape = {
+    **_leaves("restartPolicy", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
+              "nodeSelector", "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName",
+              "hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace", "securityContext", "imagePullSecrets",
+              "hostname", "subdomain", "affinity", "schedulerName", "hostAliases", "priorityClassName", "priority",
+              "dnsConfig", "readinessGates", "runtimeClassName", "enableServiceLinks", "preemptionPolicy",
+              "overhead", "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates",
+              "resourceClaims", "resources", "hostnameOverride", "ephemeralContainers"),
+    "containers": CONTAINER, "initContainers": CONTAINER, "volumes": VOLUME, "tolerations": TOLERATION,
+}
+POD_TEMPLATE: Shape = {"metadata": OBJECT_META, "spec": POD_SPEC}
+LABEL_SELECTOR: Shape = {"matchLabels": None, "matchExpressions": _leaves("key", "operator", "values")}
+SERVICE_SPEC: Shape = {
+    **_leaves("selector", "clusterIP", "clusterIPs", "type", "externalIPs", "sessionAffinity", "loadBalancerIP",
+              "loadBalancerSourceRanges", "externalName", "externalTrafficPolicy", "healthCheckNodePort",
+              "publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy",
+              "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy", "trafficDistribution"),
+    "ports": _leaves("name", "protocol", "appProtocol", "port", "targetPort", "nodePort"),
+}
+_REPLICATED = {"replicas": None, "minReadySeconds": None, "template": POD_TEMPLATE}
+WORKLOAD_SPEC: dict[str, Shape] = {
+    "Deployment": {**_REPLICATED, "selector": LABEL_SELECTOR,
+                   "strategy": {"type": None, "rollingUpdate": _leaves("maxUnavailable", "maxSurge")},
+                   **_leaves("revisionHistoryLimit", "paused", "progressDeadlineSeconds")},
+    "ReplicaSet": {**_REPLICATED, "selector": LABEL_SELECTOR},
+    "ReplicationController": {**_REPLICATED, "selector": None},  # a plain label map
+}
+ENDPOINT_PORT = _leaves("name", "port", "protocol", "appProtocol")
+ENDPOINT_ADDRESS: Shape = {**_leaves("ip", "hostname", "nodeName"), "targetRef": OBJECT_REFERENCE}
+
+
+def _kind(**fields: Shape | None) -> Shape:
+    return {"apiVersion": None, "kind": None, "metadata": OBJECT_META, **fields}
+
+
+KINDS: dict[str, Shape] = {
+    "Pod": _kind(spec=POD_SPEC, status=None),
+    "Node": _kind(spec={**_leaves("podCIDR", "podCIDRs", "providerID", "unschedulable", "configSource",
+                                  "externalID"),
+                        "taints": _leaves("key", "value", "effect", "timeAdded")}, status=None),
+    "Namespace": _kind(spec=_leaves("finalizers"), status=None),
+    "Lease": _kind(spec=_leaves("holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime",
+                                "leaseTransitions", "strategy", "preferredHolder")),
+    "ConfigMap": _kind(data=None, binaryData=None, immutable=None),
+    "Secret": _kind(data=None, stringData=None, type=None, immutable=None),
+    "Service": _kind(spec=SERVICE_SPEC, status=None),
+    "Endpoints": _kind(subsets={"addresses": ENDPOINT_ADDRESS, "notReadyAddresses": ENDPOINT_ADDRESS,
+                                "ports": ENDPOINT_PORT}),
+    "EndpointSlice": _kind(addressType=None, ports=ENDPOINT_PORT, endpoints={
+        **_leaves("addresses", "conditions", "hostname", "deprecatedTopology", "nodeName", "zone", "hints"),
+        "targetRef": OBJECT_REFERENCE}),
+    "ResourceQuota": _kind(spec=_leaves("hard", "scopes", "scopeSelector"), status=None),
+    "Event": _kind(involvedObject=OBJECT_REFERENCE, related=OBJECT_REFERENCE, source=_leaves("component", "host"),
+                   **_leaves("reason", "message", "firstTimestamp", "lastTimestamp", "count", "type", "eventTime",
+                             "series", "action", "reportingComponent", "reportingInstance")),
+    **{kind: _kind(spec=spec, status=None) for kind, spec in WORKLOAD_SPEC.items()},
 }
 
 
-def _unknown(obj: Any, known: set[str], path: str) -> list[str]:
-    if not isinstance(obj, dict):
-        return []
-    # "$patch", "$setElementOrder/..." and the like are strategic merge directives, not fields.
-    return [f"{path}.{key}" if path else key for key in obj if key not in known and not key.startswith("$")]
+_UNKNOWN = object()  # marks a field to report when it is reached
 
 
 def unknown_fields(kind: str, obj: Any) -> list[str]:
-    """Dotted paths of fields the kind does not declare (only for the parts whose shape we know)."""
-    if not isinstance(obj, dict) or kind not in TOP_LEVEL:
+    """Paths of fields the kind does not declare, in document order (known kinds only). Iterative: a deep
+    body costs no recursion."""
+    if not isinstance(obj, dict) or kind not in KINDS:
         return []
-    found = _unknown(obj, TOP_LEVEL[kind], "")
-    found += _unknown(obj.get("metadata"), OBJECT_META, "metadata")
-    if kind == "Service" and isinstance(obj.get("spec"), dict):
-        found += _unknown(obj["spec"], SERVICE_SPEC, "spec")
-        for index, port in enumerate(obj["spec"].get("ports") or []):
-            found += _unknown(port, SERVICE_PORT, f"spec.ports[{index}]")
-    if kind == "Pod" and isinstance(obj.get("spec"), dict):
-        spec = obj["spec"]
-        found += _unknown(spec, POD_SPEC, "spec")
-        for list_name in ("initContainers", "containers"):
-            for index, container in enumerate(spec.get(list_name) or []):
-                path = f"spec.{list_name}[{index}]"
-                found += _unknown(container, CONTAINER, path)
-                if isinstance(container, dict):
-                    for port_index, port in enumerate(container.get("ports") or []):
-                        found += _unknown(port, CONTAINER_PORT, f"{path}.ports[{port_index}]")
-    if kind in WORKLOAD_SPEC and isinstance(obj.get("spec"), dict):
-        found += _unknown(obj["spec"], WORKLOAD_SPEC[kind], "spec")
-        template = obj["spec"].get("template")
-        if isinstance(template, dict):
-            found += _unknown(template, {"metadata", "spec"}, "spec.template")
-            found += _unknown(template.get("metadata"), OBJECT_META, "spec.template.metadata")
-            found += [f"spec.template.{path}" for path in unknown_fields("Pod", {"spec": template.get("spec")})]
+    found: list[str] = []
+    pending: list[tuple[Any, Any, str]] = [(obj, KINDS[kind], "")]
+    while pending:
+        node, shape, path = pending.pop()
+        if shape is _UNKNOWN:
+            found.append(path)
+        elif isinstance(node, list):
+            pending.extend((item, shape, f"{path}[{index}]") for index, item in reversed(list(enumerate(node))))
+        elif isinstance(node, dict):
+            children = []
+            for key, child in node.items():
+                # "$patch", "$setElementOrder/..." and the like are strategic merge directives, not fields.
+                if key.startswith("$"):
+                    continue
+                child_shape = shape.get(key, _UNKNOWN)
+                if child_shape is not None:
+                    children.append((child, child_shape, f"{path}.{key}" if path else key))
+            pending.extend(reversed(children))
     return found

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Awaitable, Callable
 
 from apiserver.kinds.base import Obj
@@ -18,6 +19,27 @@ Handler = Callable[[str, Obj], Awaitable[None] | None]
 def object_key(obj: Obj) -> str:
     meta = obj["metadata"]
     return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+def share_strings(value: object) -> None:
+    """Replace, in place, every key and string of a decoded object by its interned equal: each decode makes
+    its own copies of "terminationMessagePath", "f:spec", "IfNotPresent", … — about half of a cached pod's
+    memory. Equal values, so invisible to every holder of the object (informer objects are never mutated)."""
+    if isinstance(value, dict):
+        items = list(value.items())
+        value.clear()  # re-added in order: assigning to an existing key would keep the dict's own key copy
+        for key, item in items:
+            if type(item) is str:
+                item = sys.intern(item)
+            else:
+                share_strings(item)
+            value[sys.intern(key)] = item
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if type(item) is str:
+                value[index] = sys.intern(item)
+            else:
+                share_strings(item)
 
 
 class Informer:
@@ -36,6 +58,7 @@ class Informer:
         if event.type == "DELETED":
             self.cache.pop(key, None)
         else:
+            share_strings(event.object)
             self.cache[key] = event.object
         for handler in self._handlers:
             handler(event.type, event.object)

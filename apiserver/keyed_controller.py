@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from apiserver.http.metrics import CONTROL_LOOPS
 from apiserver.informer import Informer
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class KeyedController:
     # queue and loop ------------------------------------------------------------------------------
     def enqueue(self, key: str) -> None:
         self._dirty.add(key)
+        CONTROL_LOOPS.depth.labels(name=self.name).set(len(self._dirty))
         self._wake.set()
 
     async def run(self) -> None:
@@ -61,6 +63,7 @@ class KeyedController:
         for key in self._dirty:
             if key not in self._processing:
                 self._dirty.discard(key)
+                CONTROL_LOOPS.depth.labels(name=self.name).set(len(self._dirty))
                 return key
         return None
 
@@ -81,12 +84,14 @@ class KeyedController:
 
     async def _sync_with_retry(self, key: str) -> None:
         try:
-            await self.sync_key(key)
+            with CONTROL_LOOPS.sync(self.name):
+                await self.sync_key(key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - retried with backoff; the loop must survive
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
+            CONTROL_LOOPS.retries.labels(name=self.name).inc()
             delay = min(0.5 * 2 ** (failures - 1), MAX_RETRY_DELAY)
             log.warning("%s sync failed key=%s attempt=%d retry_in=%.1fs error=%s", self.name, key, failures,
                         delay, exc)

@@ -15,6 +15,7 @@ from apiserver.controllers.wiring import workload_tasks
 from apiserver.endpoint_tasks import endpoint_tasks
 from apiserver.event_ttl import run_event_ttl
 from apiserver.http.server import HTTPServer
+from apiserver.informer import SharedInformers
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
 from apiserver.namespace_controller import NamespaceController
 from apiserver.node_lifecycle import LifecycleConfig
@@ -56,13 +57,15 @@ async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None)
         loop.add_signal_handler(signum, stop.set)
     notifier = Notifier.from_environment()
     notifier.ready(f"serving on {config.bind_address}:{config.port}")
+    informers = SharedInformers()  # one watch and one cache per resource for every control loop below
+    control_loops = [*scheduling_tasks(api, informers, LifecycleConfig(
+                         config.node_monitor_period, config.node_monitor_grace_period, config.pod_eviction_timeout)),
+                     *endpoint_tasks(api, informers), *workload_tasks(api, informers)]
     tasks = [asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
-             *scheduling_tasks(api, LifecycleConfig(config.node_monitor_period, config.node_monitor_grace_period,
-                                                    config.pod_eviction_timeout)),
+             asyncio.create_task(informers.run(), name="shared-informers"),  # after every loop registered
+             *control_loops,
              asyncio.create_task(NamespaceController(api).run(), name="namespace-controller"),
-             *endpoint_tasks(api),
              asyncio.create_task(run_event_ttl(api), name="event-ttl"),
-             *workload_tasks(api),
              asyncio.create_task(kubernetes_service.run(api, config.advertise_address, config.port),
                                  name="kubernetes-service")]
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")

@@ -125,10 +125,11 @@ def _fields(data: bytes):
             value, pos = data[pos:pos + length], pos + length
             if len(value) != length:
                 raise ProtobufError("truncated field")
-        elif wire_type == 1:
-            value, pos = int.from_bytes(data[pos:pos + 8], "little"), pos + 8
-        elif wire_type == 5:
-            value, pos = int.from_bytes(data[pos:pos + 4], "little"), pos + 4
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+            if pos + size > len(data):
+                raise ProtobufError("truncated field")
+            value, pos = int.from_bytes(data[pos:pos + size], "little"), pos + size
         else:
             raise ProtobufError(f"unsupported wire type {wire_type}")
         yield number, wire_type, value
@@ -140,12 +141,17 @@ def _signed(value: int) -> int:
 
 def _message(data: bytes, schema: dict[int, Field]) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for number, _wire_type, value in _fields(data):
+    for number, wire_type, value in _fields(data):
         field = schema.get(number)
         if field is None:
             continue
+        if wire_type != (0 if field.kind in ("int", "bool") else 2):  # varints, else length-delimited
+            raise ProtobufError(f"field {field.name}: wire type {wire_type} does not match its type {field.kind}")
         if field.kind == "string":
-            decoded: Any = value.decode()
+            try:
+                decoded: Any = value.decode()
+            except UnicodeDecodeError:
+                raise ProtobufError(f"field {field.name}: invalid UTF-8") from None
         elif field.kind == "bytes":
             decoded = bytes(value)
         elif field.kind == "int":

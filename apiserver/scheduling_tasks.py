@@ -1,5 +1,5 @@
-"""The scheduler, the node lifecycle controller and the quota controller, on one set of shared informers
-(one watch and cache per resource for the three, as kube-controller-manager's informer factory)."""
+"""The scheduler, the node lifecycle controller and the quota controller, on the server's shared informers
+(one watch and cache per resource for every control loop, as kube-controller-manager's informer factory)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,12 +11,11 @@ from apiserver.quota_controller import QuotaController
 from apiserver.scheduler.scheduler import Scheduler
 
 
-def scheduling_tasks(api: API, lifecycle: LifecycleConfig) -> list[asyncio.Task]:
-    informers = SharedInformers()
+def scheduling_tasks(api: API, informers: SharedInformers, lifecycle: LifecycleConfig) -> list[asyncio.Task]:
+    """The caller runs `informers` once every control loop has registered its handlers."""
     scheduler = Scheduler(api, informers)
     node_lifecycle = NodeLifecycleController(api, informers, lifecycle)
     quotas = QuotaController(api, informers)
-    return [asyncio.create_task(informers.run(), name="scheduling-informers"),
-            asyncio.create_task(scheduler.run(), name="scheduler"),
+    return [asyncio.create_task(scheduler.run(), name="scheduler"),
             asyncio.create_task(node_lifecycle.run(), name="node-lifecycle-controller"),
             asyncio.create_task(quotas.run(), name="resourcequota-controller")]

@@ -5,6 +5,7 @@ import re
 from typing import Any, Callable
 
 from apiserver.errors import FieldError, invalid, required
+from apiserver.http.limits import MAX_NESTING_DEPTH, exceeds_depth
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL_RE = re.compile(f"^{_DNS1123_LABEL}$")
@@ -13,6 +14,9 @@ _QUALIFIED_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 NameValidator = Callable[[str], list[str]]
+
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024  # upstream's TotalAnnotationSizeLimitB
+MAX_OBJECT_DEPTH = MAX_NESTING_DEPTH
 
 
 def dns1123_label(value: str) -> list[str]:
@@ -47,20 +51,32 @@ def path_segment_name(value: str) -> list[str]:
     return []
 
 
+_QUALIFIED_NAME_ERROR = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                         "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+                         "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
 def qualified_name(value: str) -> list[str]:
-    """A label or annotation key: optional DNS subdomain prefix + '/' + name of <= 63 chars."""
-    prefix, _, name = value.rpartition("/")
+    """A label or annotation key: optional DNS subdomain prefix + '/' + name of <= 63 chars (upstream's
+    IsQualifiedName, same messages)."""
+    parts = value.split("/")
+    if len(parts) > 2:
+        return [f"a qualified name {_QUALIFIED_NAME_ERROR} with an optional DNS subdomain prefix and '/' "
+                "(e.g. 'example.com/MyName')"]
+    name = parts[-1]
     problems = []
-    if prefix:
-        problems += [f"prefix part {p}" for p in dns1123_subdomain(prefix)]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        else:
+            problems += [f"prefix part {p}" for p in dns1123_subdomain(prefix)]
     if not name:
         problems.append("name part must be non-empty")
     elif len(name) > 63:
         problems.append("name part must be no more than 63 characters")
-    elif not _QUALIFIED_NAME_RE.match(name):
-        problems.append("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
-                        "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
-                        "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+    if not _QUALIFIED_NAME_RE.match(name):
+        problems.append(f"name part {_QUALIFIED_NAME_ERROR}")
     return problems
 
 
@@ -97,13 +113,35 @@ def validate_object_meta(obj: dict[str, Any], namespaced: bool, name_validator: 
     elif namespace:
         errors.append(FieldError("FieldValueForbidden", "metadata.namespace", "not allowed on this type"))
     errors += validate_labels(meta.get("labels"), "metadata.labels")
-    annotations = meta.get("annotations") or {}
-    if not isinstance(annotations, dict):
-        errors.append(invalid("metadata.annotations", annotations, "must be a map of strings"))
-    else:
-        for key in annotations:
-            errors += [invalid("metadata.annotations", key, p) for p in qualified_name(key)]
+    errors += validate_annotations(meta.get("annotations"), "metadata.annotations")
+    errors += _nesting_errors(obj)
     return errors
+
+
+def validate_annotations(annotations: Any, path: str) -> list[FieldError]:
+    """Keys are qualified names (case-insensitive, as upstream), values strings, all of it <= 256 KiB."""
+    if annotations is None:
+        return []
+    if not isinstance(annotations, dict):
+        return [invalid(path, annotations, "must be a map of strings")]
+    errors = []
+    total = 0
+    for key, value in annotations.items():
+        errors += [invalid(path, key, p) for p in qualified_name(key.lower())]
+        if not isinstance(value, str):
+            errors.append(invalid(f"{path}[{key}]", value, "must be a string"))
+            continue
+        total += len(key.encode()) + len(value.encode())
+    if total > TOTAL_ANNOTATION_SIZE_LIMIT:
+        errors.append(FieldError("FieldValueTooLong", path, f"may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"))
+    return errors
+
+
+def _nesting_errors(obj: dict[str, Any]) -> list[FieldError]:
+    """Objects stay within the nesting a request body may have, so repeated patches (each adding a body's
+    depth) cannot grow a stored object until recursive code (copying, encoding) fails on it."""
+    return [FieldError("FieldValueForbidden", key, f"must not nest more than {MAX_OBJECT_DEPTH} levels deep")
+            for key, value in obj.items() if exceeds_depth(value, MAX_OBJECT_DEPTH - 1)]
 
 
 def validate_labels(labels: Any, path: str) -> list[FieldError]:

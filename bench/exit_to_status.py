@@ -18,12 +18,11 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from cri.client import CRIClient
 from cri.events import ContainerdEvents
-from result import Figure, write_result
+from result import Figure, Samples, write_result
 from shipmate.kubeclient import NAMESPACES, PODS, KubeClient, NotFound, load_kubeconfig
 
 IMAGE = "127.0.0.1:5000/library/busybox:latest"
@@ -32,19 +31,6 @@ NAMESPACE = "bench-exit"
 SETTLE = 1.0
 
 
-@dataclass
-class Figures:
-    label: str
-    seconds: list[float]
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.seconds)
-        rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-        return ordered[rank]
-
-    def line(self) -> str:
-        return (f"{self.label:<36} n={len(self.seconds):<3} p50={self.percentile(50) * 1000:7.1f} ms"
-                f"  p99={self.percentile(99) * 1000:7.1f} ms")
 
 
 def sleeper(name: str) -> dict[str, Any]:
@@ -183,7 +169,7 @@ async def run(exits: int, batch: int, events_address: str, kubeconfig: str) -> N
         await delete_all(client)
         observers = Observers(client, events_address)
         await observers.start()
-        ours, floor = Figures("ours: exit → API status (watch)", []), Figures("floor: exit → TaskExit event", [])
+        ours, floor = Samples("ours: exit → API status (watch)", []), Samples("floor: exit → TaskExit event", [])
         try:
             while len(ours.seconds) < exits:
                 names = [f"exit-{uuid.uuid4().hex[:8]}" for _ in range(min(batch, exits - len(ours.seconds)))]

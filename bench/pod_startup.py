@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from agent import labels
@@ -21,26 +20,13 @@ from agent.container_config import PodContext, container_config
 from agent.dns import ResolvConf
 from agent.sandbox_config import sandbox_config
 from cri.client import CRIClient
-from result import Figure, write_result
+from result import Figure, Samples, write_result
 from shipmate.kubeclient import NAMESPACES, NODES, PODS, KubeClient, NotFound, load_kubeconfig
 
 IMAGE = "127.0.0.1:5000/library/busybox:latest"
 KUBECONFIG = "/etc/shipmate/admin.kubeconfig"
 
 
-@dataclass
-class Figures:
-    label: str
-    seconds: list[float]
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.seconds)
-        rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-        return ordered[rank]
-
-    def line(self) -> str:
-        return (f"{self.label:<28} n={len(self.seconds):<3} p50={self.percentile(50) * 1000:7.1f} ms"
-                f"  p99={self.percentile(99) * 1000:7.1f} ms")
 
 
 def bench_pod(name: str, namespace: str) -> dict[str, Any]:
@@ -136,14 +122,14 @@ class ThroughAPI:
             self.watcher.cancel()
 
 
-async def measure(runner: RawCRI | ThroughAPI, label: str, count: int, concurrent: bool) -> Figures:
+async def measure(runner: RawCRI | ThroughAPI, label: str, count: int, concurrent: bool) -> Samples:
     names = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(count)]
     if concurrent:
         seconds = list(await asyncio.gather(*(runner.start_one(n) for n in names)))
     else:
         seconds = [await runner.start_one(n) for n in names]
     await runner.cleanup()
-    return Figures(label, seconds)
+    return Samples(label, seconds, width=28)
 
 
 async def run(count: int) -> None:

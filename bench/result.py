@@ -69,3 +69,20 @@ def write_result(bench: str, figures: list[Figure], series: dict[str, list[float
     with open(path + ".tmp", "w") as out:
         json.dump(asdict(result), out, indent=1)
     os.replace(path + ".tmp", path)
+
+
+@dataclass
+class Samples:
+    """Latencies of one kind (seconds), with nearest-rank percentiles."""
+    label: str
+    seconds: list[float]
+    width: int = 36                  # of the label column in line()
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.seconds)
+        rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+        return ordered[rank]
+
+    def line(self) -> str:
+        return (f"{self.label:<{self.width}} n={len(self.seconds):<3} p50={self.percentile(50) * 1000:7.1f} ms"
+                f"  p99={self.percentile(99) * 1000:7.1f} ms")

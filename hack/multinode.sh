@@ -42,6 +42,7 @@ vagrant_e2e() {
     sed "s#http://127.0.0.1:$API_PORT#http://$VAGRANT_SERVER_IP:$API_PORT#" >"$VAGRANT_KUBECONFIG"
   SHIPMATE_MULTINODE_KUBECONFIG=$VAGRANT_KUBECONFIG \
   SHIPMATE_MULTINODE_STOP_NODE="vagrant ssh {node} -c 'sudo systemctl stop shipmate-agent containerd'" \
+  SHIPMATE_MULTINODE_START_NODE="vagrant ssh {node} -c 'sudo systemctl start containerd shipmate-agent'" \
     "$PY" -m pytest -v tests/e2e/multinode
 }
 

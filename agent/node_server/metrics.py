@@ -1,7 +1,10 @@
-"""The node server's /metrics: process RSS/CPU and kubelet's pod worker duration histogram."""
+"""The node server's /metrics: process RSS/CPU, kubelet's pod worker duration histogram, the PLEG relist
+duration and the pod workers' queue depth."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # kubelet's buckets for kubelet_pod_worker_duration_seconds (exponential from 5 ms).
@@ -18,9 +21,22 @@ class NodeMetrics:
             "kubelet_pod_worker_duration_seconds",
             "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
             ["operation"], buckets=POD_WORKER_BUCKETS, registry=self.registry)
+        self.relist_duration = Histogram(
+            "kubelet_pleg_relist_duration_seconds", "Duration in seconds for relisting pods in PLEG.",
+            buckets=POD_WORKER_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge(
+            "kubelet_pod_worker_queue_depth", "Number of pods with an update waiting for their pod worker.",
+            registry=self.registry)
 
     def observe_pod_sync(self, seconds: float, operation: str = "sync") -> None:
         self.pod_worker_duration.labels(operation=operation).observe(seconds)
+
+    def observe_relist(self, seconds: float) -> None:
+        self.relist_duration.observe(seconds)
+
+    def track_queue_depth(self, depth: Callable[[], int]) -> None:
+        """Read at scrape time, from the scrape's thread: `depth` must be safe to call from there."""
+        self.queue_depth.set_function(depth)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

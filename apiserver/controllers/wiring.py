@@ -10,12 +10,11 @@ from apiserver.controllers.replicaset import ReplicaSetController
 from apiserver.informer import SharedInformers
 
 
-def workload_tasks(api: API) -> list[asyncio.Task]:
-    """One set of shared informers (pods, replicasets, … every kind for the garbage collector) for all four."""
-    informers = SharedInformers()
+def workload_tasks(api: API, informers: SharedInformers) -> list[asyncio.Task]:
+    """The four controllers on the server's shared informers (pods, replicasets, … every kind for the garbage
+    collector), which the caller runs once every control loop has registered."""
     controllers = {"replicaset-controller": ReplicaSetController.for_replica_sets(api, informers),
                    "replication-controller": ReplicaSetController.for_replication_controllers(api, informers),
                    "deployment-controller": DeploymentController(api, informers),
                    "garbage-collector": GarbageCollector(api, informers)}
-    return [asyncio.create_task(informers.run(), name="workload-informers"),
-            *(asyncio.create_task(c.run(), name=name) for name, c in controllers.items())]
+    return [asyncio.create_task(c.run(), name=name) for name, c in controllers.items()]

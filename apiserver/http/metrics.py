@@ -17,14 +17,16 @@ import asyncio
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from apiserver.api import API
 from apiserver.http.requestinfo import parse_resource_path
+
+if TYPE_CHECKING:  # the control loops record here and the API imports some of them: no import at run time
+    from apiserver.api import API
 
 COMPONENT = "apiserver"
 STORAGE_COUNT_INTERVAL = 10.0

@@ -8,13 +8,13 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from aiohttp import web
 
-from apiserver import errors, eviction, protobuf
+from apiserver import errors, eviction
 from apiserver.api import API
 from apiserver.fieldcheck import unknown_fields
-from apiserver.http import discovery, openapi
+from apiserver.http import body as request_body, discovery, openapi
+from apiserver.http.limits import WatchLimiter, client_key, read_body
 from apiserver.http.metrics import ServerMetrics
 from apiserver.http.pod_proxy import PodProxy
 from apiserver.http.requestinfo import RequestInfo, parse_resource_path
@@ -23,7 +23,6 @@ from apiserver.deletion_propagation import parse_policy
 from apiserver.patch import APPLY_PATCH, JSON_PATCH, PATCH_TYPES
 from apiserver.apply import context as field_managers
 from apiserver.apply.request import apply_config, request_writer
-from apiserver.protobuf import ProtobufError
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
 from apiserver.storage.interface import RevisionCompacted, WatchClosed
 from apiserver.tables import partial_object_metadata, render_table
@@ -94,6 +93,7 @@ class HTTPServer:
         self.server_address = server_address
         self.app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._errors])
         self._watches: set = set()
+        self.watch_limits = WatchLimiter()
         self.app.router.add_get("/version", self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
@@ -220,7 +220,8 @@ class HTTPServer:
                 obj = await registry.get(info.namespace, info.name)
                 return self._object_response(request, registry, obj)
             if _bool(request.query.get("watch")):
-                return await self._watch(request, registry, info)
+                with self.watch_limits.hold(client_key(request)):  # 429 past the per-client/total caps
+                    return await self._watch(request, registry, info)
             return await self._list(request, registry, info)
         if method == "POST" and not info.name:
             return await self._create(request, registry, info)
@@ -273,24 +274,10 @@ class HTTPServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
-        raw = await request.read()
+        raw = await read_body(request)  # 413 past 3 MiB, checked while reading
         if not raw:
             return None
-        content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip()
-        if content_type == protobuf.CONTENT_TYPE:
-            try:
-                return protobuf.decode_object(raw)
-            except ProtobufError as exc:
-                log.info("protobuf body not decoded error=%s", exc)
-                raise errors.unsupported_media_type([JSON, "application/yaml"]) from None
-        if content_type not in (JSON, "application/yaml", "*/*", "") and not content_type.endswith(("+json", "+yaml")):
-            raise errors.unsupported_media_type([JSON, "application/yaml"])
-        try:
-            if "yaml" in content_type:
-                return yaml.safe_load(raw)
-            return json.loads(raw)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"error decoding request body: {exc}") from None
+        return await request_body.decode_async(raw, request.headers.get("Content-Type", JSON))
 
     @staticmethod
     def _check_fields(request: web.Request, registry: Registry, body: Any) -> list[str]:

@@ -15,6 +15,7 @@ import time
 
 from apiserver import errors
 from apiserver.api import API
+from apiserver.http.metrics import CONTROL_LOOPS
 from apiserver.informer import SharedInformers, object_key
 from apiserver.kinds.base import Obj
 from apiserver.kinds.pods import set_condition
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
 RETRY_INTERVAL = 10.0       # the loop wakes at least this often
+# Retries that came due are gathered at most this often (kube-scheduler flushes its backoff queue every
+# second): pods failed one after another have staggered deadlines, and waking for each would scan the
+# whole queue per pod (10k pending pods without a node: a core busy).
+BACKOFF_FLUSH_PERIOD = 1.0
 BIND_CONCURRENCY = 32
 EVENT_WORKERS = 2
 
@@ -117,7 +122,7 @@ class Scheduler:
                     log.exception("scheduling pass failed")
                 deadline = self.retries.next_deadline()
                 timeout = RETRY_INTERVAL if deadline is None else \
-                    min(RETRY_INTERVAL, max(0.01, deadline - self.monotonic()))
+                    min(RETRY_INTERVAL, max(BACKOFF_FLUSH_PERIOD, deadline - self.monotonic()))
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except asyncio.TimeoutError:
@@ -159,8 +164,10 @@ class Scheduler:
             pod = self.pending.get(uid)     # the newest version (the loop awaits between pods)
             if pod is None or uid in self.cache.assumed:
                 continue
+            attempt_started = time.perf_counter()
             decision = schedule(pod, self.cache.ready_nodes(), self._service_selectors(pod), self._rng.choice)
             if decision.node_name is None:
+                CONTROL_LOOPS.observe_scheduling(time.perf_counter() - attempt_started, "unschedulable")
                 self.retries.failed(uid, self.monotonic())
                 await self._unschedulable(pod, decision.message)
                 continue
@@ -168,7 +175,7 @@ class Scheduler:
             self.unschedulable.pop(uid, None)
             self.retries.forget(uid)
             await self._binds.acquire()
-            task = asyncio.create_task(self._bind(pod, decision.node_name), name=f"bind-{uid}")
+            task = asyncio.create_task(self._bind(pod, decision.node_name, attempt_started), name=f"bind-{uid}")
             self._binding.add(task)
             task.add_done_callback(self._bind_done)
 
@@ -178,7 +185,8 @@ class Scheduler:
         if not self._binding and not self._passing:
             self._binds_idle.set()
 
-    async def _bind(self, pod: Obj, node_name: str) -> None:
+    async def _bind(self, pod: Obj, node_name: str, attempt_started: float) -> None:
+        """`attempt_started`: perf_counter() when the decision began (attempt = algorithm + binding)."""
         meta = pod["metadata"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
@@ -188,10 +196,12 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the pod goes back to the queue
+            CONTROL_LOOPS.observe_scheduling(time.perf_counter() - attempt_started, "error")
             log.info("binding failed pod=%s/%s node=%s error=%s", meta["namespace"], meta["name"], node_name, exc)
             self.cache.forget_assumed(meta["uid"])
             self._wake.set()
             return
+        CONTROL_LOOPS.observe_scheduling(time.perf_counter() - attempt_started, "scheduled")
         log.debug("scheduled pod=%s/%s node=%s", meta["namespace"], meta["name"], node_name)
         self._events.put_nowait((bound, "Normal", "Scheduled",
                                  f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}"))

@@ -97,14 +97,6 @@ class Server:
         return result
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = Server(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
 def test_kubeconfig_and_default_namespaces(server):
     assert oct(os.stat(server.kubeconfig).st_mode & 0o777) == "0o600"
     names = server.kubectl("get", "namespaces", "-o", "name").stdout.split()

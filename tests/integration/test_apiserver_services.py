@@ -6,19 +6,10 @@ import subprocess
 
 import pytest
 
-from tests.integration.test_apiserver_kubectl import Server
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
-
-
-@pytest.fixture
-def server(tmp_path):
-    srv = Server(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def make_pod(server, name, ip, ready=True, labels=None, port=8080):

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from tests.integration.test_apiserver_kubectl import Server
 
 pytestmark = [pytest.mark.integration]
 
@@ -56,14 +55,6 @@ spec:
         ports: [{containerPort: 81}]
         volumeMounts: [{name: v2, mountPath: /b}]
 """
-
-
-@pytest.fixture
-def server(tmp_path):
-    srv = Server(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def get_json(server, *args):

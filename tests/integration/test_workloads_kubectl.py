@@ -61,14 +61,6 @@ class FakeKubelet:
                                     patch, content_type="application/merge-patch+json")
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = Server(tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
-
-
 def pods(server, selector="app=web"):
     _, body = server.request("GET", f"/api/v1/namespaces/default/pods?labelSelector={selector}")
     return body["items"]

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,27 +108,53 @@ class Daemon:
     def running(self) -> bool:
         return self.pid() is not None
 
-    def stop(self, timeout: float = 15) -> None:
+    def signal(self, signum: int) -> None:
         pid = self.pid()
         if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            try:   # reap it when it is our child
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
+            raise RuntimeError(f"{self.name} is not running")
+        os.kill(pid, signum)
+
+    def stop(self, timeout: float = 15) -> None:
+        stop_all([self], timeout)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether the process still runs: an exited daemon of an earlier harness process is a zombie
+    until PID 1 reaps it, which takes seconds here."""
+    try:   # reap it when it is our child
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def stop_all(daemons: list[Daemon], timeout: float = 15) -> None:
+    """SIGTERM to all at once, SIGKILL to those still running after `timeout`."""
+    stopping = []
+    for daemon in daemons:
+        pid = daemon.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)    # a frozen (SIGSTOPped) daemon handles SIGTERM only once resumed
+            stopping.append((daemon, pid))
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for _, pid in stopping) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for daemon, pid in stopping:
+        if alive(pid):
+            print(f"{daemon.name} did not stop within {timeout:.0f}s: killed", file=sys.stderr)
+            os.kill(pid, signal.SIGKILL)
+        daemon.pid_file.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- one simulated node
@@ -226,27 +253,45 @@ def create_node_netns(node: Node) -> None:
     run(*inside, "ip", "route", "replace", "default", "via", HOST_IP)
 
 
-def delete_network(nodes: list[Node]) -> None:
-    """Deleting a namespace deletes its veths and their peers."""
-    for netns in [node.netns for node in nodes] + [WIRE_NETNS]:
-        if netns_exists(netns):
-            run("ip", "netns", "del", netns, check=False)
+def delete_network() -> None:
+    """Every namespace of the harness, also of nodes a killed run knew and this one does not (deleting
+    a namespace deletes its veths and their peers)."""
+    for path in Path("/var/run/netns").glob(f"{PREFIX}-*"):
+        run("ip", "netns", "del", path.name, check=False)
     run("ip", "link", "del", HOST_LINK, check=False)
+
+
+def kill_leftover_processes() -> None:
+    """Processes still running from the work dir once the daemons stopped: shims of a containerd whose
+    pods could not be removed through CRI. They would hold mounts and state the next run reuses."""
+    import psutil
+    marker = str(WORK_DIR) + "/"
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if process.pid != os.getpid() and any(marker in arg for arg in process.info["cmdline"] or []):
+            print(f"killing leftover pid={process.pid}: {' '.join(process.info['cmdline'])}", file=sys.stderr)
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
 
 
 # ---------------------------------------------------------------- pods through a node's CRI
 
 async def remove_all_pods(endpoint: str) -> int:
-    """Stops and removes every container and sandbox of one node's containerd."""
+    """Stops and removes every container and sandbox of one node's containerd (concurrently: a
+    sandbox's CNI DEL and shim exit take about a second each)."""
     from cri.client import CRIClient
     async with CRIClient(endpoint, timeout=30) as runtime:
-        for container in await runtime.list_containers():
-            await runtime.stop_container(container.id, 0)
-            await runtime.remove_container(container.id)
+        async def remove_container(container_id: str) -> None:
+            await runtime.stop_container(container_id, 0)
+            await runtime.remove_container(container_id)
+
+        async def remove_sandbox(sandbox_id: str) -> None:
+            await runtime.stop_pod_sandbox(sandbox_id)
+            await runtime.remove_pod_sandbox(sandbox_id)
+        await asyncio.gather(*(remove_container(c.id) for c in await runtime.list_containers()))
         sandboxes = await runtime.list_pod_sandbox()
-        for sandbox in sandboxes:
-            await runtime.stop_pod_sandbox(sandbox.id)
-            await runtime.remove_pod_sandbox(sandbox.id)
+        await asyncio.gather(*(remove_sandbox(s.id) for s in sandboxes))
         return len(sandboxes)
 
 
@@ -298,20 +343,19 @@ class MultiNodeCluster:
         self.registry_url = ""
         self.server_url = ""
         self.node_monitor_grace = NODE_MONITOR_GRACE_SECONDS
+        self.pod_eviction_timeout = POD_EVICTION_TIMEOUT_SECONDS
 
     # ------------------------------------------------------------ teardown (also of leftovers)
     def down(self) -> None:
         known = {p.name for p in WORK_DIR.glob("node*") if p.is_dir()}
         nodes = self.nodes + [Node(name, int(name[4:])) for name in sorted(known)
                               if name[4:].isdigit() and name not in {n.name for n in self.nodes}]
-        for node in nodes:
-            node.agent.stop()
-        for node in nodes:
-            self._remove_node_pods(node)
-            node.containerd.stop()
-        self.server.stop()
-        self.registry.stop()
-        delete_network(nodes)
+        stop_all([node.agent for node in nodes])
+        with ThreadPoolExecutor(max(1, len(nodes))) as pool:     # each may wait seconds for its containerd
+            list(pool.map(self._remove_node_pods, nodes))
+        stop_all([node.containerd for node in nodes] + [self.server, self.registry])
+        kill_leftover_processes()
+        delete_network()
         unmount_under(WORK_DIR)
         shutil.rmtree(WORK_DIR, ignore_errors=True)
 
@@ -392,10 +436,25 @@ class MultiNodeCluster:
     def _start_agent(self, node: Node) -> None:
         node.agent.start([*nsenter(node.netns), *SHIPMATE, "agent", *agent_args(self.agent_options(node))])
 
-    def stop_node(self, node: Node) -> None:
-        """The node dies: its agent and containerd stop (pods are left as they are)."""
+    def stop_node(self, name: str) -> None:
+        """The node dies: its agent and containerd stop (containers keep running in their shims, as
+        on a machine cut off the network)."""
+        node = self.node(name)
         node.agent.stop()
-        node.containerd.stop()
+        node.containerd.stop()     # after the agent, which would report its runtime down (Ready=False)
+
+    def start_node(self, name: str) -> None:
+        """The stopped node comes back: containerd (finding its shims again), then the agent."""
+        node = self.node(name)
+        self._start_containerd(node)
+        self._start_agent(node)
+
+    def freeze_agent(self, name: str) -> None:
+        """The agent stops answering without exiting (SIGSTOP), like an agent cut off the server."""
+        self.node(name).agent.signal(signal.SIGSTOP)
+
+    def thaw_agent(self, name: str) -> None:
+        self.node(name).agent.signal(signal.SIGCONT)
 
     # ------------------------------------------------------------ queries
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,

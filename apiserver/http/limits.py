@@ -1,0 +1,93 @@
+"""What one request or client may make the server hold: request body bytes (413) and open watches (429)."""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from aiohttp import web
+
+from apiserver import errors
+
+# kube-apiserver's limit on request bodies (genericapiserver Config.MaxRequestBodyBytes: 3 MiB).
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+# Open watches per client (remote address + User-Agent) and in total. A node agent holds ~10, kubectl one;
+# past these a new watch gets 429 and the client retries, as with kube-apiserver's max-in-flight limits.
+MAX_WATCHES_PER_CLIENT = 500
+MAX_WATCHES = 5000
+# Maps/lists in a body or object. Upstream's decoder allows 10000 levels; our pipeline (copy, patch, managed
+# fields, encoding) is recursive Python, so we stop far earlier. No kind we serve nests beyond ~20 levels.
+MAX_NESTING_DEPTH = 100
+
+
+def exceeds_depth(value: Any, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether maps/lists nest deeper than `limit` (counted as encoding/json does: one per open bracket).
+    Iterative, so it is safe on any input."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def request_entity_too_large(limit: int) -> errors.APIError:
+    return errors.APIError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
+
+
+def too_many_requests(retry_after_seconds: int = 1) -> errors.APIError:
+    return errors.APIError(429, "TooManyRequests", "Too many requests, please try again later.",
+                           {"retryAfterSeconds": retry_after_seconds},
+                           headers={"Retry-After": str(retry_after_seconds)})
+
+
+async def read_body(request: web.Request, limit: int = MAX_REQUEST_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit` (a declared
+    Content-Length, or the bytes read so far): never more than `limit` + one chunk is held."""
+    if request.content_length is not None and request.content_length > limit:
+        raise request_entity_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise request_entity_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def client_key(request: web.Request) -> str:
+    return f"{request.remote or ''} {request.headers.get('User-Agent', '')}"
+
+
+@dataclass
+class WatchLimiter:
+    per_client: int = MAX_WATCHES_PER_CLIENT
+    total: int = MAX_WATCHES
+    _open: Counter = field(default_factory=Counter)
+
+    @property
+    def open_watches(self) -> int:
+        return sum(self._open.values())
+
+    @contextlib.contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        """A slot for one watch of `client` while the block runs; 429 when the client or server is full."""
+        if self._open[client] >= self.per_client or self.open_watches >= self.total:
+            raise too_many_requests()
+        self._open[client] += 1
+        try:
+            yield
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]

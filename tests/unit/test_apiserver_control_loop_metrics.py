@@ -1,0 +1,126 @@
+"""The server's control loops on one set of shared informers, recording into /metrics: controller syncs,
+queue depth and scheduling attempts, scraped from a real API (SQLite in a temporary dir)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from apiserver.api import API
+from apiserver.controllers.wiring import workload_tasks
+from apiserver.endpoint_tasks import endpoint_tasks
+from apiserver.http.metrics import ServerMetrics
+from apiserver.informer import Informer, SharedInformers, share_strings
+from apiserver.node_lifecycle import LifecycleConfig
+from apiserver.scheduling_tasks import scheduling_tasks
+from apiserver.storage.sqlite import SQLiteStorage
+
+
+@pytest.fixture
+async def api(tmp_path):
+    storage = SQLiteStorage(str(tmp_path / "state.db"))
+    await storage.start()
+    api = API(storage)
+    await api.start()
+    yield api
+    await storage.close()
+
+
+async def scrape(api: API) -> dict[tuple[str, tuple], float]:
+    text = (await ServerMetrics(api).render()).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def sample(samples: dict, metric: str, **labels: str) -> float:
+    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+async def eventually(check, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_control_loops_share_informers_and_record_syncs_and_scheduling(api):
+    before = await scrape(api)
+    informers = SharedInformers()
+    tasks = [*scheduling_tasks(api, informers, LifecycleConfig()), *endpoint_tasks(api, informers),
+             *workload_tasks(api, informers)]
+    tasks.append(asyncio.create_task(informers.run()))
+    try:
+        pod_informers = [i for i in informers._informers.values() if i.registry is api.pods]
+        assert len(pod_informers) == 1   # one watch and one cache of pods for every loop
+        await api.create(api.nodes, "", {"metadata": {"name": "n1"}, "status": {
+            "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}]}})
+        await api.create(api.services, "default", {"metadata": {"name": "web"},
+                                                   "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+        await api.create(api.pods, "default", {"metadata": {"name": "p", "labels": {"app": "web"}},
+                                               "spec": {"containers": [{"name": "c", "image": "x"}]}})
+        await api.create(api.pods, "default", {"metadata": {"name": "huge"}, "spec": {"containers": [
+            {"name": "c", "image": "x", "resources": {"requests": {"cpu": "64"}}}]}})
+
+        async def bound_and_synced() -> bool:
+            pod = await api.pods.get("default", "p")
+            samples = await scrape(api)
+            return bool(pod["spec"].get("nodeName")) and sample(
+                samples, "workqueue_work_duration_seconds_count", name="endpoints-controller") > sample(
+                before, "workqueue_work_duration_seconds_count", name="endpoints-controller") and sample(
+                samples, "scheduler_scheduling_attempt_duration_seconds_count", result="unschedulable",
+                profile="default-scheduler") > 0
+        await eventually(bound_and_synced)
+        after = await scrape(api)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def grew(metric: str, **labels: str) -> float:
+        return sample(after, metric, **labels) - sample(before, metric, **labels)
+
+    scheduled = dict(result="scheduled", profile="default-scheduler")
+    assert grew("scheduler_scheduling_attempt_duration_seconds_count", **scheduled) >= 1
+    assert grew("scheduler_scheduling_attempt_duration_seconds_sum", **scheduled) > 0
+    assert grew("scheduler_scheduling_attempt_duration_seconds_bucket", le="+Inf", **scheduled) >= 1
+    for controller in ("endpoints-controller", "endpointslice-controller", "garbage-collector"):
+        assert grew("workqueue_work_duration_seconds_count", name=controller) >= 1, controller
+        assert ("workqueue_depth", (("name", controller),)) in after, controller
+
+
+def test_share_strings_makes_equal_objects_share_keys_and_values():
+    raw = json.dumps({"spec": {"containers": [{"name": "app", "imagePullPolicy": "IfNotPresent",
+                                                "command": ["sleep", "3600"]}], "dnsPolicy": "ClusterFirst"}})
+    first, second = json.loads(raw), json.loads(raw)
+    expected = json.loads(raw)
+    assert first["spec"]["dnsPolicy"] is not second["spec"]["dnsPolicy"]
+    share_strings(first)
+    share_strings(second)
+    assert first == second == expected
+    assert list(first["spec"]) == ["containers", "dnsPolicy"]   # order kept
+    assert first["spec"]["dnsPolicy"] is second["spec"]["dnsPolicy"]
+    key_of = {id(k) for k in first["spec"]["containers"][0]}
+    assert key_of == {id(k) for k in second["spec"]["containers"][0]}
+    assert first["spec"]["containers"][0]["command"][0] is second["spec"]["containers"][0]["command"][0]
+
+
+async def test_informer_caches_objects_with_shared_strings(api):
+    informer = Informer(api.pods)
+    task = asyncio.create_task(informer.run())
+    try:
+        for name in ("a", "b"):
+            await api.create(api.pods, "default", {"metadata": {"name": name},
+                                                   "spec": {"containers": [{"name": "c", "image": "x"}]}})
+
+        async def both_cached() -> bool:
+            return {"default/a", "default/b"} <= set(informer.cache)
+        await eventually(both_cached)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    a, b = informer.cache["default/a"], informer.cache["default/b"]
+    assert a["spec"]["dnsPolicy"] is b["spec"]["dnsPolicy"]
+    assert a["spec"]["containers"][0]["terminationMessagePath"] is b["spec"]["containers"][0]["terminationMessagePath"]
