@@ -102,10 +102,25 @@ def prepare_rotation(log_path: str, policy: RotationPolicy, now: datetime) -> st
     return target
 
 
+def logs_over_limit(log_paths: dict[str, str], policy: RotationPolicy) -> list[str]:
+    """Blocking: the ids of the containers whose log has grown past the size limit (one stat each)."""
+    over = []
+    for container_id, log_path in log_paths.items():
+        try:
+            if needs_rotation(os.stat(log_path).st_size, policy):
+                over.append(container_id)
+        except FileNotFoundError:
+            pass
+    return over
+
+
 class LogRotator:
     def __init__(self, runtime: CRIClient, node_name: str, policy: RotationPolicy,
                  period: float = ROTATION_PERIOD) -> None:
         self.runtime, self.node_name, self.policy, self.period = runtime, node_name, policy, period
+        # A container's log path never changes: one ContainerStatus per container, not one per round
+        # (at 110 pods that was 11 gRPC calls and thread hops a second).
+        self._log_paths: dict[str, str] = {}
 
     async def run(self) -> None:
         delay = self.period
@@ -125,28 +140,37 @@ class LogRotator:
         running = await self.runtime.list_containers(api_pb2.ContainerFilter(
             state=api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_RUNNING),
             label_selector={labels.NODE_NAME: self.node_name}))
-        rotated = 0
-        for container in running:
+        running_ids = {container.id for container in running}
+        for gone in set(self._log_paths) - running_ids:
+            del self._log_paths[gone]
+        for container_id in running_ids - set(self._log_paths):
             try:
-                rotated += await self._rotate(container.id)
+                self._log_paths[container_id] = await self._log_path(container_id)
+            except CRIError as error:
+                log.warning("log rotation failed container=%s error=%s", container_id[:13], error)
+        watched = {cid: path for cid, path in self._log_paths.items() if path}
+        rotated = 0
+        for container_id in await asyncio.to_thread(logs_over_limit, watched, self.policy):
+            try:
+                rotated += await self._rotate(container_id, watched[container_id])
             except (CRIError, OSError) as error:
-                log.warning("log rotation failed container=%s error=%s", container.id[:13], error)
+                log.warning("log rotation failed container=%s error=%s", container_id[:13], error)
         return rotated
 
-    async def _rotate(self, container_id: str) -> int:
+    async def _log_path(self, container_id: str) -> str:
         try:
-            status = (await self.runtime.container_status(container_id)).status
+            return (await self.runtime.container_status(container_id)).status.log_path
         except NotFound:
-            return 0
-        if not status.log_path or status.state != api_pb2.CONTAINER_RUNNING:
-            return 0
-        target = await asyncio.to_thread(prepare_rotation, status.log_path, self.policy, datetime.now(timezone.utc))
+            return ""
+
+    async def _rotate(self, container_id: str, log_path: str) -> int:
+        target = await asyncio.to_thread(prepare_rotation, log_path, self.policy, datetime.now(timezone.utc))
         if target is None:
             return 0
         try:
             await self.runtime.reopen_container_log(container_id)
         except CRIError:
-            await asyncio.to_thread(os.rename, target, status.log_path)
+            await asyncio.to_thread(os.rename, target, log_path)
             raise
         log.info("container log rotated container=%s log=%s", container_id[:13], target)
         return 1

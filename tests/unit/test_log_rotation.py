@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from agent.log_rotation import RotationPolicy, needs_rotation, plan_cleanup, prepare_rotation, rotated_name
+from agent.log_rotation import (LogRotator, RotationPolicy, logs_over_limit, needs_rotation, plan_cleanup,
+                                prepare_rotation, rotated_name)
+from cri.gen import api_pb2
 
 NOW = datetime(2026, 11, 26, 1, 2, 3, tzinfo=timezone.utc)
 
@@ -63,3 +65,32 @@ def test_agent_flags() -> None:
                 ["--node-server-port", "0"]):
         with pytest.raises(SystemExit):
             parse_args(["--node-ip", "10.0.0.1", *bad])
+
+
+class FakeRuntime:
+    """Two running containers; counts ContainerStatus calls and records reopened logs."""
+    def __init__(self, logs: dict[str, str]) -> None:
+        self.logs, self.status_calls, self.reopened = logs, 0, []
+
+    async def list_containers(self, _filter):
+        return [api_pb2.Container(id=cid) for cid in self.logs]
+
+    async def container_status(self, cid):
+        self.status_calls += 1
+        return api_pb2.ContainerStatusResponse(status=api_pb2.ContainerStatus(id=cid, log_path=self.logs[cid]))
+
+    async def reopen_container_log(self, cid):
+        self.reopened.append(cid)
+        open(self.logs[cid], "w").close()
+
+
+async def test_rotator_reads_each_log_path_once_and_rotates_only_big_logs(tmp_path) -> None:
+    small, big = tmp_path / "small.log", tmp_path / "big.log"
+    small.write_bytes(b"x" * 10)
+    big.write_bytes(b"x" * 500)
+    runtime = FakeRuntime({"a": str(small), "b": str(big)})
+    rotator = LogRotator(runtime, "node", RotationPolicy(max_size=100, max_files=3))
+    assert logs_over_limit(runtime.logs, rotator.policy) == ["b"]
+    assert await rotator.rotate_all() == 1 and runtime.reopened == ["b"]
+    assert await rotator.rotate_all() == 0
+    assert runtime.status_calls == 2          # once per container, not once per round
