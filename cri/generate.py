@@ -23,24 +23,26 @@ INIT_TEXT = '"""Generated from cri/proto/ by `python -m cri.generate`; do not ed
 _SIBLING_IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.MULTILINE)
 
 
-def proto_files() -> list[Path]:
-    return sorted(PROTO_DIR.glob("*.proto"))
-
-
 def well_known_include_dir() -> Path:
     """google/protobuf/*.proto (Any, Timestamp, Empty) as shipped by grpcio-tools."""
     return Path(str(importlib.resources.files("grpc_tools") / "_proto"))
 
 
 def generate(out_dir: Path = GEN_DIR) -> list[Path]:
-    """Write the stubs into out_dir and return the files written."""
+    """Write the CRI and containerd stubs into out_dir and return the files written."""
+    return generate_stubs(PROTO_DIR, out_dir, GEN_PACKAGE, INIT_TEXT)
+
+
+def generate_stubs(proto_dir: Path, out_dir: Path, package: str, init_text: str) -> list[Path]:
+    """Compile every .proto in proto_dir into out_dir as the package `package` (message, .pyi and gRPC
+    modules, sibling imports made package-relative); returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*_pb2*.py*"):
         stale.unlink()
-    sources = proto_files()
+    sources = sorted(proto_dir.glob("*.proto"))
     args = [
         "grpc_tools.protoc",
-        f"--proto_path={PROTO_DIR}",
+        f"--proto_path={proto_dir}",
         f"--proto_path={well_known_include_dir()}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
@@ -51,14 +53,14 @@ def generate(out_dir: Path = GEN_DIR) -> list[Path]:
         raise RuntimeError(f"protoc failed for {', '.join(p.name for p in sources)}")
     local_modules = {f"{path.stem}_pb2" for path in sources}
     written = [out_dir / "__init__.py"]
-    written[0].write_text(INIT_TEXT)
+    written[0].write_text(init_text)
     for path in sorted(out_dir.glob("*_pb2*.py*")):
         text = path.read_text()
         if path.name.endswith("_pb2_grpc.py") and "Stub" not in text:
             path.unlink()  # protoc writes an empty module for protos without a service
             continue
         fixed = _SIBLING_IMPORT.sub(
-            lambda m: (f"from {GEN_PACKAGE} import {m.group(1)} as {m.group(2)}"
+            lambda m: (f"from {package} import {m.group(1)} as {m.group(2)}"
                        if m.group(1) in local_modules else m.group(0)),
             text,
         )
