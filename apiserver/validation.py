@@ -1,6 +1,7 @@
 """Validation helpers shared by the kinds: names, labels, object metadata (messages as upstream)."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Callable
 
@@ -166,3 +167,12 @@ def validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> list[Field
         if new_meta.get(field) != old_meta.get(field):
             errors.append(invalid(f"metadata.{field}", new_meta.get(field), "field is immutable"))
     return errors
+
+
+def is_ip(value: Any) -> bool:
+    """An IPv4 or IPv6 address in its text form."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

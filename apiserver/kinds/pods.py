@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +10,7 @@ from apiserver import printers
 from apiserver.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from apiserver.kinds.base import Obj, ResourceInfo, Strategy, canonicalize_quantities
 from apiserver.tables import TableSpec
-from apiserver.validation import dns1123_label, dns1123_subdomain
+from apiserver.validation import dns1123_label, dns1123_subdomain, is_ip
 from shipmate.quantity import QuantityError, parse_quantity
 
 POD_INFO = ResourceInfo("", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
@@ -261,10 +260,10 @@ class PodStrategy(Strategy):
         for key in ("podIPs", "hostIPs"):
             for index, entry in enumerate(status.get(key) or []):
                 address = entry.get("ip") if isinstance(entry, dict) else entry
-                if not _is_ip(address):
+                if not is_ip(address):
                     errors.append(invalid(f"status.{key}[{index}].ip", address, "must be a valid IP address"))
         for key in ("podIP", "hostIP"):
-            if status.get(key) and not _is_ip(status[key]):
+            if status.get(key) and not is_ip(status[key]):
                 errors.append(invalid(f"status.{key}", status[key], "must be a valid IP address"))
         return errors
 
@@ -296,12 +295,6 @@ class PodStrategy(Strategy):
         return printers.spec_for(printers.POD_COLUMNS, printers.pod_row, now)
 
 
-def _is_ip(value: Any) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _mutable_view(new_spec: Obj, old_spec: Obj) -> Obj:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,7 @@ from apiserver.errors import FieldError, GoLiteral, duplicate, forbidden, invali
 from apiserver.kinds.base import Obj, ResourceInfo, Strategy
 from apiserver.service_allocation import AlreadyAllocated, OutOfRange, RangeFull, ServiceAllocator
 from apiserver.tables import TableSpec
-from apiserver.validation import dns1123_label, dns1123_subdomain, validate_labels
+from apiserver.validation import dns1123_label, dns1123_subdomain, is_ip, validate_labels
 
 SERVICE_INFO = ResourceInfo("", "v1", "Service", "services", "service", True, short_names=("svc",),
                             categories=("all",), subresources=("status",))
@@ -153,18 +152,12 @@ def validate_service_spec(spec: Any) -> list[FieldError]:
         if family not in ("IPv4", "IPv6"):
             problems.append(not_supported(f"spec.ipFamilies[{index}]", family, ["IPv4", "IPv6"]))
     for index, address in enumerate(spec.get("externalIPs") or []):
-        if not _is_ip(address):
+        if not is_ip(address):
             problems.append(invalid(f"spec.externalIPs[{index}]", address,
                                     "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
     return problems
 
 
-def _is_ip(value: Any) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _validate_cluster_ips(spec: Obj, spec_type: str) -> list[FieldError]:
@@ -192,7 +185,7 @@ def _validate_cluster_ips(spec: Obj, spec_type: str) -> list[FieldError]:
             if index > 0 or len(cluster_ips) > 1:
                 problems.append(invalid(f"spec.clusterIPs[{index}]", address,
                                         "must be empty when the first value is 'None'"))
-        elif not _is_ip(address):
+        elif not is_ip(address):
             problems.append(invalid(f"spec.clusterIPs[{index}]", address,
                                     "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
     if is_headless(spec) and spec_type in NODE_PORT_TYPES:
@@ -308,7 +301,7 @@ class ServiceStrategy(Strategy):
             problems.append(forbidden("status.loadBalancer.ingress",
                                       "may only be used when `spec.type` is 'LoadBalancer'"))
         for index, entry in enumerate(ingress):
-            if isinstance(entry, dict) and entry.get("ip") and not _is_ip(entry["ip"]):
+            if isinstance(entry, dict) and entry.get("ip") and not is_ip(entry["ip"]):
                 problems.append(invalid(f"status.loadBalancer.ingress[{index}].ip", entry["ip"],
                                         "must be a valid IP address"))
         return problems
