@@ -8,7 +8,6 @@ connection on a second thread, so SQLite never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import logging
 import os
@@ -17,8 +16,9 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+from apiserver.storage.history import WatchHistory
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, QueueWatch,
-                                         RevisionCompacted, RevisionMismatch, Storage, StorageEvent)
+                                         RevisionMismatch, Storage, StorageEvent)
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,7 @@ def _prefix_end(prefix: str) -> str:
 class SQLiteStorage(Storage):
     def __init__(self, path: str, history_size: int = 10000):
         self._path = path
-        self._history: collections.deque[StorageEvent] = collections.deque()
-        self._history_size = history_size
-        self._watchers: set[QueueWatch] = set()
-        self._published_revision = 0
-        self._compacted_revision = 0
+        self._history = WatchHistory(history_size)
         self._writes: queue.Queue[_Write | None] = queue.Queue()
         self._writer_thread: threading.Thread | None = None
         self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
@@ -76,11 +72,11 @@ class SQLiteStorage(Storage):
         write_conn = await asyncio.to_thread(self._open_writer)
         self._read_conn = await self._loop.run_in_executor(self._reader, _connect, self._path)
         revision = write_conn.execute("SELECT value FROM meta WHERE name='revision'").fetchone()
-        self._published_revision = self._compacted_revision = revision[0] if revision else 0
-        self._writer_thread = threading.Thread(target=self._writer_main, args=(write_conn, self._published_revision),
+        self._history.reset(revision[0] if revision else 0)
+        self._writer_thread = threading.Thread(target=self._writer_main, args=(write_conn, self._history.revision),
                                                name="sqlite-write", daemon=True)
         self._writer_thread.start()
-        log.info("storage opened path=%s revision=%d", self._path, self._published_revision)
+        log.info("storage opened path=%s revision=%d", self._path, self._history.revision)
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = _connect(self._path)
@@ -92,8 +88,7 @@ class SQLiteStorage(Storage):
             self._writes.put(None)
             await asyncio.to_thread(self._writer_thread.join)
             self._writer_thread = None
-        for watcher in list(self._watchers):
-            watcher.stop()
+        self._history.close_watchers()
         if self._read_conn:
             await asyncio.get_running_loop().run_in_executor(self._reader, self._read_conn.close)
             self._read_conn = None
@@ -125,7 +120,7 @@ class SQLiteStorage(Storage):
 
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         items, revision = await self._read(self._list_sync, prefix)
-        return items, max(revision, self._published_revision)
+        return items, max(revision, self._history.revision)
 
     # writes ----------------------------------------------------------------------------------
     def _submit(self, op: str, key: str, value: bytes | None, expected: int | None) -> asyncio.Future:
@@ -221,7 +216,7 @@ class SQLiteStorage(Storage):
 
     def _complete(self, outcomes: list[tuple[_Write, object]], events: list[StorageEvent]) -> None:
         for event in events:
-            self._publish(event)
+            self._history.publish(event)
         for write, outcome in outcomes:
             if write.future.done():
                 continue
@@ -231,27 +226,13 @@ class SQLiteStorage(Storage):
                 write.future.set_result(outcome)
 
     # watch -----------------------------------------------------------------------------------
-    def _publish(self, event: StorageEvent) -> None:
-        self._history.append(event)
-        if len(self._history) > self._history_size:
-            self._compacted_revision = self._history.popleft().revision
-        self._published_revision = event.revision
-        for watcher in list(self._watchers):
-            watcher.offer(event)
-
     def watch(self, prefix: str, from_revision: int) -> QueueWatch:
-        if from_revision < self._compacted_revision:
-            raise RevisionCompacted(from_revision, self._compacted_revision)
-        watcher = QueueWatch(prefix, from_revision, self._watchers.discard)
-        for event in self._history:
-            watcher.offer(event)
-        self._watchers.add(watcher)
-        return watcher
+        return self._history.watch(prefix, from_revision)
 
     @property
     def revision(self) -> int:
-        return self._published_revision
+        return self._history.revision
 
     @property
     def compacted_revision(self) -> int:
-        return self._compacted_revision
+        return self._history.compacted_revision
