@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 
 
 from agent.node_pressure import DEFAULT_EVICTION_HARD, parse_eviction_hard
+from shipmate import bootstrap_token
 from shipmate.hostnet import default_route_address
+from shipmate.kubeclient import parse_servers
 from shipmate.quantity import QuantityError, parse_quantity
 
-DEFAULT_SERVER = "http://127.0.0.1:6443"
+DEFAULT_SERVER = "https://127.0.0.1:6443"
 DEFAULT_RUNTIME_ENDPOINT = "unix:///run/containerd/containerd.sock"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -55,6 +57,10 @@ class AgentConfig:
     runtime_request_timeout: float = 120.0
     # periodic pod resync (kubelet's --sync-frequency; docs/benchmarks.md "Footprint")
     sync_frequency: float = 60.0
+    # joining the cluster (docs/design.md "Security: agent join and certificate rotation")
+    token: str | None = None
+    ca_cert_hash: str | None = None
+    ca_file: str | None = None
 
 
 def node_name_or_default(flag: str | None) -> str:
@@ -94,7 +100,14 @@ def _byte_size(value: str) -> int:
 
 def parse_args(argv: list[str]) -> AgentConfig:
     parser = argparse.ArgumentParser(prog="shipmate agent", description="the shipmate node agent")
-    parser.add_argument("--server", default=None, help=f"API server URL (default {DEFAULT_SERVER}; overrides the kubeconfig's)")
+    parser.add_argument("--server", default=None,
+                        help=f"API server URL, or several comma-separated for failover (default {DEFAULT_SERVER}; "
+                             "overrides the kubeconfig's)")
+    parser.add_argument("--token", default=None, help="bootstrap token <id>.<secret> to join the cluster with "
+                        "(not needed once <root-dir>/kubelet.kubeconfig holds a valid certificate)")
+    parser.add_argument("--ca-cert-hash", default=None, metavar="sha256:HEX",
+                        help="pin the cluster CA served at /cacerts to this SubjectPublicKeyInfo hash (kubeadm's)")
+    parser.add_argument("--ca-file", default=None, help="the cluster CA certificate (PEM) to trust")
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig with the server and credentials")
     parser.add_argument("--node-name", default=None, help="node name (default: the hostname)")
     parser.add_argument("--node-ip", default=None, help="node InternalIP (default: the default route's address)")
@@ -175,6 +188,17 @@ def parse_args(argv: list[str]) -> AgentConfig:
     if args.container_log_max_files < 2:
         parser.error("--container-log-max-files must be at least 2")
     server = args.server or (None if args.kubeconfig else DEFAULT_SERVER)
+    if server:
+        try:
+            parse_servers(server)
+        except ValueError as error:
+            parser.error(f"--server: {error}")
+    if args.token is not None and bootstrap_token.parse(args.token) is None:
+        parser.error("--token must look like abcdef.0123456789abcdef (a bootstrap token)")
+    if args.ca_cert_hash is not None and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", args.ca_cert_hash):
+        parser.error("--ca-cert-hash must be sha256:<64 hex digits>")
+    if args.token and args.kubeconfig:
+        parser.error("--token joins and writes <root-dir>/kubelet.kubeconfig; it cannot be used with --kubeconfig")
     return AgentConfig(server=server, kubeconfig=args.kubeconfig, node_name=node_name, node_ip=node_ip,
                        container_runtime_endpoint=args.container_runtime_endpoint, root_dir=args.root_dir,
                        cni_bin_dir=args.cni_bin_dir, cni_conf_dir=args.cni_conf_dir, cni_socket=args.cni_socket,
@@ -189,4 +213,5 @@ def parse_args(argv: list[str]) -> AgentConfig:
                        minimum_image_ttl_duration=args.minimum_image_ttl_duration, eviction_hard=eviction_hard,
                        node_server_port=args.node_server_port, container_log_max_size=args.container_log_max_size,
                        container_log_max_files=args.container_log_max_files,
-                       runtime_request_timeout=args.runtime_request_timeout, sync_frequency=args.sync_frequency)
+                       runtime_request_timeout=args.runtime_request_timeout, sync_frequency=args.sync_frequency,
+                       token=args.token, ca_cert_hash=args.ca_cert_hash, ca_file=args.ca_file)

@@ -15,6 +15,8 @@ from cri.errors import CRIError
 from netns.install import install_cni
 from netns.service import CNIService
 
+from agent.bootstrap import CredentialPaths, load_credentials
+from agent.cert_rotation import CertificateRotator
 from agent.config import AgentConfig
 from agent.dns import parse_resolv_conf
 from agent.events import EventRecorder
@@ -37,7 +39,7 @@ from agent.prober import ProbeManager
 from agent.runtime_manager import RuntimeManager, read_host_file
 from agent.static_pods import Change, StaticPodSource, full_name, is_mirror
 from agent.status_manager import StatusManager
-from shipmate.kubeclient import NODES, PODS, Informer, KubeClient, config_from_flags
+from shipmate.kubeclient import NODES, PODS, Informer, KubeClient
 from shipmate.sd_notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,9 @@ class Agent:
     # ------------------------------------------------------------------ startup
     async def run(self) -> int:
         cfg = self.config
+        credentials = await load_credentials(cfg)     # joins the cluster first when needed
         async with CRIClient(cfg.container_runtime_endpoint, timeout=cfg.runtime_request_timeout) as runtime, \
-                KubeClient(config_from_flags(cfg.server, cfg.kubeconfig), user_agent="shipmate-agent") as client:
+                KubeClient(credentials.kubeconfig, user_agent="shipmate-agent") as client:
             self.runtime, self.client = runtime, client
             await asyncio.to_thread(os.makedirs, cfg.root_dir, 0o755, True)
             version = await self._wait_for_runtime()
@@ -107,7 +110,8 @@ class Agent:
             self.metrics = NodeMetrics()
             self.metrics.track_queue_depth(self.workers.queue_depth)
             self.node_server = NodeServer(runtime, self._pod_by_name, NodeServerConfig(
-                cfg.node_server_port, os.path.join(cfg.root_dir, "pki"), cfg.node_name, [cfg.node_ip]), self.metrics)
+                cfg.node_server_port, os.path.join(cfg.root_dir, "pki"), cfg.node_name, credentials.ca_file,
+                [cfg.node_ip]), self.metrics)
             self.log_rotator = LogRotator(runtime, cfg.node_name,
                                           RotationPolicy(cfg.container_log_max_size, cfg.container_log_max_files))
 
@@ -129,6 +133,9 @@ class Agent:
                      asyncio.create_task(self._main_loop(), name="main-loop")]
             tasks += [asyncio.create_task(self.node_server.run(), name="node-server"),
                       asyncio.create_task(self.log_rotator.run(), name="log-rotation")]
+            if credentials.rotate:
+                rotator = CertificateRotator(client, CredentialPaths(cfg.root_dir), cfg.node_name)
+                tasks.append(asyncio.create_task(rotator.run(), name="certificate-rotation"))
             try:
                 node = await self.node_manager.register()
                 pod_cidr = node["spec"]["podCIDR"]

@@ -16,6 +16,7 @@ def _configure_logging(level: int) -> None:
 
 
 async def _run(config: AgentConfig) -> int:
+    from agent.bootstrap import BootstrapError
     from agent.kubelet import Agent
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -23,6 +24,9 @@ async def _run(config: AgentConfig) -> int:
         loop.add_signal_handler(signum, task.cancel)
     try:
         return await Agent(config).run()
+    except BootstrapError as error:
+        logging.getLogger("agent").error("cannot get credentials node=%s: %s", config.node_name, error)
+        return 1
     except asyncio.CancelledError:
         logging.getLogger("agent").info("agent stopping on signal node=%s", config.node_name)
         return 0

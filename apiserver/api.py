@@ -9,22 +9,28 @@ import contextlib
 import copy
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from apiserver import errors
-from apiserver.ipam import CIDRAllocator, CIDRExhausted
+from apiserver.auth import node_restriction
+from apiserver.informer import Informer, StorageCache
+from apiserver.claims import ClaimConflict
+from apiserver.ipam import CIDRAllocator, CIDRExhausted, SharedCIDRAllocator
 from apiserver.kinds import all_strategies
 from apiserver.kinds.base import Obj, ResourceInfo
+from apiserver.kinds.certificates import CSRApprovalStrategy
+from apiserver.certificates.admission import admit_approval
 from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
 from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, generated_name, utc_now
 from apiserver.node_lifecycle import with_default_tolerations
 from apiserver.quota_controller import QuotaAdmission
-from apiserver.service_allocation import ServiceAllocator
+from apiserver.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
@@ -41,16 +47,26 @@ class API:
             for s in all_strategies(self.service_allocator)}
         self.cidrs = CIDRAllocator(cluster_cidr, node_cidr_mask_size)
         self._cidr_lock = asyncio.Lock()
+        # podCIDRs claimed in the shared store: unique across every server on one etcd (ipam.py)
+        self.shared_cidrs = SharedCIDRAllocator(self.cidrs, storage, lambda name: self.nodes.key("", name),
+                                                self._stored_pod_cidrs)
         self.namespaces = self.registry("", "namespaces")
+        self.namespace_cache = StorageCache(self.namespaces)  # NamespaceLifecycle admission reads it
         self.nodes = self.registry("", "nodes")
         self.pods = self.registry("", "pods")
         self.events = self.registry("", "events")
         self.services = self.registry("", "services")
+        self.services.storage = ClaimingStorage(storage, self.services.key)  # ClusterIPs/NodePorts claimed shared
         self.endpoints = self.registry("", "endpoints")
         self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")
         self._service_writes: dict[str, int] = {}  # "<ns>/<name>" -> writes in flight
         self.quota = QuotaAdmission(self)           # ResourceQuota admission (quota_controller.py)
         self.default_toleration_seconds = 300       # DefaultTolerationSeconds admission (--pod-eviction-timeout)
+        self.pki = None                              # apiserver.pki_bootstrap.ServerPKI, set by `shipmate server`
+        self.authorizer = None                       # UnionAuthorizer(Node, RBAC): auth.middleware.install
+        # CSR approval subresource: same objects, the approval strategy (only conditions change)
+        self.csr_approvals = Registry(CSRApprovalStrategy(), storage, clock)
+        self.extra_resources: list[ResourceInfo] = []  # kinds served by routes of their own (reviews): discovery
 
     def registry(self, group: str, plural: str) -> Registry:
         try:
@@ -59,7 +75,7 @@ class API:
             raise errors.not_found(group, plural, "") from None
 
     def resources(self) -> list[ResourceInfo]:
-        return [r.info for r in self.registries.values()]
+        return [r.info for r in self.registries.values()] + self.extra_resources
 
     async def start(self) -> None:
         """Create the default namespaces and rebuild the podCIDR allocator from stored Nodes."""
@@ -85,12 +101,16 @@ class API:
 
     # create ----------------------------------------------------------------------------------
     async def _check_namespace(self, registry: Registry, namespace: str) -> None:
+        """NamespaceLifecycle admission, from a watched cache as upstream's informer; a namespace the cache has
+        not seen (created through another server a moment ago, or absent) is read from storage."""
         if not registry.info.namespaced:
             return
-        try:
-            ns = await self.namespaces.get("", namespace)
-        except errors.APIError:
-            raise errors.not_found("", "namespaces", namespace) from None
+        ns = await self.namespace_cache.get("", namespace)
+        if ns is None:
+            try:
+                ns = await self.namespaces.get("", namespace)
+            except errors.APIError:
+                raise errors.not_found("", "namespaces", namespace) from None
         if ns["metadata"].get("deletionTimestamp"):
             raise errors.forbidden_error(registry.info.group, registry.info.plural, "",
                                          f"unable to create new content in namespace {namespace} because it is "
@@ -98,6 +118,7 @@ class API:
 
     async def create(self, registry: Registry, namespace: str, body: Any, dry_run: bool = False) -> Obj:
         await self._check_namespace(registry, namespace)
+        await node_restriction.admit_create(self, registry, namespace, body)  # a node creates only its own objects
         if registry is self.pods:
             body = with_default_tolerations(body, self.default_toleration_seconds)
         return await self.quota.admit_create(registry, namespace, body, dry_run, self._create_admitted)
@@ -110,8 +131,9 @@ class API:
             if not meta.get("name") and meta.get("generateName"):
                 # Name it now: its claims are tracked under its name from the start.
                 body = {**body, "metadata": {**meta, "name": generated_name(meta["generateName"])}}
-            async with self._service_write(namespace, body["metadata"].get("name") or ""):
-                return await registry.create(namespace, body, dry_run)
+            name = body["metadata"].get("name") or ""
+            async with self._service_write(namespace, name):
+                return await self._claiming(namespace, name, lambda: registry.create(namespace, body, dry_run))
         return await registry.create(namespace, body, dry_run)
 
     @contextlib.asynccontextmanager
@@ -129,6 +151,44 @@ class API:
                 kv = await self.storage.get(self.services.key(namespace, name)) if name else None
                 self.service_allocator.sync(owner, self.services.decode(kv) if kv else None)
 
+    async def _claiming(self, namespace: str, name: str, write: Callable[[], Awaitable[_T]]) -> _T:
+        """A Service write whose value another server claimed first (service_allocation.ClaimingStorage): the
+        value is noted as taken and the write retried, so a dynamic pick moves on and a requested value
+        fails admission as upstream's "provided IP is already allocated"."""
+        owner = f"{namespace}/{name}"
+        relearned_when_full = False
+        for _ in range(8):
+            try:
+                return await write()
+            except ClaimConflict as conflict:
+                if conflict.holder == owner:  # a concurrent write of a same-named Service (another uid)
+                    raise errors.conflict("", "services", name, errors.STALE_OBJECT) from None
+                log.info("service allocation taken by another server service=%s %s", owner, conflict)
+                self.service_allocator.note_taken(conflict.kind, conflict.value, conflict.holder, owner)
+                await self._relearn_service_allocations()
+            except errors.APIError as exc:
+                # "range is full" may come from a stale view (values freed on another server): look again once.
+                if exc.code != 422 or relearned_when_full or not self.service_allocator.exhausted():
+                    raise
+                relearned_when_full = True
+                await self._relearn_service_allocations()
+        raise errors.conflict("", "services", name, "allocations kept changing under concurrent writers; try again")
+
+    async def _relearn_service_allocations(self) -> None:
+        """The in-memory ClusterIP/NodePort view set to the store's: stored Services and every claim."""
+        services, _ = await self.services.list()
+        claims = await self.services.storage.claimed()
+        self.service_allocator.relearn(services, claims, lambda owner: owner in self._service_writes)
+
+    async def follow_service_allocations(self) -> None:
+        """Every server: keep the in-memory ClusterIP/NodePort view current with other servers' Services."""
+        await follow_services(Informer(self.services), self.service_allocator,
+                              lambda owner: owner in self._service_writes)
+
+    async def _stored_pod_cidrs(self) -> list[str]:
+        nodes, _ = await self.nodes.list()
+        return [cidr for node in nodes for cidr in (node.get("spec") or {}).get("podCIDRs") or []]
+
     async def _create_node(self, body: Any, dry_run: bool) -> Obj:
         if not isinstance(body, dict):
             return await self.nodes.create("", body, dry_run)
@@ -136,8 +196,9 @@ class API:
         if spec.get("podCIDR") or spec.get("podCIDRs") or dry_run:
             return await self.nodes.create("", body, dry_run)
         async with self._cidr_lock:
+            node_name = str((body.get("metadata") or {}).get("name") or "")
             try:
-                cidr = self.cidrs.allocate()
+                cidr = await self.shared_cidrs.allocate(node_name)
             except CIDRExhausted as exc:
                 log.error("podCIDR allocation failed node=%s error=%s", (body.get("metadata") or {}).get("name"), exc)
                 return await self.nodes.create("", body, dry_run)
@@ -146,7 +207,7 @@ class API:
             try:
                 node = await self.nodes.create("", body, dry_run)
             except BaseException:
-                self.cidrs.release(cidr)
+                await asyncio.shield(self.shared_cidrs.release(cidr, node_name))
                 raise
         log.info("assigned podCIDR node=%s cidr=%s", node["metadata"]["name"], cidr)
         return node
@@ -156,17 +217,25 @@ class API:
                      dry_run: bool = False) -> tuple[Obj, bool]:
         if subresource == "finalize" and registry is self.namespaces:
             return await self.finalize_namespace(name, body, dry_run), False
+        if subresource == "approval":
+            await admit_approval(self, name)  # 403 unless the user may approve for the CSR's signer
+            registry = self.csr_approvals
         if registry is self.services:
             async with self._service_write(namespace, name):
-                return await registry.update(namespace, name, body, subresource, dry_run)
+                return await self._claiming(namespace, name,
+                                            lambda: registry.update(namespace, name, body, subresource, dry_run))
         obj, created = await registry.update(namespace, name, body, subresource, dry_run)
         return obj, created
 
     async def patch(self, registry: Registry, namespace: str, name: str, patch_type: str, patch: Any,
                     subresource: str = "", dry_run: bool = False) -> Obj:
+        if subresource == "approval":
+            await admit_approval(self, name)
+            registry = self.csr_approvals
         if registry is self.services:
             async with self._service_write(namespace, name):
-                return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run)
+                return await self._claiming(namespace, name, lambda: registry.patch(
+                    namespace, name, patch_type, patch, subresource, dry_run))
         return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run)
 
     async def finalize_namespace(self, name: str, body: Any, dry_run: bool = False) -> Obj:
@@ -187,7 +256,7 @@ class API:
         result = await registry.delete(namespace, name, options)
         if registry is self.nodes and result.removed and not options.dry_run:
             for cidr in (result.object.get("spec") or {}).get("podCIDRs") or []:
-                self.cidrs.release(cidr)
+                await self.shared_cidrs.release(cidr, name)
         return result
 
     # binding ---------------------------------------------------------------------------------

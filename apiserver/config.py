@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 
 from apiserver.service_allocation import parse_port_range
@@ -19,6 +20,19 @@ def _duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
     return seconds
+
+
+_DNS_LABEL = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$")
+
+
+def _valid_san(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    labels = value.lower().split(".")
+    return len(value) <= 253 and all(_DNS_LABEL.match(label) for label in labels) and "*" not in labels[1:]
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,9 @@ class ServerConfig:
     datastore_keyfile: str = ""
     snapshot_path: str = ""  # --snapshot: write a copy of the SQLite store and exit
     restore_path: str = ""  # --restore: replace the SQLite store with a snapshot and exit
+    tls_sans: tuple[str, ...] = ()  # --tls-san: more DNS names / IPs for the serving certificate
+    token_auth_file: str = ""  # --token-auth-file: static bearer tokens (upstream CSV)
+    cluster_signing_duration: float = 8760 * 3600.0  # longest certificate the CSR signer issues
 
     @property
     def database_path(self) -> str:
@@ -74,6 +91,9 @@ def parse_args(argv: list[str]) -> ServerConfig:
     parser.add_argument("--pod-eviction-timeout", type=_duration, default="5m0s",
                         help="how long pods stay on a not-ready/unreachable node (their default "
                              "NoExecute tolerationSeconds) before they are evicted")
+    parser.add_argument("--cluster-signing-duration", type=_duration, default="8760h0m0s",
+                        help="the longest validity of certificates the CSR signer issues (a request's "
+                             "spec.expirationSeconds may ask for less)")
     parser.add_argument("--datastore-endpoint", default="",
                         help="etcd v3 cluster: etcd://h1:2379,h2:2379 (or https://h1:2379,https://h2:2379); "
                              "default: embedded SQLite in --data-dir")
@@ -84,7 +104,18 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         help="write a consistent copy of the SQLite store to FILE and exit (safe while serving)")
     parser.add_argument("--restore", default="", metavar="FILE",
                         help="replace the SQLite store with the snapshot FILE and exit (server must be stopped)")
+    parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
+                        help="another DNS name or IP address the serving certificate is valid for "
+                             "(repeatable, or a comma-separated list)")
+    parser.add_argument("--token-auth-file", default="", metavar="FILE",
+                        help='static bearer tokens, one per line: token,user,uid[,"group1,group2"]')
     args = parser.parse_args(argv)
+    if args.token_auth_file:
+        from apiserver.auth.authentication import load_token_file
+        try:
+            load_token_file(args.token_auth_file)
+        except ValueError as exc:
+            parser.error(f"--token-auth-file: {exc}")
     if args.datastore_endpoint or args.datastore_cafile or args.datastore_certfile or args.datastore_keyfile:
         from apiserver.storage.etcd import parse_etcd_endpoint
         if not args.datastore_endpoint:
@@ -119,6 +150,11 @@ def parse_args(argv: list[str]) -> ServerConfig:
         parser.error("--port must be between 1 and 65535")
     if args.watch_history_size < 1:
         parser.error("--watch-history-size must be at least 1")
+    tls_sans = tuple(dict.fromkeys(value.strip() for values in args.tls_san for value in values.split(",")
+                                   if value.strip()))
+    for san in tls_sans:
+        if not _valid_san(san):
+            parser.error(f"--tls-san: {san!r} is neither an IP address nor a DNS name")
     cluster_prefix = ipaddress.ip_network(args.cluster_cidr).prefixlen
     if not cluster_prefix <= args.node_cidr_mask_size <= 30:
         parser.error(f"--node-cidr-mask-size must be between {cluster_prefix} and 30")
@@ -128,4 +164,5 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         args.pod_eviction_timeout, datastore_endpoint=args.datastore_endpoint,
                         datastore_cafile=args.datastore_cafile, datastore_certfile=args.datastore_certfile,
                         datastore_keyfile=args.datastore_keyfile, snapshot_path=args.snapshot,
-                        restore_path=args.restore)
+                        restore_path=args.restore, tls_sans=tls_sans, token_auth_file=args.token_auth_file,
+                        cluster_signing_duration=args.cluster_signing_duration)

@@ -87,6 +87,11 @@ ENDPOINT_PORT = _leaves("name", "port", "protocol", "appProtocol")
 ENDPOINT_ADDRESS: Shape = {**_leaves("ip", "hostname", "nodeName"), "targetRef": OBJECT_REFERENCE}
 
 
+POLICY_RULE = _leaves("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs")
+RBAC_SUBJECT = _leaves("kind", "apiGroup", "name", "namespace")
+ROLE_REF = _leaves("apiGroup", "kind", "name")
+
+
 def _kind(**fields: Shape | None) -> Shape:
     return {"apiVersion": None, "kind": None, "metadata": OBJECT_META, **fields}
 
@@ -112,6 +117,12 @@ KINDS: dict[str, Shape] = {
                    **_leaves("reason", "message", "firstTimestamp", "lastTimestamp", "count", "type", "eventTime",
                              "series", "action", "reportingComponent", "reportingInstance")),
     **{kind: _kind(spec=spec, status=None) for kind, spec in WORKLOAD_SPEC.items()},
+    "Role": _kind(rules=POLICY_RULE),
+    "ClusterRole": _kind(rules=POLICY_RULE, aggregationRule=_leaves("clusterRoleSelectors")),
+    "RoleBinding": _kind(subjects=RBAC_SUBJECT, roleRef=ROLE_REF),
+    "ClusterRoleBinding": _kind(subjects=RBAC_SUBJECT, roleRef=ROLE_REF),
+    "CertificateSigningRequest": _kind(spec=_leaves("request", "signerName", "expirationSeconds", "usages",
+                                                    "username", "uid", "groups", "extra"), status=None),
 }
 
 

@@ -8,10 +8,11 @@ from typing import Awaitable, Callable
 
 from apiserver.kinds.base import Obj
 from apiserver.registry import Registry, WatchEvent
-from apiserver.storage.interface import RevisionCompacted, WatchClosed
+from apiserver.storage.interface import EventType, RevisionCompacted, StorageEvent, Watch, WatchClosed
 from shipmate.selectors import FieldSelector, LabelSelector
 
 log = logging.getLogger(__name__)
+_intern = sys.intern
 
 Handler = Callable[[str, Obj], Awaitable[None] | None]
 
@@ -24,21 +25,24 @@ def object_key(obj: Obj) -> str:
 def share_strings(value: object) -> None:
     """Replace, in place, every key and string of a decoded object by its interned equal: each decode makes
     its own copies of "terminationMessagePath", "f:spec", "IfNotPresent", … — about half of a cached pod's
-    memory. Equal values, so invisible to every holder of the object (informer objects are never mutated)."""
-    if isinstance(value, dict):
+    memory. Equal values, so invisible to every holder of the object (informer objects are never mutated).
+    Runs on every event of every informer: scalars other than strings are not descended into."""
+    if type(value) is dict:
         items = list(value.items())
         value.clear()  # re-added in order: assigning to an existing key would keep the dict's own key copy
         for key, item in items:
-            if type(item) is str:
-                item = sys.intern(item)
-            else:
+            kind = type(item)
+            if kind is str:
+                item = _intern(item)
+            elif kind is dict or kind is list:
                 share_strings(item)
-            value[sys.intern(key)] = item
-    elif isinstance(value, list):
+            value[_intern(key)] = item
+    elif type(value) is list:
         for index, item in enumerate(value):
-            if type(item) is str:
-                value[index] = sys.intern(item)
-            else:
+            kind = type(item)
+            if kind is str:
+                value[index] = _intern(item)
+            elif kind is dict or kind is list:
                 share_strings(item)
 
 
@@ -129,3 +133,73 @@ class SharedInformers:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class StorageCache:
+    """A registry's objects by namespace and name for admission checks, current without a task of its own:
+    each read first applies the events its storage watch queued since the previous read (or relists when
+    that watch closed). A backend queues a write's event before it acknowledges the write (SQLite), or when
+    its watch stream delivers it (etcd), so on SQLite a read sees every write this server acknowledged, and
+    on etcd it trails the watch stream as upstream's informer-fed admission plugins do. Objects are shared:
+    callers must not mutate them."""
+
+    _RELIST_ATTEMPTS = 3
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self._objects: dict[str, dict[str, Obj]] = {}  # namespace ("" when cluster-scoped) -> name -> object
+        self._watch: Watch | None = None
+        self._relisting = asyncio.Lock()
+
+    async def get(self, namespace: str, name: str) -> Obj | None:
+        await self._catch_up()
+        return self._objects.get(namespace, {}).get(name)
+
+    async def items(self, namespace: str) -> list[Obj]:
+        await self._catch_up()
+        return list(self._objects.get(namespace, {}).values())
+
+    async def _catch_up(self) -> None:
+        while True:
+            if self._watch is None:
+                await self._relist()
+            try:
+                while (event := self._watch.poll()) is not None:
+                    self._apply(event)
+                return
+            except WatchClosed:  # storage closed, history reset, or the watch fell behind
+                self._watch = None
+
+    async def _relist(self) -> None:
+        async with self._relisting:
+            if self._watch is not None:
+                return
+            prefix = self.registry.prefix()
+            for attempt in range(self._RELIST_ATTEMPTS):
+                kvs, revision = await self.registry.storage.list(prefix)
+                try:
+                    watch = self.registry.storage.watch(prefix, revision)
+                    break
+                except RevisionCompacted:
+                    if attempt + 1 == self._RELIST_ATTEMPTS:
+                        raise
+            self._objects = {}
+            for kv in kvs:
+                namespace, name = self._names(kv.key)
+                self._objects.setdefault(namespace, {})[name] = self.registry.decode(kv)
+            self._watch = watch
+
+    def _names(self, key: str) -> tuple[str, str]:
+        rest = key[len(self.registry.prefix()):]
+        namespace, _, name = rest.rpartition("/")
+        return namespace, name
+
+    def _apply(self, event: StorageEvent) -> None:
+        namespace, name = self._names(event.kv.key)
+        if event.type == EventType.DELETE:
+            objects = self._objects.get(namespace, {})
+            objects.pop(name, None)
+            if not objects:
+                self._objects.pop(namespace, None)
+        else:
+            self._objects.setdefault(namespace, {})[name] = self.registry.decode(event.kv)

@@ -1,7 +1,16 @@
-"""Node podCIDR allocation: the next free subnet of the cluster CIDR (state rebuilt from Nodes)."""
+"""Node podCIDR allocation: the next free subnet of the cluster CIDR (state rebuilt from Nodes), claimed in
+the shared store so several servers on one etcd never give two Nodes one subnet."""
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
+from typing import Awaitable, Callable
+
+from apiserver.claims import ClaimConflict, Claims, Holder
+from apiserver.storage.interface import Storage
+
+log = logging.getLogger(__name__)
 
 
 class CIDRExhausted(Exception):
@@ -33,3 +42,60 @@ class CIDRAllocator:
                 self._used.add(subnet)
                 return str(subnet)
         raise CIDRExhausted(f"no free /{self.mask_size} left in {self.cluster}")
+
+    def reset(self, cidrs: list[str]) -> None:
+        """Forget every claim but these (the podCIDRs of the Nodes stored now)."""
+        self._used.clear()
+        for cidr in cidrs:
+            self.occupy(cidr)
+
+
+POD_CIDRS = "podcidrs"
+
+
+class SharedCIDRAllocator:
+    """podCIDRs unique across every server on one store: a subnet picked in memory is then claimed in the
+    shared store (claims.py) before the Node is written; one another server claimed first is skipped.
+    The holder is the node name (the Node has no uid yet when its subnet is picked)."""
+
+    def __init__(self, allocator: CIDRAllocator, storage: Storage, node_key: Callable[[str], str],
+                 stored_cidrs: Callable[[], Awaitable[list[str]]]):
+        self.allocator = allocator
+        self._node_key = node_key
+        self._stored_cidrs = stored_cidrs
+        self.claims = Claims(storage, POD_CIDRS, self._holder_is_live)
+        self._storage = storage
+
+    async def _holder_is_live(self, holder: Holder, cidr: str) -> bool:
+        kv = await self._storage.get(self._node_key(holder.owner))
+        if kv is None:
+            return False
+        spec = json.loads(kv.value).get("spec") or {}
+        return cidr in (spec.get("podCIDRs") or [])
+
+    async def allocate(self, node_name: str) -> str:
+        """CIDRExhausted when no subnet is free, even after relearning the used ones from the stored Nodes
+        (the in-memory view keeps subnets of Nodes another server deleted until then)."""
+        for refreshed in (False, True):
+            if refreshed:
+                self.allocator.reset(await self._stored_cidrs())
+            while True:
+                try:
+                    cidr = self.allocator.allocate()
+                except CIDRExhausted:
+                    if refreshed:
+                        raise
+                    break
+                try:
+                    await self.claims.claim(cidr, node_name, "")
+                    return cidr
+                except ClaimConflict as conflict:
+                    log.info("podCIDR taken by another server cidr=%s holder=%s", cidr, conflict.holder)
+        raise CIDRExhausted(f"no free /{self.allocator.mask_size} left in {self.allocator.cluster}")
+
+    async def release(self, cidr: str, node_name: str) -> None:
+        self.allocator.release(cidr)
+        try:
+            await self.claims.release(cidr, node_name, "")
+        except Exception as exc:  # noqa: BLE001 - a leaked claim turns stale and is taken over later
+            log.warning("podCIDR claim not released node=%s cidr=%s error=%r", node_name, cidr, exc)

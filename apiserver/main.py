@@ -4,22 +4,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import ssl
 
 from aiohttp import web
 
 from apiserver import kubernetes_service
 from apiserver.api import API
+from apiserver.auth import bootstrap_policy
 from apiserver.config import ServerConfig, parse_args
-from apiserver.controllers.wiring import workload_tasks
-from apiserver.endpoint_tasks import endpoint_tasks
-from apiserver.event_ttl import run_event_ttl
+from apiserver.control_plane import run_term
 from apiserver.http.server import HTTPServer
-from apiserver.informer import SharedInformers
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
-from apiserver.namespace_controller import NamespaceController
-from apiserver.node_lifecycle import LifecycleConfig
-from apiserver.scheduling_tasks import scheduling_tasks
+from apiserver.leader_election import LeaderElector
+from apiserver.pki_bootstrap import PKIError, bootstrap as bootstrap_pki
 from apiserver.storage import open_storage
 from apiserver.storage import sqlite_admin
 from apiserver.storage.interface import StorageError
@@ -28,7 +24,7 @@ from shipmate.sd_notify import Notifier
 log = logging.getLogger("apiserver")
 
 
-async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None) -> None:
+async def serve(config: ServerConfig) -> None:
     storage = open_storage(config.datastore_endpoint, config.database_path, config.watch_history_size,
                            config.datastore_cafile, config.datastore_certfile, config.datastore_keyfile)
     data_dir_lock = None if config.datastore_endpoint else sqlite_admin.DataDirLock(config.database_path)
@@ -40,15 +36,21 @@ async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None)
               service_node_port_range=config.service_node_port_range)
     api.default_toleration_seconds = int(config.pod_eviction_timeout)
     await api.start()
-    await kubernetes_service.reconcile(api, config.advertise_address, config.port)
+    await bootstrap_policy.reconcile(api)  # default ClusterRoles/ClusterRoleBindings (RBAC)
+    api.pki = await bootstrap_pki(storage, config.data_dir, config.advertise_address,
+                                  config.service_cluster_ip_range, config.tls_sans)
+    kubernetes = kubernetes_service.KubernetesService(api, config.advertise_address, config.port)
+    await kubernetes.reconcile()
     local_host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::") else config.bind_address
-    scheme = "https" if ssl_context else "http"
-    http = HTTPServer(api, f"{local_host}:{config.port}")
+    http = HTTPServer(api, f"{local_host}:{config.port}", token_auth_file=config.token_auth_file)
     runner = web.AppRunner(http.app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=ssl_context, reuse_address=True)
+    site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=api.pki.server_ssl_context(),
+                       reuse_address=True)
     await site.start()
-    write_kubeconfig(config.admin_kubeconfig, admin_kubeconfig(f"{scheme}://{local_host}:{config.port}"))
+    admin_cert, admin_key = await asyncio.to_thread(api.pki.admin_credentials)
+    write_kubeconfig(config.admin_kubeconfig, admin_kubeconfig(f"https://{local_host}:{config.port}",
+                                                               api.pki.ca_cert_pem, admin_cert, admin_key))
     log.info("serving address=%s:%d data_dir=%s kubeconfig=%s", config.bind_address, config.port,
              config.data_dir, config.admin_kubeconfig)
     stop = asyncio.Event()
@@ -57,17 +59,15 @@ async def serve(config: ServerConfig, ssl_context: ssl.SSLContext | None = None)
         loop.add_signal_handler(signum, stop.set)
     notifier = Notifier.from_environment()
     notifier.ready(f"serving on {config.bind_address}:{config.port}")
-    informers = SharedInformers()  # one watch and one cache per resource for every control loop below
-    control_loops = [*scheduling_tasks(api, informers, LifecycleConfig(
-                         config.node_monitor_period, config.node_monitor_grace_period, config.pod_eviction_timeout)),
-                     *endpoint_tasks(api, informers), *workload_tasks(api, informers)]
+    # On etcd several servers share the data: the scheduler and controllers run only on the one holding
+    # the kube-controller-manager Lease. On SQLite the data-dir lock already makes this server the only one.
+    control_plane = LeaderElector(api, lambda: run_term(api, config)).run() if config.datastore_endpoint \
+        else run_term(api, config)
     tasks = [asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
-             asyncio.create_task(informers.run(), name="shared-informers"),  # after every loop registered
-             *control_loops,
-             asyncio.create_task(NamespaceController(api).run(), name="namespace-controller"),
-             asyncio.create_task(run_event_ttl(api), name="event-ttl"),
-             asyncio.create_task(kubernetes_service.run(api, config.advertise_address, config.port),
-                                 name="kubernetes-service")]
+             asyncio.create_task(control_plane, name="control-plane"),
+             asyncio.create_task(kubernetes.run(), name="kubernetes-service")]
+    if config.datastore_endpoint:  # other servers write Services too: follow them for the allocator's view
+        tasks.append(asyncio.create_task(api.follow_service_allocations(), name="service-allocations"))
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
         asyncio.run(serve(config))
     except KeyboardInterrupt:
         pass
-    except (sqlite_admin.StoreAdminError, StorageError) as exc:  # data dir locked, etcd unreachable, bad TLS files
+    except (sqlite_admin.StoreAdminError, StorageError, PKIError) as exc:  # + an unusable cluster CA
         log.error("%s", exc)
         return 1
     return 0

@@ -154,6 +154,8 @@ def _message(data: bytes, schema: dict[int, Field]) -> dict[str, Any]:
                 raise ProtobufError(f"field {field.name}: invalid UTF-8") from None
         elif field.kind == "bytes":
             decoded = bytes(value)
+        elif field.kind == "base64":  # a []byte field: base64 text in its JSON form
+            decoded = base64.b64encode(value).decode()
         elif field.kind == "int":
             decoded = _signed(value)
         elif field.kind == "bool":
@@ -209,3 +211,13 @@ def decode_object(body: bytes) -> dict[str, Any]:
 from apiserver.kinds.workload_protobuf import WORKLOAD_SCHEMAS  # noqa: E402 - needs Field and OBJECT_META above
 
 SCHEMAS.update(WORKLOAD_SCHEMAS)
+
+# RBAC and the review kinds (engineer R), likewise.
+from apiserver.kinds.rbac_protobuf import RBAC_SCHEMAS  # noqa: E402 - needs Field and OBJECT_META above
+
+SCHEMAS.update(RBAC_SCHEMAS)
+
+# CertificateSigningRequests (engineer C), likewise.
+from apiserver.kinds.certificates_protobuf import CERTIFICATES_SCHEMAS  # noqa: E402 - needs Field and OBJECT_META
+
+SCHEMAS.update(CERTIFICATES_SCHEMAS)

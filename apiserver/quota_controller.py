@@ -2,8 +2,9 @@
 
 Admission and recalculation of one namespace are serialized by a per-namespace lock, and both read
 storage (not an informer), so two concurrent creates can never both take the last slot and a
-recalculation never overwrites a charge it did not see. Namespaces without a ResourceQuota pay one
-storage list per create and take no lock.
+recalculation never overwrites a charge it did not see. Whether a namespace has a ResourceQuota at
+all comes from a watched cache (a create there reads no storage and takes no lock), as upstream's
+quota admission lists quotas from its informer.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from apiserver import errors
-from apiserver.informer import SharedInformers
+from apiserver.informer import SharedInformers, StorageCache
 from apiserver.kinds.base import Obj
 from apiserver.kinds.quotas import hard_limits
 from apiserver.quota import (COMPUTE_NAMES, LEGACY_COUNT_NAMES, Usage, add, check, format_resource_list,
@@ -33,6 +34,7 @@ class QuotaAdmission:
     def __init__(self, api: "API"):
         self.api = api
         self._locks: dict[str, asyncio.Lock] = {}
+        self._quota_cache = StorageCache(self.quotas)
 
     @property
     def quotas(self) -> Registry:
@@ -70,8 +72,7 @@ class QuotaAdmission:
                            create: Create) -> Obj:
         if not registry.info.namespaced or not isinstance(body, dict):
             return await create(registry, namespace, body, dry_run)
-        quotas, _ = await self.quotas.list(namespace)
-        if not quotas:
+        if not await self._quota_cache.items(namespace):
             return await create(registry, namespace, body, dry_run)
         group, plural = registry.info.group, registry.info.plural
         meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}

@@ -1,20 +1,38 @@
 """ClusterIP and NodePort allocation for Services.
 
-State is derived, never stored on its own: at start every stored Service's ClusterIPs and NodePorts are
-claimed, and after each write of a Service its owner's claims are set to what storage now holds. One
-server process owns the SQLite store, so an in-memory table guarded by the event loop (claims are
-synchronous) is consistent under concurrent creates, cannot leak across a crash (nothing to repair),
-and survives restarts by construction. An HA/etcd backend would need the claims in storage instead.
+Two layers. In memory (`ServiceAllocator`), every Service's ClusterIPs and NodePorts, owned by
+"<namespace>/<name>": admission picks and checks values there synchronously (claims are made on the event
+loop, so concurrent creates in one process never pick one value twice). It is derived state: rebuilt
+from the stored Services at start, set to what storage holds after each local write, and kept current
+with the other servers' writes by following the Services watch (`follow_services`).
+
+In the shared store (`ClaimingStorage`, claims.py): before a Service is written, each of its values is
+claimed by an atomic create of `/shipmate/allocations/serviceips/<ip>` or `.../servicenodeports/<port>`,
+so two servers on one etcd can never both store a Service with the same value: the loser's write fails
+with ClaimConflict, and `API` retries a dynamic pick or answers 422 for a requested value.
 
 Dynamic picks prefer the upper part of a range, keeping the lower "static" band for requested
 values, as upstream's ServiceIPStaticSubrange / ServiceNodePortStaticSubrange do.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
+import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+from apiserver.claims import Claims, Holder, claim_key
+from apiserver.storage.interface import KeyValue, Storage
+
+if TYPE_CHECKING:  # informer.py imports the kinds, which import this module
+    from apiserver.informer import Informer
+
+Obj = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 Owner = str  # "<namespace>/<name>"
 
@@ -54,6 +72,13 @@ class OwnedRange:
 
     def values(self, owner: Owner) -> set[int]:
         return set(self._values_of.get(owner, ()))
+
+    def owners(self) -> set[Owner]:
+        return set(self._values_of)
+
+    def full(self) -> bool:
+        taken = len(self._owner_of) + sum(1 for v in self.reserved if v not in self._owner_of and self.contains(v))
+        return taken >= self.last - self.first + 1
 
     def claim(self, value: int, owner: Owner) -> None:
         if not self.contains(value):
@@ -197,3 +222,156 @@ class ServiceAllocator:
         ports = service_node_ports(service) if service else set()
         conflicts += [str(p) for p in self.node_ports.range.set_values(owner, ports)]
         return conflicts
+
+    def exhausted(self) -> bool:
+        return self.ips.range.full() or self.node_ports.range.full()
+
+    def relearn(self, services: list[dict[str, Any]], claims: list[tuple[str, str, Owner]],
+                keep: Callable[[Owner], bool]) -> None:
+        """Set every owner's values to what the store says (its stored Service, plus the claims it holds for
+        a write in flight elsewhere); owners for which `keep` is true (local writes in flight) are left."""
+        ips: dict[Owner, set[int]] = {}
+        ports: dict[Owner, set[int]] = {}
+        held = list(claims)
+        for service in services:
+            owner, _ = _owner_and_uid(service)
+            held += [(kind, value, owner) for kind, value in _claimed_values(service)]
+        for kind, value, owner in held:
+            ips.setdefault(owner, set())
+            ports.setdefault(owner, set())
+            if kind == SERVICE_IPS:
+                offset = self.ips.offset(value)
+                if offset is not None and offset >= 0:
+                    ips[owner].add(offset)
+            elif value.isdigit():
+                ports[owner].add(int(value))
+        owners = [o for o in self.ips.range.owners() | self.node_ports.range.owners() | set(ips) if not keep(o)]
+        for owned, wanted in ((self.ips.range, ips), (self.node_ports.range, ports)):
+            for owner in owners:  # releases first, so a value that changed hands is free when claimed below
+                owned.set_values(owner, owned.values(owner) & wanted.get(owner, set()))
+            for owner in owners:
+                owned.set_values(owner, wanted.get(owner, set()))
+
+    def note_taken(self, kind: str, value: str, holder: Owner, picked_by: Owner = "") -> None:
+        """Another server holds a value (claimed in the shared store): record it as the holder's, taking it
+        from `picked_by` if this server had picked it, so the next pick avoids it."""
+        if kind == SERVICE_IPS:
+            offset = self.ips.offset(value)
+            if offset is None or offset < 0:
+                return
+            owned: OwnedRange = self.ips.range
+        elif value.isdigit():
+            offset, owned = int(value), self.node_ports.range
+        else:
+            return
+        if picked_by:
+            owned.release(offset, picked_by)
+        try:
+            owned.claim(offset, holder)
+        except AllocationError:
+            pass  # held by another owner here too, or outside the range
+
+
+SERVICE_IPS = "serviceips"
+SERVICE_NODE_PORTS = "servicenodeports"
+
+
+def _owner_and_uid(service: Obj) -> tuple[Owner, str]:
+    meta = service.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}", str(meta.get("uid") or "")
+
+
+def _claimed_values(service: Obj) -> list[tuple[str, str]]:
+    """(claim kind, value) for every ClusterIP and NodePort the Service holds."""
+    return [*((SERVICE_IPS, ip) for ip in service_cluster_ips(service)),
+            *((SERVICE_NODE_PORTS, str(port)) for port in sorted(service_node_ports(service)))]
+
+
+class ClaimingStorage:
+    """The Services registry's storage: each write first claims the Service's values in the shared store
+    and, once done, releases the values it no longer holds. Everything else passes through."""
+
+    def __init__(self, inner: Storage, service_key: Callable[[str, str], str]):
+        self._inner = inner
+        self._service_key = service_key
+        self._claims = {kind: Claims(inner, kind, self._holder_is_live) for kind in (SERVICE_IPS, SERVICE_NODE_PORTS)}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def claimed(self) -> list[tuple[str, str, Owner]]:
+        """Every claim in the shared store as (kind, value, holder)."""
+        found = []
+        for kind in (SERVICE_IPS, SERVICE_NODE_PORTS):
+            kvs, _ = await self._inner.list(claim_key(kind, ""))
+            found += [(kind, kv.key.rsplit("/", 1)[1], Holder.decode(kv.value).owner) for kv in kvs]
+        return found
+
+    async def _holder_is_live(self, holder: Holder, value: str) -> bool:
+        namespace, _, name = holder.owner.partition("/")
+        kv = await self._inner.get(self._service_key(namespace, name))
+        if kv is None:
+            return False
+        service = json.loads(kv.value)
+        return _owner_and_uid(service)[1] == holder.uid and any(v == value for _, v in _claimed_values(service))
+
+    async def _claim(self, service: Obj) -> list[tuple[str, str]]:
+        owner, uid = _owner_and_uid(service)
+        newly: list[tuple[str, str]] = []
+        try:
+            for kind, value in _claimed_values(service):
+                if await self._claims[kind].claim(value, owner, uid):
+                    newly.append((kind, value))
+        except BaseException:
+            await self._release(service, newly)
+            raise
+        return newly
+
+    async def _release(self, service: Obj, values: list[tuple[str, str]]) -> None:
+        owner, uid = _owner_and_uid(service)
+        for kind, value in values:
+            try:
+                await self._claims[kind].release(value, owner, uid)
+            except Exception as exc:  # noqa: BLE001 - a leaked claim turns stale and is taken over later
+                log.warning("allocation claim not released kind=%s value=%s owner=%s error=%r", kind, value,
+                            owner, exc)
+
+    async def _write(self, service: Obj, old: Obj | None, write) -> KeyValue:
+        newly = await self._claim(service)
+        try:
+            kv = await write()
+        except BaseException:
+            await asyncio.shield(self._release(service, newly))
+            raise
+        if old is not None:
+            kept = set(_claimed_values(service))
+            await self._release(old, [v for v in _claimed_values(old) if v not in kept])
+        return kv
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        return await self._write(json.loads(value), None, lambda: self._inner.create(key, value))
+
+    async def update(self, key: str, value: bytes, expected_revision: int | None) -> KeyValue:
+        current = await self._inner.get(key)
+        old = json.loads(current.value) if current else None
+        return await self._write(json.loads(value), old, lambda: self._inner.update(key, value, expected_revision))
+
+    async def delete(self, key: str, expected_revision: int | None) -> KeyValue:
+        kv = await self._inner.delete(key, expected_revision)
+        deleted = json.loads(kv.value)
+        await self._release(deleted, _claimed_values(deleted))
+        return kv
+
+
+async def follow_services(informer: "Informer", allocator: ServiceAllocator, writing: Callable[[Owner], bool]) -> None:
+    """Keep the in-memory claims current with Services written by other servers (a watch on all
+    Services); owners with a local write in flight are left to that write, which syncs them itself."""
+    def on_change(event_type: str, service: Obj) -> None:
+        owner, _ = _owner_and_uid(service)
+        if writing(owner):
+            return
+        conflicts = allocator.sync(owner, None if event_type == "DELETED" else service)
+        if conflicts:
+            log.warning("service allocations held twice service=%s values=%s", owner, ",".join(conflicts))
+    informer.add_handler(on_change)
+    await informer.run()

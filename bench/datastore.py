@@ -2,15 +2,19 @@
 
 For each backend a real `shipmate server` (spare loopback port, temp dir; etcd: a single member
 started here on spare ports, fsync on) serves N ConfigMaps created, updated and read by C
-concurrent HTTP clients; a watch from before the burst replays its N events; list = full lists of all N.
+concurrent HTTPS clients; a watch from before the burst replays its N events; list = full lists of all N.
+Every request carries the admin kubeconfig's client certificate, so the server authenticates and
+authorizes each one. Creates, updates and gets go over C keep-alive connections opened before timing,
+through a minimal HTTP/1.1 client (the load generator shares the two cores with the server and store).
 Baselines, same writes, same concurrency, in-process:
   raw store      sqlite: plain sqlite3 INSERTs, one per transaction, WAL + synchronous=FULL (the
-                 server's setting); etcd: Put RPCs (`etcdctl put`) through the backend's own grpc.aio
-                 client and channel
+                 server's setting), C threads with connections opened before timing; etcd: Put RPCs
+                 (`etcdctl put`) through the backend's own grpc.aio client and channel
   storage layer  our backend class without HTTP/registry (SQLiteStorage with its group commit,
                  EtcdStorage with its Txn writes and watch cache): where the API's own cost shows
 Prints one line per backend and operation, and last the SQLite create ratio API / raw store
-(target ≥ 0.5 on both backends).
+(target ≥ 0.5 on both backends). With SHIPMATE_BENCH_JSON set (bench/report.py) it also writes the
+create ratio of each backend.
 
     /opt/shipmate/venv/bin/python bench/datastore.py [--objects 2000] [--concurrency 64]
         [--backends sqlite,etcd] [--json FILE]
@@ -30,15 +34,18 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from result import Figure, write_result  # noqa: E402  (bench/ is the script's directory)
 from apiserver.storage.etcd import EtcdStorage, parse_etcd_endpoint  # noqa: E402
 from apiserver.storage.etcd_gen import rpc_pb2  # noqa: E402
 from apiserver.storage.sqlite import SQLiteStorage  # noqa: E402
+from shipmate.kubeclient import KubeConfig, load_kubeconfig  # noqa: E402
 from tests.integration.etcd_support import EtcdCluster, etcd_available, spare_ports  # noqa: E402
 NAMESPACE = "default"
 
@@ -74,15 +81,29 @@ async def _run_concurrently(count: int, concurrency: int, job) -> float:
 
 
 # --- through the API ----------------------------------------------------------------------------
-def _start_server(workdir: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+def _start_server(workdir: Path, extra: list[str]) -> tuple[subprocess.Popen, Path]:
+    """A server on a spare port; returns it and the admin kubeconfig it writes once it serves."""
     port = spare_ports(1)[0]
+    kubeconfig = workdir / "admin.kubeconfig"
     log = open(workdir / "server.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "shipmate.cli", "server", "--bind-address", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(workdir / "data"), "--admin-kubeconfig", str(workdir / "admin.kubeconfig"),
+         "--data-dir", str(workdir / "data"), "--admin-kubeconfig", str(kubeconfig),
          "--log-level", "WARNING", *extra], cwd=REPO, stdout=log, stderr=log)
     log.close()
-    return process, f"http://127.0.0.1:{port}"
+    return process, kubeconfig
+
+
+def _wait_kubeconfig(path: Path, process: subprocess.Popen) -> KubeConfig:
+    """The admin kubeconfig (URL, CA, admin client certificate), written after the server starts serving."""
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server wrote no admin kubeconfig after 60 s")
+        time.sleep(0.1)
+    return load_kubeconfig(str(path))
 
 
 async def _wait_ready(session: aiohttp.ClientSession, url: str, process: subprocess.Popen) -> None:
@@ -100,35 +121,81 @@ async def _wait_ready(session: aiohttp.ClientSession, url: str, process: subproc
     raise RuntimeError("server not ready after 30 s")
 
 
-async def _api_rates(url: str, count: int, concurrency: int, process: subprocess.Popen) -> Rates:
+class _Connections:
+    """Keep-alive HTTP/1.1 connections with the admin kubeconfig's TLS identity, one request at a time on
+    each: a minimal client (a request line, headers, a Content-Length body), so the load generator takes
+    less of the two cores the server and the store share (aiohttp's client costs twice its CPU)."""
+
+    def __init__(self, config: KubeConfig):
+        url = urlsplit(config.server)
+        self._host, self._port, self._netloc = url.hostname, url.port, url.netloc
+        self._ssl = config.ssl_context()
+        self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self._all: list[asyncio.StreamWriter] = []
+
+    async def open(self, count: int) -> None:
+        for _ in range(count):
+            reader, writer = await asyncio.open_connection(self._host, self._port, ssl=self._ssl)
+            self._all.append(writer)
+            self._idle.put_nowait((reader, writer))
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        reader, writer = await self._idle.get()
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self._netloc}\r\nAccept: application/json\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        status = int((await reader.readline()).split()[1])
+        length = None
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError(f"{method} {path}: HTTP {status} without Content-Length")
+        data = await reader.readexactly(length)
+        self._idle.put_nowait((reader, writer))
+        return status, data
+
+    async def close(self) -> None:
+        for writer in self._all:
+            writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in self._all), return_exceptions=True)
+
+
+async def _api_rates(config: KubeConfig, count: int, concurrency: int, process: subprocess.Popen) -> Rates:
+    """Every request over the admin kubeconfig's connection: HTTPS with the admin client certificate, so
+    the server authenticates and authorizes each one. Creates, updates and gets on `concurrency` keep-alive
+    connections opened (TLS handshakes) before timing, as the raw stores write on open connections."""
     rates = Rates()
-    base = f"{url}/api/v1/namespaces/{NAMESPACE}/configmaps"
-    connector = aiohttp.TCPConnector(limit=concurrency + 2)
+    url = config.server
+    path = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+    base = f"{url}{path}"
+    connector = aiohttp.TCPConnector(limit=4, ssl=config.ssl_context() or False)
+    connections = _Connections(config)
     async with aiohttp.ClientSession(connector=connector) as session:
         await _wait_ready(session, url, process)
+        await connections.open(concurrency)
         async with session.get(base) as response:
             before = (await response.json())["metadata"]["resourceVersion"]
         stored: dict[int, dict] = {}
 
         async def create(i: int) -> None:
-            async with session.post(base, json=_configmap(i)) as response:
-                if response.status != 201:
-                    raise RuntimeError(f"create {i}: HTTP {response.status} {await response.text()}")
-                stored[i] = await response.json()
+            status, data = await connections.request("POST", path, _configmap(i))
+            if status != 201:
+                raise RuntimeError(f"create {i}: HTTP {status} {data[:300]!r}")
+            stored[i] = json.loads(data)
 
         async def update(i: int) -> None:
             body = _configmap(i, 1)
             body["metadata"]["resourceVersion"] = stored[i]["metadata"]["resourceVersion"]
-            async with session.put(f"{base}/cm-{i:05}", json=body) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"update {i}: HTTP {response.status} {await response.text()}")
-                await response.read()
+            status, data = await connections.request("PUT", f"{path}/cm-{i:05}", body)
+            if status != 200:
+                raise RuntimeError(f"update {i}: HTTP {status} {data[:300]!r}")
 
         async def get(i: int) -> None:
-            async with session.get(f"{base}/cm-{i:05}") as response:
-                if response.status != 200:
-                    raise RuntimeError(f"get {i}: HTTP {response.status}")
-                await response.read()
+            status, data = await connections.request("GET", f"{path}/cm-{i:05}")
+            if status != 200 or json.loads(data)["metadata"]["name"] != f"cm-{i:05}":
+                raise RuntimeError(f"get {i}: HTTP {status} {data[:300]!r}")
 
         async def full_list(_: int) -> None:
             async with session.get(f"{base}?labelSelector=bench%3Ddatastore") as response:
@@ -136,12 +203,15 @@ async def _api_rates(url: str, count: int, concurrency: int, process: subprocess
                 if len(items) != count:
                     raise RuntimeError(f"list returned {len(items)} of {count}")
 
-        rates.create = await _run_concurrently(count, concurrency, create)
-        rates.watch_events = await _api_watch_replay(session, f"{base}?watch=1&resourceVersion={before}", count)
-        rates.update = await _run_concurrently(count, concurrency, update)
-        rates.get = await _run_concurrently(count, concurrency, get)
-        lists = 10
-        rates.list_items = await _run_concurrently(lists, 2, full_list) * count
+        try:
+            rates.create = await _run_concurrently(count, concurrency, create)
+            rates.watch_events = await _api_watch_replay(session, f"{base}?watch=1&resourceVersion={before}", count)
+            rates.update = await _run_concurrently(count, concurrency, update)
+            rates.get = await _run_concurrently(count, concurrency, get)
+            lists = 10
+            rates.list_items = await _run_concurrently(lists, 2, full_list) * count
+        finally:
+            await connections.close()
     return rates
 
 
@@ -159,9 +229,10 @@ async def _api_watch_replay(session: aiohttp.ClientSession, url: str, count: int
 
 
 async def _through_api(workdir: Path, extra: list[str], count: int, concurrency: int) -> Rates:
-    process, url = _start_server(workdir, extra)
+    process, kubeconfig = _start_server(workdir, extra)
     try:
-        return await _api_rates(url, count, concurrency, process)
+        config = await asyncio.to_thread(_wait_kubeconfig, kubeconfig, process)
+        return await _api_rates(config, count, concurrency, process)
     finally:
         process.terminate()
         process.wait(15)
@@ -235,23 +306,30 @@ def _sqlite_inserts(path: str, count: int, concurrency: int) -> float:
     indices = iter(range(count))
     lock = threading.Lock()
 
-    def worker() -> None:
-        conn = sqlite3.connect(path, isolation_level=None)
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def worker(conn: sqlite3.Connection) -> None:
         while True:
             with lock:
                 i = next(indices, None)
             if i is None:
                 break
             conn.execute("INSERT INTO kv VALUES(?,?,?,?)", (_key(i), _value(i), i + 1, i + 1))
-        conn.close()
 
-    start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(worker) for _ in range(concurrency)]:
-            future.result()
-    return count / (time.perf_counter() - start)
+    connections = [connect() for _ in range(concurrency)]  # open before timing, as the API's connections
+    try:
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            for future in [pool.submit(worker, conn) for conn in connections]:
+                future.result()
+        return count / (time.perf_counter() - start)
+    finally:
+        for conn in connections:
+            conn.close()
 
 
 async def _raw_etcd_puts(store: EtcdStorage, count: int, concurrency: int) -> float:
@@ -322,6 +400,18 @@ def report(results: dict, objects: int, concurrency: int) -> list[str]:
     return lines
 
 
+def figures(results: dict) -> list[Figure]:
+    """The create ratio per backend for bench/report.py (`make bench`)."""
+    rows = []
+    for backend, name, raw_key, raw_label in (("sqlite", "SQLite", "raw_insert", "raw sqlite3 inserts"),
+                                              ("etcd", "etcd", "raw_put", "raw etcd puts")):
+        if backend in results:
+            rows.append(Figure(f"{name} API create (HTTPS, client cert) vs {raw_label}",
+                               results[backend]["api"]["create"], results[backend][raw_key], "/s", "≥ 0.5",
+                               baseline_label=raw_label))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=2000)
@@ -330,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="", help="also write the figures to this file")
     options = parser.parse_args(argv)
     results = asyncio.run(main_async(options))
+    write_result("datastore", figures(results),
+                 notes=f"{options.objects} ConfigMaps, {options.concurrency} concurrent clients")
     for line in report(results, options.objects, options.concurrency):
         print(line)
     if options.json:

@@ -13,6 +13,9 @@ CONTAINERD_SOCKET=/run/containerd/containerd.sock
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 REGISTRY=127.0.0.1:5000
 API_PORT=6443
+API_URL=https://127.0.0.1:$API_PORT
+SERVER_DIR=$STATE_DIR/server
+CLUSTER_CA=$SERVER_DIR/pki/ca.crt  # the cluster CA the server writes out at start
 KUBECTL=/usr/local/bin/kubectl
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -37,9 +37,10 @@ vagrant_e2e() {
   cd "$REPO_ROOT"
   vagrant up --provision
   mkdir -p "$(dirname "$VAGRANT_KUBECONFIG")"
-  # The server writes its admin kubeconfig for loopback; from here it is reached on its private IP.
+  # The server writes its admin kubeconfig for loopback; from here it is reached on its private IP
+  # (in its serving certificate through --tls-san, see Vagrantfile).
   vagrant ssh server -c "sudo cat $KUBECONFIG_PATH" |
-    sed "s#http://127.0.0.1:$API_PORT#http://$VAGRANT_SERVER_IP:$API_PORT#" >"$VAGRANT_KUBECONFIG"
+    sed "s#https://127.0.0.1:$API_PORT#https://$VAGRANT_SERVER_IP:$API_PORT#" >"$VAGRANT_KUBECONFIG"
   SHIPMATE_MULTINODE_KUBECONFIG=$VAGRANT_KUBECONFIG \
   SHIPMATE_MULTINODE_STOP_NODE="vagrant ssh {node} -c 'sudo systemctl stop shipmate-agent containerd'" \
   SHIPMATE_MULTINODE_START_NODE="vagrant ssh {node} -c 'sudo systemctl start containerd shipmate-agent'" \

@@ -11,10 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(containerd runc iptables conntrack iproute2 docker-registry busybox-static skopeo
               gcc libc6-dev python3 python3-venv curl procps util-linux ca-certificates)
-SERVER_ARGS=(--bind-address 0.0.0.0 --port "$API_PORT" --data-dir "$STATE_DIR/server"
+SERVER_ARGS=(--bind-address 0.0.0.0 --port "$API_PORT" --data-dir "$SERVER_DIR"
              --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24 --admin-kubeconfig "$KUBECONFIG_PATH")
-AGENT_ARGS=(--server "http://127.0.0.1:$API_PORT"
-            --container-runtime-endpoint "unix://$CONTAINERD_SOCKET" --root-dir "$STATE_DIR/agent"
+AGENT_ROOT=$STATE_DIR/agent
+AGENT_ARGS=(--server "$API_URL" --ca-file "$CLUSTER_CA"
+            --container-runtime-endpoint "unix://$CONTAINERD_SOCKET" --root-dir "$AGENT_ROOT"
             --cni-bin-dir /opt/cni/bin --cni-conf-dir /etc/cni/net.d)
 
 ensure_packages() {
@@ -110,7 +111,8 @@ pull_images() {
   "$PY" "$REPO_ROOT/hack/cri_tool.py" pull "$REGISTRY/shipmate/pause:1.0" "$REGISTRY/library/busybox:latest"
 }
 
-server_up() { curl -fs -o /dev/null "http://127.0.0.1:$API_PORT/readyz"; }
+# /readyz needs no credentials; -k: this only asks whether a server answers (kubectl verifies the CA).
+server_up() { curl -fsk -o /dev/null "$API_URL/readyz"; }
 started_server_up() { daemon_pid server 'shipmate server' || return "$GAVE_UP"; server_up; }
 
 ensure_server() {
@@ -124,13 +126,28 @@ ensure_server() {
   wait_for 60 "shipmate server" server started_server_up
 }
 
+# The first start joins the cluster with a fresh bootstrap token (1 h); later starts (hack/restart.sh)
+# use the client certificate that join left in the agent's root dir and need no token.
+new_join_token() {
+  wait_for 30 "admin kubeconfig $KUBECONFIG_PATH" server test -r "$KUBECONFIG_PATH"
+  "$VENV/bin/shipmate" token create --ttl 1h --description "hack/up.sh: join of $(node_name)" \
+    --kubeconfig "$KUBECONFIG_PATH" || die "could not create a bootstrap token for the agent"
+}
+
 ensure_agent() {
   daemon_pid agent 'shipmate agent' >/dev/null && return 0
   if pgrep -f "$VENV/bin/shipmate agent|shipmate agent " >/dev/null; then
     die "a shipmate agent not started by make up is running ($(pgrep -af 'shipmate agent' | head -n1)); stop it first"
   fi
-  log "starting shipmate agent"
-  start_daemon agent "$VENV/bin/shipmate" agent "${AGENT_ARGS[@]}"
+  local token=
+  if [[ ! -r $AGENT_ROOT/kubelet.kubeconfig ]]; then
+    token=$(new_join_token) || exit 1
+    log "starting shipmate agent (joining the cluster with a bootstrap token)"
+  else
+    log "starting shipmate agent (with its client certificate from $AGENT_ROOT)"
+  fi
+  # shellcheck disable=SC2086  # ${token:+...} expands to two words or none
+  start_daemon agent "$VENV/bin/shipmate" agent "${AGENT_ARGS[@]}" ${token:+--token "$token"}
 }
 
 # The agent registers the node under the hostname (lower-cased, as the kubelet does).

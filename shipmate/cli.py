@@ -11,13 +11,15 @@ def main(argv: list[str] | None = None) -> int:
         "agent": "agent.main",
         "containerd-config": "shipmate.containerd_config",
         "install": "shipmate.install",
+        "token": "shipmate.tokens",
     }
     if not args or args[0] in ("-h", "--help") or args[0] not in commands:
-        print("usage: shipmate {server|agent|containerd-config|install} [options]\n"
+        print("usage: shipmate {server|agent|containerd-config|install|token} [options]\n"
               "  server   run the Kubernetes-compatible API server\n"
               "  agent    run the node agent (kubelet + kube-proxy)\n"
               "  containerd-config  write containerd's config (CRI, registry mirrors)\n"
-              "  install  install the systemd units and config: install server|agent", file=sys.stderr)
+              "  install  install the systemd units and config: install server|agent\n"
+              "  token    bootstrap tokens agents join with: token create|list|delete", file=sys.stderr)
         return 0 if args and args[0] in ("-h", "--help") else 2
     import importlib
     module = importlib.import_module(commands[args[0]])

@@ -1,5 +1,6 @@
-"""`shipmate install server|agent`: systemd units, their env files, the agent's kubeconfig and
-containerd's config; then `systemctl daemon-reload && systemctl enable --now` where systemd is PID 1.
+"""`shipmate install server|agent`: systemd units, their env files (the agent's carries its join
+flags: `--server`, `--token`, `--ca-cert-hash`/`--ca-file`) and containerd's config; then
+`systemctl daemon-reload && systemctl enable --now` where systemd is PID 1.
 
 Rendering is pure (`server_args`, `agent_args`, `server_files`, `agent_files`): the multi-node test
 harness (tests/e2e/multinode) and the Vagrantfile run the daemons with exactly these arguments and
@@ -9,7 +10,6 @@ directory tree instead of `/` (tests, nspawn images) and never calls systemctl.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipmate import bootstrap_token
 from shipmate import containerd_config as containerd_conf
+from shipmate.kubeclient import parse_servers
 
 SYSTEMD_SOURCE_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNIT_DIR = "/etc/systemd/system"
@@ -59,18 +61,16 @@ class AgentPaths:
     certs_dir: str = containerd_conf.CERTS_DIR
 
     @property
-    def kubeconfig(self) -> str:
-        return f"{self.etc_dir}/agent.kubeconfig"
-
-    @property
     def registries(self) -> str:
         return f"{self.etc_dir}/registries.yaml"
 
 
 @dataclass(frozen=True)
 class AgentOptions:
-    server: str
-    token: str = ""
+    server: str                    # URL[,URL...]: the agent fails over between them
+    token: str = ""                # bootstrap token of the first start's join
+    ca_cert_hash: str = ""         # sha256:<hex> pinning the CA fetched from /cacerts
+    ca_file: str = ""              # or the cluster CA certificate, a file on the node
     node_name: str = ""
     node_ip: str = ""
     cluster_cidr: str = "10.244.0.0/16"
@@ -97,8 +97,14 @@ def server_args(options: ServerOptions) -> list[str]:
 
 def agent_args(options: AgentOptions) -> list[str]:
     paths = options.paths
-    args = ["--kubeconfig", paths.kubeconfig,
-            "--container-runtime-endpoint", f"unix://{paths.containerd_socket}",
+    args = ["--server", options.server]
+    if options.token:
+        args += ["--token", options.token]
+    if options.ca_cert_hash:
+        args += ["--ca-cert-hash", options.ca_cert_hash]
+    if options.ca_file:
+        args += ["--ca-file", options.ca_file]
+    args += ["--container-runtime-endpoint", f"unix://{paths.containerd_socket}",
             "--root-dir", paths.root_dir, "--ipam-dir", paths.ipam_dir, "--cni-socket", paths.cni_socket,
             "--cni-bin-dir", paths.cni_bin_dir, "--cni-conf-dir", paths.cni_conf_dir,
             "--cluster-cidr", options.cluster_cidr]
@@ -135,18 +141,6 @@ def unit_text(unit: str, shipmate_bin: str = DEFAULT_SHIPMATE_BIN) -> str:
     return text.replace(DEFAULT_SHIPMATE_BIN, shipmate_bin)
 
 
-def agent_kubeconfig(server: str, token: str) -> str:
-    user: dict[str, str] = {"token": token} if token else {}
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "shipmate", "cluster": {"server": server}}],
-        "users": [{"name": "shipmate-agent", "user": user}],
-        "contexts": [{"name": "shipmate", "context": {"cluster": "shipmate", "user": "shipmate-agent"}}],
-        "current-context": "shipmate",
-    }
-    return json.dumps(config, indent=2) + "\n"
-
-
 def registries_document(registry_mirror: str) -> dict:
     """Pulls of the local registry's images go to the mirror first (a node that cannot reach
     127.0.0.1:5000 of the machine holding the images)."""
@@ -173,14 +167,27 @@ def agent_files(options: AgentOptions, systemd_cgroup: bool,
             *agent_config_files(options, systemd_cgroup)]
 
 
+def check_agent_options(options: AgentOptions) -> None:
+    try:
+        servers = parse_servers(options.server)
+    except ValueError as error:
+        raise InstallError(f"--server: {error}") from None
+    if any(not server.startswith("https://") for server in servers):
+        raise InstallError(f"--server {options.server!r}: the API server is HTTPS only (https://HOST:6443)")
+    if options.token and bootstrap_token.parse(options.token) is None:
+        raise InstallError("--token must be a bootstrap token <6 [a-z0-9]>.<16 [a-z0-9]> (`shipmate token create`)")
+    if options.token and not (options.ca_cert_hash or options.ca_file):
+        raise InstallError("--token needs --ca-cert-hash sha256:... or --ca-file to trust the cluster CA "
+                           "(`shipmate token create --print-join-command` prints both)")
+
+
 def agent_config_files(options: AgentOptions, systemd_cgroup: bool) -> list[FileSpec]:
-    """Everything but the unit: env file, kubeconfig, registries.yaml, containerd config (the
-    multi-node harness writes these per simulated node)."""
-    if not options.server.startswith(("http://", "https://")):
-        raise InstallError(f"--server {options.server!r} must be an http:// or https:// URL")
+    """Everything but the unit: env file (0600: it may hold the join token), registries.yaml,
+    containerd config (the multi-node harness writes these per simulated node). The agent writes its
+    own kubeconfig (`<root-dir>/kubelet.kubeconfig`) when it joins."""
+    check_agent_options(options)
     paths = options.paths
-    files = [FileSpec(f"{paths.etc_dir}/agent.env", env_file("SHIPMATE_AGENT_ARGS", agent_args(options))),
-             FileSpec(paths.kubeconfig, agent_kubeconfig(options.server, options.token), 0o600)]
+    files = [FileSpec(f"{paths.etc_dir}/agent.env", env_file("SHIPMATE_AGENT_ARGS", agent_args(options)), 0o600)]
     if options.registry_mirror:
         import yaml
         files.append(FileSpec(paths.registries, yaml.safe_dump(registries_document(options.registry_mirror))))
@@ -211,14 +218,14 @@ def _systemctl(*args: str) -> None:
 
 def activate(unit: str, changed: list[str]) -> None:
     """daemon-reload, restart containerd when its config changed, enable the unit and start it
-    (restart it when its unit, env file or kubeconfig changed). The agent's start is not waited
+    (restart it when its unit or env file changed). The agent's start is not waited
     for: it is READY only once the server has registered its Node, which may be much later."""
     _systemctl("daemon-reload")
     if any(path.startswith("/etc/containerd/") for path in changed):
         _systemctl("enable", "containerd.service")
         _systemctl("restart", "containerd.service")
     _systemctl("enable", unit)
-    verb = "restart" if any(path.endswith((unit, ".env", ".kubeconfig")) for path in changed) else "start"
+    verb = "restart" if any(path.endswith((unit, ".env")) for path in changed) else "start"
     _systemctl(*(["--no-block"] if unit == AGENT_UNIT else []), verb, unit)
 
 
@@ -244,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--data-dir", default="/var/lib/shipmate/server")
     server.add_argument("--node-cidr-mask-size", type=int, default=24)
     agent = sub.choices["agent"]
-    agent.add_argument("--server", required=True, help="API server URL, e.g. http://192.168.56.10:6443")
-    agent.add_argument("--token", default="", help="bearer token the agent presents")
+    agent.add_argument("--server", required=True,
+                       help="API server URL, e.g. https://192.168.56.10:6443 (several comma-separated: failover)")
+    agent.add_argument("--token", default="", help="bootstrap token to join with (`shipmate token create`)")
+    agent.add_argument("--ca-cert-hash", default="", help="sha256:<hex> of the cluster CA's public key")
+    agent.add_argument("--ca-file", default="", help="the cluster CA certificate (PEM) on this node")
     agent.add_argument("--node-name", default="")
     agent.add_argument("--node-ip", default="")
     agent.add_argument("--registry-mirror", default="", help=f"URL serving {LOCAL_REGISTRY}'s images to this node")
@@ -266,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             systemd_cgroup = (systemd_is_init(args.root) if args.systemd_cgroup == "auto"
                               else args.systemd_cgroup == "true")
-            options = AgentOptions(server=args.server, token=args.token, node_name=args.node_name,
+            options = AgentOptions(server=args.server, token=args.token, ca_cert_hash=args.ca_cert_hash,
+                                   ca_file=args.ca_file, node_name=args.node_name,
                                    node_ip=args.node_ip, cluster_cidr=args.cluster_cidr,
                                    registry_mirror=args.registry_mirror, extra_args=extra)
             files, unit = agent_files(options, systemd_cgroup, shipmate_bin), AGENT_UNIT

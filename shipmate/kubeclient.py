@@ -1,7 +1,8 @@
 """Async Kubernetes API client (aiohttp): CRUD, watch with resume, and an informer.
 
-Built from a kubeconfig or a bare `--server` URL. Errors come back as typed exceptions carrying the
-API's `Status` object so callers can branch on NotFound / Conflict / AlreadyExists / Gone.
+Built from a kubeconfig or `--server URL[,URL...]` (failover between several servers). Errors come
+back as typed exceptions carrying the API's `Status` object so callers can branch on NotFound /
+Conflict / AlreadyExists / Gone.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
@@ -22,6 +24,11 @@ import yaml
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+# Errors after which the same request goes to the next server (connection refused/reset, TLS
+# failures, a server that stopped answering, a response or stream cut short).
+FAILOVER_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
+CREDENTIALS_CHECK_PERIOD = 5.0     # seconds between looks at the credential files' stamps
+RETIRED_SESSION_GRACE = 30.0       # old connections live this long after a credentials reload
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,9 +85,14 @@ class KubeConfig:
     token: str | None = None
     insecure_skip_tls_verify: bool = False
     namespace: str = "default"
+    extra_servers: tuple[str, ...] = ()            # failover targets, tried in order after `server`
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return (self.server, *self.extra_servers)
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.server.startswith("https://"):
+        if not any(server.startswith("https://") for server in self.servers):
             return None
         context = ssl.create_default_context(
             cafile=self.certificate_authority,
@@ -88,26 +100,44 @@ class KubeConfig:
         if self.insecure_skip_tls_verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        cert, key = self._client_key_pair()
-        if cert:
-            context.load_cert_chain(cert, key)
+        self.load_client_certificate(context)
         return context
 
-    def _client_key_pair(self) -> tuple[str | None, str | None]:
-        cert, key = self.client_certificate, self.client_key
-        if self.client_certificate_data:
-            cert = _private_temp_file(self.client_certificate_data)
-        if self.client_key_data:
-            key = _private_temp_file(self.client_key_data)
-        return cert, key
+    def load_client_certificate(self, context: ssl.SSLContext) -> None:
+        """Adds the client certificate (file or -data) to `context`, when there is one."""
+        if not (self.client_certificate or self.client_certificate_data):
+            return
+        with tempfile.TemporaryDirectory(prefix="shipmate-kube-") as scratch:
+            # ssl reads certificates only from files: inline data goes through a private scratch file
+            # that is gone once loaded.
+            cert = _scratch_file(scratch, "cert.pem", self.client_certificate_data) or self.client_certificate
+            key = _scratch_file(scratch, "key.pem", self.client_key_data) or self.client_key
+            context.load_cert_chain(cert, key)
+
+    def credential_files(self) -> tuple[str, ...]:
+        """The files the TLS credentials are read from (watched for changes by KubeClient)."""
+        return tuple(dict.fromkeys(path for path in (self.certificate_authority, self.client_certificate,
+                                                     self.client_key) if path))
 
 
-def _private_temp_file(data: bytes) -> str:
-    # ssl.load_cert_chain only reads files; the file stays for the process lifetime (mode 0600).
-    handle, path = tempfile.mkstemp(prefix="shipmate-kube-")
-    with os.fdopen(handle, "wb") as out:
+def _scratch_file(directory: str, name: str, data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    path = os.path.join(directory, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         out.write(data)
     return path
+
+
+def parse_servers(value: str) -> tuple[str, ...]:
+    """`--server URL[,URL...]`: each an http(s) URL, trailing slash dropped; ValueError otherwise."""
+    servers = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+    if not servers:
+        raise ValueError("no API server URL given")
+    for server in servers:
+        if not server.startswith(("https://", "http://")) or len(server) <= len("https://"):
+            raise ValueError(f"API server URL {server!r} must start with https:// (or http://)")
+    return servers
 
 
 def parse_kubeconfig(document: Obj, base_dir: str = ".", context: str | None = None) -> KubeConfig:
@@ -158,17 +188,23 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
 
 
 def config_from_flags(server: str | None, kubeconfig: str | None) -> KubeConfig:
-    """`--kubeconfig` gives credentials; `--server`, when given, overrides its server URL."""
+    """`--kubeconfig` gives credentials; `--server URL[,URL...]`, when given, overrides its server
+    (the first URL; the others are failover targets)."""
     if kubeconfig and os.path.exists(kubeconfig):
         config = load_kubeconfig(kubeconfig)
-        if server:
-            config.server = server.rstrip("/")
-        return config
+        return use_servers(config, server) if server else config
     if kubeconfig and not server:
         raise FileNotFoundError(f"kubeconfig {kubeconfig} does not exist and no --server given")
     if not server:
         raise ValueError("either --server or --kubeconfig is required")
-    return KubeConfig(server=server.rstrip("/"))
+    return use_servers(KubeConfig(server=""), server)
+
+
+def use_servers(config: KubeConfig, servers: str) -> KubeConfig:
+    """Points `config` at `URL[,URL...]`: the first URL, then the failover targets."""
+    config.server, *extra = parse_servers(servers)
+    config.extra_servers = tuple(extra)
+    return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,14 +258,29 @@ class WatchEvent:
 # Client
 # ---------------------------------------------------------------------------------------------
 class KubeClient:
+    """One API client over one or more servers: requests go to the current server and move to the
+    next one (and stay there) on connection or TLS errors, on a 5xx from a failing server, and when
+    a watch stream breaks. Client certificates are reloaded when their files change."""
+
     def __init__(self, config: KubeConfig, timeout: float = 30.0, user_agent: str = "shipmate"):
         self.config = config
         self.timeout = timeout
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         if config.token:
             self._headers["Authorization"] = f"Bearer {config.token}"
+        self._servers = config.servers
+        self._current = 0
         self._ssl = config.ssl_context()
+        self._credentials_stamp = _files_stamp(config.credential_files())
+        self._credentials_checked = time.monotonic()
         self._session: aiohttp.ClientSession | None = None
+        self._retired: set[aiohttp.ClientSession] = set()
+        self._streams: dict[aiohttp.ClientSession, set[aiohttp.ClientResponse]] = {}   # open watches
+
+    @property
+    def server(self) -> str:
+        """The server requests go to now."""
+        return self._servers[self._current]
 
     async def __aenter__(self) -> "KubeClient":
         return self
@@ -238,28 +289,110 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions = [*self._retired, *([self._session] if self._session is not None else [])]
+        self._session, self._retired, self._streams = None, set(), {}
+        for session in sessions:
+            await session.close()
+
+    # -- credentials ------------------------------------------------------------------------------
+    def reload_credentials(self) -> None:
+        """Rebuilds the TLS context from the config's files; new requests use it at once, the old
+        connections (watches included) are closed after a grace period and reconnect with it."""
+        self._ssl = self.config.ssl_context()
+        self._credentials_stamp = _files_stamp(self.config.credential_files())
+        old, self._session = self._session, None
+        if old is not None:
+            self._retired.add(old)
+            asyncio.get_running_loop().call_later(RETIRED_SESSION_GRACE, self._close_retired, old)
+        log.info("client credentials reloaded files=%s", ",".join(self.config.credential_files()))
+
+    def _close_retired(self, session: aiohttp.ClientSession) -> None:
+        if session not in self._retired:
+            return
+        self._retired.discard(session)
+        # A watch waiting for data is not woken by its connection closing: end each stream itself.
+        for response in self._streams.pop(session, set()):
+            response.content.set_exception(aiohttp.ClientConnectionError("closed after a credentials reload"))
+            response.close()
+        task = asyncio.ensure_future(session.close())
+        task.add_done_callback(_ignore_result)
+
+    def _reload_changed_credentials(self) -> None:
+        now = time.monotonic()
+        if now - self._credentials_checked < CREDENTIALS_CHECK_PERIOD:
+            return
+        self._credentials_checked = now
+        if _files_stamp(self.config.credential_files()) == self._credentials_stamp:
+            return
+        try:
+            self.reload_credentials()
+        except (OSError, ssl.SSLError, ValueError) as error:
+            log.warning("changed client credentials do not load, keeping the old ones error=%r", error)
 
     def _client(self) -> aiohttp.ClientSession:
+        self._reload_changed_credentials()
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False, limit=64)
             self._session = aiohttp.ClientSession(base_url=None, connector=connector, headers=self._headers)
         return self._session
 
-    def _url(self, path: str, query: dict[str, Any] | None = None) -> str:
+    # -- failover ---------------------------------------------------------------------------------
+    def _failover_order(self) -> list[str]:
+        return [*self._servers[self._current:], *self._servers[:self._current]]
+
+    def _server_failed(self, server: str, error: object) -> None:
+        """Moves on to the next server, unless another request already did."""
+        if len(self._servers) > 1 and self.server == server:
+            self._current = (self._current + 1) % len(self._servers)
+            log.warning("API server failing, switching failed=%s next=%s error=%r", server, self.server, error)
+
+    async def _open(self, method: str, path: str, timeout: aiohttp.ClientTimeout, data: str | None = None,
+                    headers: dict[str, str] | None = None
+                    ) -> tuple[str, aiohttp.ClientSession, aiohttp.ClientResponse]:
+        """Sends the request to the current server, failing over to the others in turn; returns the
+        server that answered, the session used and its response (the caller releases it)."""
+        order = self._failover_order()
+        for attempt, server in enumerate(order):
+            last = attempt == len(order) - 1
+            session = self._client()
+            try:
+                response = await session.request(method, server + path, data=data, headers=headers,
+                                                 timeout=timeout)
+            except FAILOVER_ERRORS as error:
+                self._server_failed(server, error)
+                if last:
+                    raise
+                continue
+            if _server_failing(response.status) and not last:
+                response.release()
+                self._server_failed(server, f"HTTP {response.status}")
+                continue
+            return server, session, response
+        raise AssertionError("unreachable: the last server's answer or error is returned")
+
+    @staticmethod
+    def _path(path: str, query: dict[str, Any] | None = None) -> str:
         query = {k: v for k, v in (query or {}).items() if v is not None}
-        return self.config.server + path + ("?" + urlencode(query) if query else "")
+        return path + ("?" + urlencode(query) if query else "")
 
     async def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json") -> Obj:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
-        async with self._client().request(method, self._url(path, query), data=data, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
+        _server, _session, response = await self._open(method, self._path(path, query),
+                                                       aiohttp.ClientTimeout(total=self.timeout), data, headers)
+        async with response:
             text = await response.text()
             return _decode(response.status, text)
+
+    async def get_raw(self, path: str) -> bytes:
+        """A GET of a non-JSON document (e.g. /cacerts); error answers raise as in `request`."""
+        _server, _session, response = await self._open("GET", path, aiohttp.ClientTimeout(total=self.timeout))
+        async with response:
+            body = await response.read()
+            if not 200 <= response.status < 300:
+                _decode(response.status, body.decode(errors="replace"))
+            return body
 
     # -- verbs --------------------------------------------------------------------------------
     async def get(self, resource: Resource, name: str, namespace: str | None = None,
@@ -315,18 +448,51 @@ class KubeClient:
         # A server that vanishes without closing the connection must not hang the watch forever.
         read_limit = timeout_seconds + self.timeout if timeout_seconds else None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read_limit)
-        async with self._client().get(self._url(resource.path(namespace), query), timeout=timeout) as response:
-            if response.status != 200:
-                _decode(response.status, await response.text())
-            buffer = b""
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield _watch_event(json.loads(line))
-            if buffer.strip():
-                yield _watch_event(json.loads(buffer))
+        server, session, response = await self._open("GET", self._path(resource.path(namespace), query), timeout)
+        streams = self._streams.setdefault(session, set())
+        streams.add(response)
+        try:
+            async with response:
+                if response.status != 200:
+                    _decode(response.status, await response.text())
+                buffer = b""
+                try:
+                    async for chunk in response.content.iter_any():
+                        buffer += chunk
+                        while b"\n" in buffer:
+                            line, buffer = buffer.split(b"\n", 1)
+                            if line.strip():
+                                yield _watch_event(json.loads(line))
+                except FAILOVER_ERRORS as error:
+                    # The stream broke (not a clean end): the next watch goes to the next server,
+                    # unless it was ours to close (a session retired by a credentials reload).
+                    if session is self._session:
+                        self._server_failed(server, error)
+                    raise
+                if buffer.strip():
+                    yield _watch_event(json.loads(buffer))
+        finally:
+            streams.discard(response)
+
+
+def _server_failing(status: int) -> bool:
+    """A 5xx another server may not give (501 Not Implemented would be the same everywhere)."""
+    return status >= 500 and status != 501
+
+
+def _files_stamp(paths: tuple[str, ...]) -> tuple[tuple[int, int, int] | None, ...]:
+    def stamp(path: str) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns
+    return tuple(stamp(path) for path in paths)
+
+
+def _ignore_result(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _decode(code: int, text: str) -> Obj:

@@ -1,4 +1,5 @@
-"""The agent's HTTPS server on :10250 (kubelet's port): /healthz, /metrics, /containerLogs, /exec, /attach."""
+"""The agent's HTTPS server on :10250 (kubelet's port): /healthz, /metrics, /containerLogs, /exec, /attach.
+Only clients with a certificate signed by the cluster CA get through the TLS handshake."""
 from __future__ import annotations
 
 import asyncio
@@ -34,6 +35,7 @@ class NodeServerConfig:
     port: int
     pki_dir: str
     node_name: str
+    client_ca_file: str                  # the cluster CA: clients must present a certificate it signed
     addresses: list[str] = field(default_factory=list)
     bind_address: str | None = None      # None: every address
 
@@ -61,9 +63,10 @@ class NodeServer:
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=server_context(cert, key))
+            site = web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=server_context(cert, key, cfg.client_ca_file))
             await site.start()
-            log.info("node server listening port=%d node=%s", cfg.port, cfg.node_name)
+            log.info("node server listening port=%d node=%s client_ca=%s", cfg.port, cfg.node_name,
+                     cfg.client_ca_file)
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()

@@ -12,7 +12,7 @@ AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscover
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "finalize": ["update"],
-                      "scale": ["get", "patch", "update"], "eviction": ["create"],
+                      "scale": ["get", "patch", "update"], "eviction": ["create"], "approval": ["get", "patch", "update"],
                       "attach": ["create", "get"], "exec": ["create", "get"], "log": ["get"]}
 _SUBRESOURCE_KIND = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
                      "eviction": ("policy", "v1", "Eviction"),

@@ -2,13 +2,16 @@
 node server of the pod's node (its InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`).
 
 Logs stream through chunk by chunk (a follow never buffers); exec and attach relay the upgraded
-WebSocket message by message, with the subprotocol the node chose. TLS to the node is not verified
-until the cluster has a CA (issue 6).
+WebSocket message by message, with the subprotocol the node chose. The server authenticates to the
+node with its apiserver-kubelet-client certificate (CN kube-apiserver-kubelet-client, O system:masters);
+the node's own serving certificate is self-signed and not verified, as upstream does while
+--kubelet-certificate-authority is unset.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -114,6 +117,7 @@ class PodProxy:
     def __init__(self, api: API) -> None:
         self.api = api
         self._session: aiohttp.ClientSession | None = None
+        self._tls: ssl.SSLContext | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(POD_PATH + "/log", self.log)
@@ -121,6 +125,14 @@ class PodProxy:
             for method in ("GET", "POST"):
                 app.router.add_route(method, f"{POD_PATH}/{verb}", self.remote_command)
         app.on_cleanup.append(self._close)
+
+    def _node_tls(self) -> ssl.SSLContext | bool:
+        """The client-certificate TLS context towards nodes (built once, on first use)."""
+        if self._tls is None:
+            if self.api.pki is None:   # an API without PKI (unit tests): no certificate to present
+                return False
+            self._tls = self.api.pki.kubelet_client_ssl_context()
+        return self._tls
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -151,7 +163,7 @@ class PodProxy:
         url = _node_url(host, port, f"/containerLogs/{quote(meta['namespace'])}/{quote(meta['name'])}/"
                                     f"{quote(container)}", params)
         try:
-            upstream = await self._client().get(url, ssl=False)
+            upstream = await self._client().get(url, ssl=self._node_tls())
         except aiohttp.ClientError as error:
             raise errors.APIError(500, "InternalError", f'Get "{url}": {error}') from None
         async with upstream:
@@ -168,7 +180,7 @@ class PodProxy:
     # ------------------------------------------------------------------ exec / attach
     async def _node_explanation(self, url: str) -> tuple[int, str]:
         try:
-            async with self._client().get(url, ssl=False) as answer:
+            async with self._client().get(url, ssl=self._node_tls()) as answer:
                 return answer.status, (await answer.text()).strip()
         except aiohttp.ClientError as error:
             return 500, str(error)
@@ -190,7 +202,7 @@ class PodProxy:
             raise node_error(status, f"unable to upgrade connection: {explanation}")
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
-            upstream = await self._client().ws_connect(url, protocols=offered, ssl=False, max_msg_size=0,
+            upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(), max_msg_size=0,
                                                        autoclose=False)
         except aiohttp.WSServerHandshakeError:
             # The node explains a refusal in its body, which the handshake error drops: ask again plainly.

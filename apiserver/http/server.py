@@ -12,11 +12,13 @@ from aiohttp import web
 
 from apiserver import errors, eviction
 from apiserver.api import API
+from apiserver.auth import middleware as auth_middleware
 from apiserver.fieldcheck import unknown_fields
 from apiserver.http import body as request_body, discovery, openapi
 from apiserver.http.limits import WatchLimiter, client_key, read_body
 from apiserver.http.metrics import ServerMetrics
 from apiserver.http.pod_proxy import PodProxy
+from apiserver.http.review_routes import ReviewRoutes
 from apiserver.http.requestinfo import RequestInfo, parse_resource_path
 from apiserver.kinds import scale
 from apiserver.deletion_propagation import parse_policy
@@ -88,7 +90,7 @@ def _optional_bool(value: str | None) -> bool | None:
 
 
 class HTTPServer:
-    def __init__(self, api: API, server_address: str = "127.0.0.1:6443"):
+    def __init__(self, api: API, server_address: str = "127.0.0.1:6443", token_auth_file: str = ""):
         self.api = api
         self.server_address = server_address
         self.app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._errors])
@@ -97,13 +99,16 @@ class HTTPServer:
         self.app.router.add_get("/version", self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
+        self.app.router.add_get("/cacerts", self.ca_certs)
         self.app.router.add_get("/api", self.core_versions)
         self.app.router.add_get("/apis", self.groups)
         self.app.router.add_get("/openapi/v2", self.openapi_v2)
         self.app.router.add_get("/openapi/v3", self.openapi_root)
         self.app.router.add_get("/openapi/v3/{path:.*}", self.openapi_group_version)
         PodProxy(api).add_routes(self.app)   # pods/log, pods/exec, pods/attach → the node server
+        ReviewRoutes(api).add_routes(self.app)  # access/rules/identity reviews (create-only, not stored)
         ServerMetrics(api).install(self.app)  # /metrics + the request-metrics middleware
+        auth_middleware.install(self.app, api, token_auth_file)  # 401/403 inside _errors; sets api.authorizer
         self.app.router.add_route("*", "/api/{tail:.*}", self.resource)
         self.app.router.add_route("*", "/apis/{tail:.*}", self.resource)
 
@@ -135,6 +140,12 @@ class HTTPServer:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type="text/plain")
+
+    async def ca_certs(self, request: web.Request) -> web.Response:
+        """The cluster CA bundle (PEM), unauthenticated: joining agents pin it with --ca-cert-hash."""
+        if self.api.pki is None:
+            raise errors.APIError(404, "NotFound", "this server has no cluster CA")
+        return web.Response(body=self.api.pki.ca_cert_pem, content_type="application/x-pem-file")
 
     def _aggregated(self, request: web.Request, legacy: bool) -> web.Response | None:
         accept = request.headers.get("Accept", "")
@@ -213,7 +224,7 @@ class HTTPServer:
             field_managers.set_writer(request_writer(request.query, request.headers))
         if info.subresource == "scale":
             return await self._scale(request, registry, info)
-        if method == "GET" and info.subresource not in ("", "status"):
+        if method == "GET" and info.subresource not in ("", "status", "approval"):
             raise errors.method_not_allowed(method, registry.info.plural)
         if method == "GET":
             if info.name:
@@ -234,13 +245,13 @@ class HTTPServer:
             status = await eviction.evict(self.api, info.namespace, info.name, await self._body(request),
                                           self._dry_run(request))
             return json_response(status, 201)
-        if method == "PUT" and info.name and info.subresource in ("", "status", "finalize"):
+        if method == "PUT" and info.name and info.subresource in ("", "status", "finalize", "approval"):
             body = await self._body(request)
             warnings = self._check_fields(request, registry, body)
             obj, created = await self.api.update(registry, info.namespace, info.name, body, info.subresource,
                                                  self._dry_run(request))
             return self._object_response(request, registry, obj, 201 if created else 200, warnings)
-        if method == "PATCH" and info.name and info.subresource in ("", "status"):
+        if method == "PATCH" and info.name and info.subresource in ("", "status", "approval"):
             return await self._patch(request, registry, info)
         if method == "DELETE" and info.name and not info.subresource:
             return await self._delete(request, registry, info)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from apiserver.kinds.base import Strategy
+from apiserver.kinds.certificates import CSRStrategy
 from apiserver.kinds.configmaps import ConfigMapStrategy, SecretStrategy
 from apiserver.kinds.endpoints import EndpointSliceStrategy, EndpointsStrategy
 from apiserver.kinds.events import EventStrategy
@@ -10,6 +11,7 @@ from apiserver.kinds.namespaces import NamespaceStrategy
 from apiserver.kinds.nodes import NodeStrategy
 from apiserver.kinds.pods import PodStrategy
 from apiserver.kinds.quotas import ResourceQuotaStrategy
+from apiserver.kinds.rbac import rbac_strategies
 from apiserver.kinds.services import ServiceStrategy
 from apiserver.kinds.workloads import workload_strategies
 from apiserver.service_allocation import ServiceAllocator
@@ -19,4 +21,4 @@ def all_strategies(allocator: ServiceAllocator | None = None) -> list[Strategy]:
     services = ServiceStrategy(allocator=allocator) if allocator else ServiceStrategy()
     return [NamespaceStrategy(), NodeStrategy(), PodStrategy(), EventStrategy(), LeaseStrategy(),
             ConfigMapStrategy(), SecretStrategy(), services, EndpointsStrategy(), EndpointSliceStrategy(),
-            ResourceQuotaStrategy(), *workload_strategies()]
+            ResourceQuotaStrategy(), *workload_strategies(), *rbac_strategies(), CSRStrategy()]

@@ -8,10 +8,12 @@ as (type, description) and its required fields. Type notation: "string", "intege
 from __future__ import annotations
 
 from apiserver.openapi_schemas.apps import APPS
+from apiserver.openapi_schemas.certificates import CERTIFICATES
 from apiserver.openapi_schemas.cluster import CLUSTER
 from apiserver.openapi_schemas.common import Definition
 from apiserver.openapi_schemas.meta import META
 from apiserver.openapi_schemas.pods import PODS
+from apiserver.openapi_schemas.rbac import RBAC
 from apiserver.openapi_schemas.services import SERVICES
 
-DEFINITIONS: dict[str, Definition] = {**META, **PODS, **APPS, **SERVICES, **CLUSTER}
+DEFINITIONS: dict[str, Definition] = {**META, **PODS, **APPS, **SERVICES, **CLUSTER, **RBAC, **CERTIFICATES}

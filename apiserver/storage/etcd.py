@@ -113,6 +113,7 @@ class _Endpoints:
     def __init__(self, options: EtcdOptions):
         self._options = options
         self._channels: list[grpc.aio.Channel | None] = [None] * len(options.endpoints)
+        self._kv_stubs: list[rpc_pb2_grpc.KVStub | None] = [None] * len(options.endpoints)
         self._credentials = self._load_credentials(options) if options.tls else None
         self.current = 0
 
@@ -140,6 +141,13 @@ class _Endpoints:
             self._channels[index] = channel
         return channel
 
+    def kv(self, index: int) -> rpc_pb2_grpc.KVStub:
+        """The KV stub of an endpoint's channel, made once: a stub builds a callable per RPC method."""
+        stub = self._kv_stubs[index]
+        if stub is None:
+            stub = self._kv_stubs[index] = rpc_pb2_grpc.KVStub(self.channel(index))
+        return stub
+
     def failed(self, index: int) -> None:
         if self.current == index:
             self.current = (index + 1) % len(self._channels)
@@ -156,6 +164,7 @@ class _Endpoints:
             if channel is not None:
                 await channel.close()
         self._channels = [None] * len(self._channels)
+        self._kv_stubs = [None] * len(self._kv_stubs)
 
 
 class EtcdStorage(Storage):
@@ -201,7 +210,7 @@ class EtcdStorage(Storage):
         tries = 0
         while True:
             index = self._endpoints.current
-            stub = rpc_pb2_grpc.KVStub(self._endpoints.channel(index))
+            stub = self._endpoints.kv(index)
             tries += 1
             if attempts is not None:
                 attempts.append(tries)

@@ -83,6 +83,10 @@ class Watch(abc.ABC):
         """The next event, None if `timeout` seconds pass first; WatchClosed once stopped."""
 
     @abc.abstractmethod
+    def poll(self) -> StorageEvent | None:
+        """The next event already delivered, without waiting: None if there is none; WatchClosed once stopped."""
+
+    @abc.abstractmethod
     def stop(self) -> None: ...
 
 
@@ -164,6 +168,16 @@ class QueueWatch(Watch):
             item = await asyncio.wait_for(self._queue.get(), timeout)
         except asyncio.TimeoutError:
             return None
+        return self._unless_stopped(item)
+
+    def poll(self) -> StorageEvent | None:
+        try:
+            item = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        return self._unless_stopped(item)
+
+    def _unless_stopped(self, item: object) -> StorageEvent:
         if item is self._STOP:
             self._queue.put_nowait(self._STOP)
             raise WatchClosed()

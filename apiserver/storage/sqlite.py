@@ -59,7 +59,7 @@ class SQLiteStorage(Storage):
     def __init__(self, path: str, history_size: int = 10000):
         self._path = path
         self._history = WatchHistory(history_size)
-        self._writes: queue.Queue[_Write | None] = queue.Queue()
+        self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()  # C-level put: no Condition
         self._writer_thread: threading.Thread | None = None
         self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
         self._read_conn: sqlite3.Connection | None = None
@@ -194,14 +194,14 @@ class SQLiteStorage(Storage):
 
     @staticmethod
     def _apply_one(conn: sqlite3.Connection, write: _Write, revision: int) -> StorageEvent:
+        if write.op == "create":  # one statement: the writer thread takes the GIL once per SQLite call
+            inserted = conn.execute("INSERT INTO kv(key, value, create_revision, mod_revision) VALUES(?,?,?,?) "
+                                    "ON CONFLICT(key) DO NOTHING", (write.key, write.value, revision, revision))
+            if inserted.rowcount != 1:
+                raise KeyExists(write.key)
+            return StorageEvent(EventType.PUT, revision, KeyValue(write.key, write.value, revision, revision), None)
         row = conn.execute("SELECT value, create_revision, mod_revision FROM kv WHERE key=?", (write.key,)).fetchone()
         prev = KeyValue(write.key, row[0], row[1], row[2]) if row else None
-        if write.op == "create":
-            if prev is not None:
-                raise KeyExists(write.key)
-            conn.execute("INSERT INTO kv(key, value, create_revision, mod_revision) VALUES(?,?,?,?)",
-                         (write.key, write.value, revision, revision))
-            return StorageEvent(EventType.PUT, revision, KeyValue(write.key, write.value, revision, revision), None)
         if prev is None:
             raise KeyNotFound(write.key)
         if write.expected_revision is not None and write.expected_revision != prev.mod_revision:

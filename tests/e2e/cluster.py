@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from shipmate.kubeclient import load_kubeconfig
 from tests.support import runtime_sandboxes
 
 ADMIN_KUBECONFIG = os.environ.get("SHIPMATE_KUBECONFIG", "/etc/shipmate/admin.kubeconfig")
@@ -40,6 +42,15 @@ class Kubectl:
     def apply(self, manifest: dict[str, Any] | str, *extra: str) -> subprocess.CompletedProcess[str]:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         return self.run("apply", "-f", "-", *extra, stdin=text)
+
+
+def node_server_ssl_context(kubeconfig: str = ADMIN_KUBECONFIG) -> ssl.SSLContext:
+    """TLS towards an agent's :10250, which requires a client certificate of the cluster CA: the
+    kubeconfig's. The node's serving certificate is self-signed (as kubelet's), so it is not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    load_kubeconfig(kubeconfig).load_client_certificate(context)
+    return context
 
 
 def unique_name(prefix: str) -> str:

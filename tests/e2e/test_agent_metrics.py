@@ -1,20 +1,20 @@
-"""The running agent's /metrics on :10250 (the cluster `make up` started) parses as Prometheus text."""
+"""The running agent's /metrics on :10250 (the cluster `make up` started) parses as Prometheus text;
+it is read with the admin kubeconfig's client certificate, as the node server requires one."""
 from __future__ import annotations
 
 import os
-import ssl
 import urllib.request
 
 import pytest
 
+from tests.e2e.cluster import node_server_ssl_context
 from tests.integration.test_metrics_endpoints import AGENT_METRICS, _samples
 
 pytestmark = pytest.mark.e2e
 
 
 def test_agent_metrics_parse_with_sync_histogram_and_process_figures():
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed until issue 6
+    context = node_server_ssl_context()      # :10250 wants a client certificate of the cluster CA
     try:
         with urllib.request.urlopen(AGENT_METRICS, timeout=5, context=context) as response:
             text = response.read().decode()

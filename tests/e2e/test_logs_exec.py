@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import ssl
 import subprocess
 import threading
 import time
@@ -15,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.cluster import TEST_IMAGE, Kubectl, container_status, pod_manifest, unique_name
+from tests.e2e.cluster import TEST_IMAGE, Kubectl, container_status, node_server_ssl_context, pod_manifest, unique_name
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -139,8 +138,7 @@ def test_exec_with_terminal(kubectl: Kubectl, namespace: str) -> None:
 def test_node_server_healthz_and_metrics(kubectl: Kubectl, node_name: str) -> None:
     node = kubectl.json("get", "node", node_name)
     port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE     # self-signed until issue 6
+    context = node_server_ssl_context(kubectl.kubeconfig)     # a client certificate of the cluster CA
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=5) as response:
         assert response.read() == b"ok\n"
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context, timeout=5) as response:

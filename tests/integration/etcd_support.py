@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipmate import pki
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 
@@ -53,7 +55,7 @@ class EtcdMember:
 
 @dataclass(frozen=True)
 class EtcdPKI:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl, EC P-256)."""
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (shipmate.pki, EC P-256)."""
     ca: Path
     server_cert: Path
     server_key: Path
@@ -63,19 +65,14 @@ class EtcdPKI:
     @classmethod
     def create(cls, directory: Path) -> "EtcdPKI":
         directory.mkdir(parents=True, exist_ok=True)
-
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
-
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-etcd-ca")
-        for name, extension in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
-                                ("client", "extendedKeyUsage=clientAuth")):
-            openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=test-etcd-{name}")
-            (directory / f"{name}.ext").write_text(extension + "\n")
-            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                    "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+        ca = pki.make_ca("test-etcd-ca", days=2)
+        (directory / "ca.pem").write_bytes(ca[0])
+        for name, server in (("server", True), ("client", False)):
+            cert, key = pki.issue(*ca, f"test-etcd-{name}", ip_addresses=["127.0.0.1"] if server else [],
+                                  server=server, client=not server, seconds=2 * 86400)
+            (directory / f"{name}.pem").write_bytes(cert)
+            (directory / f"{name}.key").write_bytes(key)
+            (directory / f"{name}.key").chmod(0o600)
         return cls(directory / "ca.pem", directory / "server.pem", directory / "server.key",
                    directory / "client.pem", directory / "client.key")
 

@@ -1,7 +1,8 @@
 """A whole private shipmate node for tests that must restart containerd or stop the API server: a
 network namespace of its own holding a registry (the local registry's storage, served on the
 namespace's 127.0.0.1:5000), its own containerd (own root, state, socket, CNI dirs), its own
-`shipmate server` and its own agent. The host's containerd and cluster are never touched.
+`shipmate server` and its own agent, which joins the server with a bootstrap token. The host's
+containerd and cluster are never touched.
 
 Everything lives under WORK_DIR and in netns NETNS; leftovers of a killed run are removed first.
 """
@@ -85,13 +86,16 @@ class Process:
 
 
 class PrivateNode:
-    def __init__(self) -> None:
+    def __init__(self, server_args: tuple[str, ...] = ()) -> None:
+        self.server_args = server_args       # more `shipmate server` flags
         self.registry, self.containerd = Process("registry"), Process("containerd")
         self.server, self.agent = Process("server"), Process("agent")
         self.kubeconfig = WORK_DIR / "admin.kubeconfig"
         self.socket = WORK_DIR / "containerd.sock"
         self.endpoint = f"unix://{self.socket}"
         self.manifests = WORK_DIR / "manifests"
+        self.ca_file = WORK_DIR / "server" / "pki" / "ca.crt"
+        self.agent_root = WORK_DIR / "agent"
 
     # ------------------------------------------------------------ lifecycle
     def up(self) -> None:
@@ -152,14 +156,26 @@ class PrivateNode:
     def start_server(self) -> None:
         self.server.start([*SHIPMATE, "server", "--bind-address", "127.0.0.1", "--port", "6443",
                            "--data-dir", str(WORK_DIR / "server"), "--cluster-cidr", CLUSTER_CIDR,
-                           "--admin-kubeconfig", str(self.kubeconfig)])
+                           "--admin-kubeconfig", str(self.kubeconfig), *self.server_args])
         wait_for(lambda: self.kubeconfig.exists() and self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
                  30, "the node's API server")
 
+    def create_token(self, ttl: str = "10m") -> str:
+        """A bootstrap token from `shipmate token create` (what an operator hands a new node)."""
+        result = subprocess.run([*ENTER, *SHIPMATE, "token", "create", "--ttl", ttl, "--kubeconfig", str(self.kubeconfig)],
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError(f"shipmate token create: {result.stderr.strip()}")
+        return result.stdout.strip()
+
     def start_agent(self, *extra_args: str) -> None:
-        self.agent.start([*SHIPMATE, "agent", *extra_args, "--server", "http://127.0.0.1:6443", "--node-name", NODE,
+        """The first start joins with a new bootstrap token; later ones use the certificate it left."""
+        joined = (self.agent_root / "kubelet.kubeconfig").exists()
+        join = [] if joined else ["--token", self.create_token()]
+        self.agent.start([*SHIPMATE, "agent", *extra_args, *join, "--server", "https://127.0.0.1:6443",
+                          "--ca-file", str(self.ca_file), "--node-name", NODE,
                           "--node-ip", "127.0.0.1", "--container-runtime-endpoint", self.endpoint,
-                          "--root-dir", str(WORK_DIR / "agent"), "--cni-bin-dir", str(WORK_DIR / "cni/bin"),
+                          "--root-dir", str(self.agent_root), "--cni-bin-dir", str(WORK_DIR / "cni/bin"),
                           "--cni-conf-dir", str(WORK_DIR / "cni/net.d"), "--cni-socket", str(WORK_DIR / "cni.sock"),
                           "--ipam-dir", str(WORK_DIR / "ipam"), "--pod-log-dir", str(WORK_DIR / "logs"),
                           "--pod-manifest-path", str(self.manifests), "--cluster-cidr", CLUSTER_CIDR])

@@ -31,7 +31,7 @@ async def test_oversize_deep_and_bomb_bodies_get_clean_statuses_and_the_server_s
     bomb = "\n".join(["apiVersion: v1", "kind: ConfigMap", "metadata: {name: bomb}", "a: &a [x,x,x,x,x,x,x,x,x,x]"]
                      + [f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]"
                         for i in range(9)]).encode()
-    async with aiohttp.ClientSession(server.url) as session:
+    async with aiohttp.ClientSession(server.url, connector=aiohttp.TCPConnector(ssl=server.ssl_context())) as session:
         status, body = await _send(session, "POST", CONFIGMAPS, big, "application/json")
         assert (status, body["reason"], body["message"]) == (413, "RequestEntityTooLarge",
                                                             "Request entity too large: limit is 3145728")
@@ -85,11 +85,12 @@ async def test_oversize_deep_and_bomb_bodies_get_clean_statuses_and_the_server_s
 
 async def test_a_watch_flood_from_one_client_is_capped_and_others_are_still_answered(server):
     flood = MAX_WATCHES_PER_CLIENT + 50
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, ssl=server.ssl_context())
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(server.url, connector=connector, timeout=timeout,
                                      headers={"User-Agent": "flooder/1.0"}) as flooder, \
-            aiohttp.ClientSession(server.url, headers={"User-Agent": "kubectl/v1.35.0"}) as other:
+            aiohttp.ClientSession(server.url, headers={"User-Agent": "kubectl/v1.35.0"},
+                                  connector=aiohttp.TCPConnector(ssl=server.ssl_context())) as other:
         responses: list[aiohttp.ClientResponse] = []
 
         async def open_watch() -> int:

@@ -1,9 +1,11 @@
 """The API server as a subprocess, driven by the real kubectl and by raw HTTP."""
+import http.server
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -13,6 +15,8 @@ import urllib.request
 
 import pytest
 
+from shipmate import pki
+from shipmate.kubeclient import load_kubeconfig
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration,
@@ -48,9 +52,10 @@ class Server:
         self.cache_dir = str(tmp_path / "kubectl-cache")
         self.log_path = str(tmp_path / "server.log")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         self.process = None
         self.extra_args: list[str] = []   # more `shipmate server` flags (scheduling tests)
+        self._tls: tuple[int, ssl.SSLContext] | None = None
 
     def start(self):
         log = open(self.log_path, "a")
@@ -78,12 +83,31 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS as the admin: the cluster CA and the admin client certificate from the kubeconfig the
+        server wrote (read again when a restart rewrote it). Before it exists (start-up probes of
+        /readyz): an unverified, anonymous context."""
+        try:
+            written = os.stat(self.kubeconfig).st_mtime_ns
+        except FileNotFoundError:
+            anonymous = ssl.create_default_context()
+            anonymous.check_hostname = False
+            anonymous.verify_mode = ssl.CERT_NONE
+            return anonymous
+        if self._tls is None or self._tls[0] != written:
+            self._tls = (written, load_kubeconfig(self.kubeconfig).ssl_context())
+        return self._tls[1]
+
+    def urlopen(self, req, timeout=10):
+        """urllib.request.urlopen over the server's TLS, as the admin."""
+        return urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context())
+
     def request(self, method, path, body=None, content_type="application/json", raw=False):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": content_type} if data else {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:
+            with self.urlopen(req) as response:
                 text = response.read().decode()
                 return text if raw else (response.status, json.loads(text))
         except urllib.error.HTTPError as exc:
@@ -245,7 +269,7 @@ def test_data_persists_across_restart(server):
     server.kubectl("create", "-f", "-", input=json.dumps(POD))
     server.kubectl("create", "-f", "-", input=json.dumps(NODE))
     before = json.loads(server.kubectl("get", "pod", "web", "-o", "json").stdout)
-    watch = urllib.request.urlopen(server.url + "/api/v1/pods?watch=1&resourceVersion=0", timeout=10)
+    watch = server.urlopen(server.url + "/api/v1/pods?watch=1&resourceVersion=0")
     assert json.loads(watch.readline())["type"] == "ADDED"
     stopping = time.monotonic()
     server.stop()
@@ -327,7 +351,7 @@ def test_metadata_only_lists(server):
     server.request("POST", "/api/v1/namespaces/default/pods", POD)
     req = urllib.request.Request(server.url + "/api/v1/namespaces/default/pods", headers={
         "Accept": "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"})
-    with urllib.request.urlopen(req, timeout=10) as response:
+    with server.urlopen(req) as response:
         body = json.loads(response.read())
     assert body["kind"] == "PartialObjectMetadataList"
     assert body["items"][0]["kind"] == "PartialObjectMetadata" and "spec" not in body["items"][0]
@@ -342,7 +366,7 @@ def test_create_throughput(server):
 
     async def run(count: int, concurrency: int) -> float:
         limit = asyncio.Semaphore(concurrency)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=server.ssl_context())) as session:
             async def create(i: int) -> None:
                 pod = json.loads(json.dumps(POD))
                 pod["metadata"]["name"] = f"load-{i}"
@@ -355,3 +379,79 @@ def test_create_throughput(server):
     rate = asyncio.run(run(600, 32))
     print(f"create throughput: {rate:.0f} pods/s (600 creates, 32 concurrent clients)")
     assert rate > 100
+
+
+def test_https_only_admin_identity_and_cacerts(server):
+    """The API answers TLS only, with a serving certificate for 127.0.0.1 from the cluster CA; /cacerts hands
+    out that CA; the admin kubeconfig carries CN kubernetes-admin, O system:masters."""
+    with open(os.path.join(server.data_dir, "pki", "ca.crt"), "rb") as handle:
+        ca_pem = handle.read()
+    with pytest.raises(OSError):   # plain HTTP on the TLS port
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/readyz", timeout=5).read()
+    verified = ssl.create_default_context(cadata=ca_pem.decode())
+    with urllib.request.urlopen(server.url + "/cacerts", timeout=5, context=verified) as response:
+        assert response.read() == ca_pem
+    config = load_kubeconfig(server.kubeconfig)
+    assert config.server == server.url and config.certificate_authority_data == ca_pem
+    assert pki.cert_subject(config.client_certificate_data) == ("kubernetes-admin", ("system:masters",))
+    assert pki.verify_issued_by(config.client_certificate_data, ca_pem)
+    foreign_ca = pki.make_ca("not-the-cluster-ca")
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):   # not trusted under another CA
+        urllib.request.urlopen(server.url + "/readyz", timeout=5,
+                               context=ssl.create_default_context(cadata=foreign_ca[0].decode()))
+
+
+class FakeNodeServer:
+    """A node server on 127.0.0.1 as :10250 will be: self-signed serving certificate, client certificate
+    REQUIRED and verified against the cluster CA. Answers container logs with the caller's subject."""
+
+    def __init__(self, directory, cluster_ca_path: str):
+        own_ca = pki.make_ca("fake-node-ca")
+        cert, key = pki.issue(*own_ca, "fake-node", ip_addresses=["127.0.0.1"], server=True)
+        (directory / "node.crt").write_bytes(cert)
+        (directory / "node.key").write_bytes(key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(directory / "node.crt", directory / "node.key")
+        context.load_verify_locations(cluster_ca_path)
+        context.verify_mode = ssl.CERT_REQUIRED
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                subject = dict(item for rdn in self.connection.getpeercert()["subject"] for item in rdn)
+                body = f"{self.path} from {subject['commonName']}/{subject['organizationName']}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_pod_logs_reach_the_node_with_the_apiserver_kubelet_client_certificate(server, tmp_path):
+    """pods/log is proxied to the node's InternalIP:kubeletEndpoint over TLS, presenting
+    kube-apiserver-kubelet-client (O system:masters); the node's self-signed certificate is accepted."""
+    with FakeNodeServer(tmp_path, os.path.join(server.data_dir, "pki", "ca.crt")) as node_server:
+        node = json.loads(json.dumps(NODE))
+        node["metadata"]["name"] = "tls-node"
+        node["status"]["addresses"] = [{"type": "InternalIP", "address": "127.0.0.1"}]
+        node["status"]["daemonEndpoints"] = {"kubeletEndpoint": {"Port": node_server.port}}
+        assert server.request("POST", "/api/v1/nodes", node)[0] == 201
+        pod = json.loads(json.dumps(POD))
+        pod["spec"]["nodeName"] = "tls-node"
+        assert server.request("POST", "/api/v1/namespaces/default/pods", pod)[0] == 201
+        logs = server.kubectl("logs", "web").stdout
+    assert logs == "/containerLogs/default/web/web from kube-apiserver-kubelet-client/system:masters\n"

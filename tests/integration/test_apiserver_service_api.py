@@ -102,22 +102,3 @@ async def test_controllers_follow_pods_and_clean_up(api):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def test_kubernetes_service_is_created_and_repaired(api):
-    from apiserver import kubernetes_service
-    await kubernetes_service.reconcile(api, "192.0.2.5", 6443)
-    service = await api.services.get("default", "kubernetes")
-    assert service["spec"]["clusterIP"] == "10.96.0.1"
-    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]
-    await api.delete(api.services, "default", "kubernetes", DeleteOptions())
-    await api.patch(api.endpoints, "default", "kubernetes", "application/merge-patch+json",
-                    {"subsets": [{"addresses": [{"ip": "192.0.2.99"}], "ports": [{"port": 1}]}]})
-    await kubernetes_service.reconcile(api, "192.0.2.5", 7443)
-    service = await api.services.get("default", "kubernetes")
-    assert service["spec"]["clusterIP"] == "10.96.0.1" and service["spec"]["ports"][0]["targetPort"] == 7443
-    endpoints = await api.endpoints.get("default", "kubernetes")
-    assert endpoints["subsets"] == [{"addresses": [{"ip": "192.0.2.5"}],
-                                     "ports": [{"name": "https", "port": 7443, "protocol": "TCP"}]}]
-    endpoint_slice = await api.endpoint_slices.get("default", "kubernetes")
-    assert endpoint_slice["endpoints"][0]["addresses"] == ["192.0.2.5"]

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from apiserver import pki_bootstrap
 from apiserver.api import API
 from apiserver.storage.etcd import EtcdStorage, parse_etcd_endpoint
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, RevisionCompacted, RevisionMismatch,
@@ -187,6 +188,50 @@ async def test_tls_with_client_certificates(tmp_path):
         await anonymous.close()
     finally:
         cluster.stop()
+
+
+async def test_cluster_ca_lives_outside_registry_lists_and_watches(storage):
+    """The CA key (/shipmate/pki/ca) is accepted by both backends, created once by racing servers, and
+    no /registry list or watch sees it."""
+    if await storage.get(pki_bootstrap.CA_STORAGE_KEY) is not None:
+        await storage.delete(pki_bootstrap.CA_STORAGE_KEY, None)
+    before = await storage.create("/registry/configmaps/default/before-ca", b"{}")
+    await settle(storage, before.mod_revision)  # the etcd watch stream caught up (past any old compaction)
+    watch = storage.watch("/registry/", storage.revision)
+    first, second = await asyncio.gather(pki_bootstrap.load_or_create_ca(storage),
+                                         pki_bootstrap.load_or_create_ca(storage))
+    assert first == second
+    created = await storage.create("/registry/configmaps/default/after-ca", b"{}")
+    listed, _ = await storage.list("/registry/")
+    assert sorted(kv.key for kv in listed) == sorted([before.key, created.key])
+    event = await watch.next(timeout=5)
+    assert event is not None and event.kv.key == created.key
+    watch.stop()
+    assert await pki_bootstrap.load_or_create_ca(storage) == first
+
+
+def test_servers_on_one_etcd_share_the_cluster_ca(etcd, tmp_path):
+    """A second server on the same etcd loads the first one's CA: the admin kubeconfig of one is
+    accepted by the other (its serving certificate chains to the same CA)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Server(tmp_path / "a"), Server(tmp_path / "b")
+    for server in (first, second):
+        server.extra_args = ["--datastore-endpoint", etcd.endpoint]
+    first.start()
+    try:
+        second.start()
+        try:
+            assert etcd.etcdctl("get", pki_bootstrap.CA_STORAGE_KEY, "--keys-only").split() == \
+                [pki_bootstrap.CA_STORAGE_KEY]
+            ca_files = [open(os.path.join(s.data_dir, "pki", "ca.crt"), "rb").read() for s in (first, second)]
+            assert ca_files[0] == ca_files[1]
+            across = second.kubectl("--server", first.url, "get", "namespace", "default", "-o", "name")
+            assert across.stdout.strip() == "namespace/default"
+        finally:
+            second.stop()
+    finally:
+        first.stop()
 
 
 def test_shipmate_server_on_etcd_with_kubectl(etcd, tmp_path):

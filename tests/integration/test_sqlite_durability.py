@@ -49,7 +49,7 @@ async def test_sigkill_during_concurrent_creates_loses_no_acknowledged_write(tmp
     acknowledged: dict[str, tuple[str, int]] = {}  # name → (uid, resourceVersion)
     failed = 0
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=server.ssl_context())) as session:
             async def create(i: int) -> None:
                 nonlocal failed
                 try:
@@ -82,7 +82,7 @@ async def test_sigkill_during_concurrent_creates_loses_no_acknowledged_write(tmp
         # else 410 Expired (SQLite keeps no event history across a restart) and the client relists.
         newest_seen = max(rv for _, rv in acknowledged.values())
         restart_revision = _opened_revisions(server)[-1]
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=server.ssl_context())) as session:
             events = await _watch_lines(session, f"{base}?watch=1&resourceVersion={newest_seen}&timeoutSeconds=5", 1)
             if newest_seen < restart_revision:
                 assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410

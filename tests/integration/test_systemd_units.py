@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from shipmate.install import (AGENT_UNIT, SERVER_UNIT, SYSTEMD_SOURCE_DIR, AgentOptions, AgentPaths,
+from shipmate.install import (AGENT_UNIT, SERVER_UNIT, SYSTEMD_SOURCE_DIR, AgentOptions, AgentPaths, agent_args,
                               containerd_files, write_files)
 from tests.support import wait_for
 
@@ -41,7 +42,8 @@ def test_unit_passes_systemd_analyze_verify(unit: str) -> None:
 
 @pytest.mark.parametrize("role,unit", [("server", SERVER_UNIT), ("agent", AGENT_UNIT)])
 def test_installed_unit_passes_verify(tmp_path: Path, role: str, unit: str) -> None:
-    extra = ["--server", "http://10.0.0.1:6443"] if role == "agent" else []
+    extra = ["--server", "https://10.0.0.1:6443", "--token", "abcdef.0123456789abcdef",
+             "--ca-cert-hash", "sha256:" + "ab" * 32] if role == "agent" else []
     subprocess.run([*SHIPMATE, "install", role, "--root", str(tmp_path), "--shipmate-bin",
                     str(Path(sys.executable).parent / "shipmate"), *extra], check=True, capture_output=True)
     installed = tmp_path / "etc/systemd/system" / unit
@@ -140,7 +142,8 @@ def test_server_sends_ready_when_serving_then_watchdog(tmp_path: Path, notify: N
     server = start_server(tmp_path, port, notify.env())
     try:
         notify.receive_until(ready, 30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as response:
+        context = ssl.create_default_context(cafile=str(tmp_path / "data" / "pki" / "ca.crt"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", timeout=3, context=context) as response:
             assert response.status == 200, "READY=1 came before the server served"
         assert_keepalives(notify)
     finally:
@@ -166,7 +169,7 @@ def test_agent_sends_ready_once_registered_then_watchdog(tmp_path: Path, notify:
                        cni_conf_dir=str(tmp_path / "cni/net.d"), containerd_socket=str(tmp_path / "containerd.sock"),
                        containerd_config=str(tmp_path / "containerd.toml"), certs_dir=str(tmp_path / "certs.d"))
     port = free_port()
-    write_files(containerd_files(AgentOptions(server=f"http://127.0.0.1:{port}", paths=paths), systemd_cgroup=False))
+    write_files(containerd_files(AgentOptions(server=f"https://127.0.0.1:{port}", paths=paths), systemd_cgroup=False))
     containerd_log = open(tmp_path / "containerd.log", "ab")
     containerd = subprocess.Popen([*enter, "containerd", "--config", paths.containerd_config,
                                    "--root", str(tmp_path / "containerd/root"), "--state", str(tmp_path / "containerd/state"),
@@ -176,12 +179,16 @@ def test_agent_sends_ready_once_registered_then_watchdog(tmp_path: Path, notify:
     try:
         kubeconfig = tmp_path / "admin.kubeconfig"
         wait_for(lambda: kubeconfig.exists() and Path(paths.containerd_socket).exists(), 30, "server and containerd")
+        # The agent runs with exactly the flags `shipmate install agent` writes: it joins with a token.
+        token = subprocess.run([*enter, *SHIPMATE, "token", "create", "--ttl", "10m", "--kubeconfig", str(kubeconfig)],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        options = AgentOptions(server=f"https://127.0.0.1:{port}", token=token,
+                               ca_file=str(tmp_path / "data" / "pki" / "ca.crt"), node_name="sd-node",
+                               node_ip="127.0.0.1", paths=paths,
+                               extra_args=("--pod-log-dir", str(tmp_path / "logs"),
+                                           "--pod-manifest-path", str(tmp_path / "manifests")))
         agent_log = open(tmp_path / "agent.log", "ab")
-        agent = subprocess.Popen([*enter, *SHIPMATE, "agent", "--kubeconfig", str(kubeconfig), "--node-name", "sd-node",
-                                  "--node-ip", "127.0.0.1", "--container-runtime-endpoint", f"unix://{paths.containerd_socket}",
-                                  "--root-dir", paths.root_dir, "--ipam-dir", paths.ipam_dir, "--cni-socket", paths.cni_socket,
-                                  "--cni-bin-dir", paths.cni_bin_dir, "--cni-conf-dir", paths.cni_conf_dir,
-                                  "--pod-log-dir", str(tmp_path / "logs"), "--pod-manifest-path", str(tmp_path / "manifests")],
+        agent = subprocess.Popen([*enter, *SHIPMATE, "agent", *agent_args(options)],
                                  env=notify.env(), stdout=agent_log, stderr=agent_log)
         notify.receive_until(ready, 60)
         nodes = subprocess.run([*enter, "/usr/local/bin/kubectl", "--kubeconfig", str(kubeconfig), "get", "node",
@@ -250,8 +257,9 @@ def test_install_server_under_systemd_in_nspawn() -> None:
         assert state["Type"] == "notify"
         assert state["ActiveState"] == "active", (state, journal())   # a notify unit is active after READY=1
         assert state["StatusText"] == "serving on 0.0.0.0:6443"
-        readyz = subprocess.run([*inside, sys.executable, "-c", "import urllib.request; print(urllib.request."
-                                 "urlopen('http://127.0.0.1:6443/readyz', timeout=5).read().decode())"],
+        readyz = subprocess.run([*inside, sys.executable, "-c", "import ssl, urllib.request; print(urllib.request.urlopen("
+                                 "'https://127.0.0.1:6443/readyz', timeout=5, "
+                                 "context=ssl._create_unverified_context()).read().decode())"],
                                 capture_output=True, text=True)
         assert readyz.stdout.strip() == "ok", readyz.stderr
         # WatchdogSec=30: a keep-alive every 15 s moves systemd's watchdog timestamp.

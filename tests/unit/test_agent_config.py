@@ -11,7 +11,7 @@ from shipmate.hostnet import default_route_interface
 
 def test_defaults_follow_the_design() -> None:
     config = parse_args(["--node-name", "Dev-Node", "--node-ip", "192.0.2.2"])
-    assert config.server == "http://127.0.0.1:6443" and config.kubeconfig is None
+    assert config.server == "https://127.0.0.1:6443" and config.kubeconfig is None
     assert config.node_name == "dev-node"
     assert config.container_runtime_endpoint == "unix:///run/containerd/containerd.sock"
     assert (config.root_dir, config.cni_bin_dir, config.cni_conf_dir, config.cni_socket) == \

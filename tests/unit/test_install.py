@@ -1,12 +1,15 @@
 """shipmate.install: pure rendering of units, env files, kubeconfig and containerd config."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from agent.config import parse_args
 from shipmate.install import (AgentOptions, AgentPaths, InstallError, ServerOptions, agent_args, agent_files,
                               env_file, parse_env_args, server_files, unit_text, write_files)
+
+
+TOKEN = "abcdef.0123456789abcdef"
+CA_HASH = "sha256:" + "0f" * 32
 
 
 def test_env_file_round_trips_the_arguments() -> None:
@@ -28,30 +31,44 @@ def test_unit_points_at_the_given_executable() -> None:
     assert "WatchdogSec=" in text and "Wants=network-online.target containerd.service" in text
 
 
-def test_agent_files_carry_node_paths_and_mirror() -> None:
+def test_agent_files_carry_node_paths_join_flags_and_mirror() -> None:
     paths = AgentPaths(etc_dir="/n1/etc", root_dir="/n1/agent", ipam_dir="/n1/ipam", cni_socket="/n1/cni.sock",
                        cni_bin_dir="/n1/cni/bin", cni_conf_dir="/n1/cni/net.d",
                        containerd_socket="/n1/containerd.sock", containerd_config="/n1/containerd.toml",
                        certs_dir="/n1/certs.d")
-    options = AgentOptions(server="http://10.0.0.1:6443", token="t0k", node_name="n1", node_ip="10.0.0.2",
+    options = AgentOptions(server="https://10.0.0.1:6443,https://10.0.0.2:6443", token=TOKEN,
+                           ca_cert_hash=CA_HASH, node_name="n1", node_ip="10.0.0.2",
                            registry_mirror="http://10.0.0.1:5000", paths=paths)
     files = {spec.path: spec for spec in agent_files(options, systemd_cgroup=False)}
     args = parse_env_args(files["/n1/etc/agent.env"].text, "SHIPMATE_AGENT_ARGS")
     assert args == agent_args(options)
-    assert args[args.index("--kubeconfig") + 1] == "/n1/etc/agent.kubeconfig"
+    assert args[:6] == ["--server", "https://10.0.0.1:6443,https://10.0.0.2:6443", "--token", TOKEN,
+                        "--ca-cert-hash", CA_HASH]
+    assert args[args.index("--root-dir") + 1] == "/n1/agent"
     assert args[args.index("--container-runtime-endpoint") + 1] == "unix:///n1/containerd.sock"
-    kubeconfig = json.loads(files["/n1/etc/agent.kubeconfig"].text)
-    assert kubeconfig["clusters"][0]["cluster"]["server"] == "http://10.0.0.1:6443"
-    assert kubeconfig["users"][0]["user"] == {"token": "t0k"}
-    assert files["/n1/etc/agent.kubeconfig"].mode == 0o600
+    assert "--kubeconfig" not in args       # the agent writes <root-dir>/kubelet.kubeconfig when it joins
+    assert files["/n1/etc/agent.env"].mode == 0o600      # it holds the token
     toml = files["/n1/containerd.toml"].text
     assert 'bin_dir = "/n1/cni/bin"' in toml and 'config_path = "/n1/certs.d"' in toml
     assert '[host."http://10.0.0.1:5000"]' in files["/n1/certs.d/127.0.0.1:5000/hosts.toml"].text
 
 
-def test_agent_needs_an_http_server_url() -> None:
-    with pytest.raises(InstallError):
-        agent_files(AgentOptions(server="10.0.0.1:6443"), systemd_cgroup=False)
+def test_agent_parses_the_join_flags_the_installer_writes() -> None:
+    options = AgentOptions(server="https://10.0.0.1:6443", token=TOKEN, ca_file="/etc/shipmate/ca.crt",
+                           node_ip="10.0.0.2")
+    config = parse_args(agent_args(options))
+    assert (config.server, config.token, config.ca_file) == ("https://10.0.0.1:6443", TOKEN, "/etc/shipmate/ca.crt")
+
+
+@pytest.mark.parametrize("options, message", [
+    (AgentOptions(server="10.0.0.1:6443"), "must start with https://"),
+    (AgentOptions(server="http://10.0.0.1:6443"), "HTTPS only"),
+    (AgentOptions(server="https://10.0.0.1:6443", token="secret"), "bootstrap token"),
+    (AgentOptions(server="https://10.0.0.1:6443", token=TOKEN), "needs --ca-cert-hash"),
+])
+def test_agent_options_are_checked(options: AgentOptions, message: str) -> None:
+    with pytest.raises(InstallError, match=message):
+        agent_files(options, systemd_cgroup=False)
 
 
 def test_write_files_under_root_reports_only_changes(tmp_path) -> None:

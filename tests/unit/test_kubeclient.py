@@ -4,14 +4,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import tempfile
 from typing import Any, AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from tests.unit.fake_api_server import client_for
+from tests.unit.https_fake import HttpsServer, ClusterCA, peer_common_name, serving
 
+from shipmate import kubeclient, pki
 from shipmate.kubeclient import (NODES, PODS, AlreadyExists, Conflict, Gone, Informer, Invalid, KubeClient,
-                                 NotFound, Resource, config_from_flags, parse_kubeconfig)
+                                 KubeConfig, NotFound, Resource, ServerError, config_from_flags, parse_kubeconfig,
+                                 parse_servers)
 
 
 def status(code: int, reason: str, message: str) -> web.Response:
@@ -243,3 +249,169 @@ def test_parse_kubeconfig_and_flags(tmp_path) -> None:
     assert config_from_flags("http://only:2/", None).server == "http://only:2"
     with pytest.raises(FileNotFoundError):
         config_from_flags(None, str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------- HTTPS, client certificates, failover
+
+class Replica:
+    """A fake API server replica over HTTPS: answers GET /api/v1/nodes/n with its own name and the
+    client's certificate CN, can answer 503 (a dying server), and streams one watch event then
+    breaks the connection or ends it cleanly."""
+
+    def __init__(self, name: str, ca: ClusterCA) -> None:
+        self.name, self.failing, self.break_watch, self.hold_watch = name, False, False, False
+        self.hits: list[str] = []
+        app = web.Application()
+        app.router.add_get("/api/v1/nodes/n", self.node)
+        app.router.add_get("/api/v1/nodes", self.watch)
+        self.server = HttpsServer(app, ca.server_context())
+
+    async def node(self, request: web.Request) -> web.Response:
+        self.hits.append("get")
+        if self.failing:
+            return status(503, "ServiceUnavailable", "apiserver is shutting down")
+        return web.json_response({"metadata": {"name": "n", "annotations": {
+            "served-by": self.name, "client-cn": peer_common_name(request)}}})
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        self.hits.append("watch")
+        response = web.StreamResponse()
+        await response.prepare(request)
+        event = {"type": "ADDED", "object": {"metadata": {"name": self.name, "resourceVersion": "1"}}}
+        await response.write(json.dumps(event).encode() + b"\n")
+        if self.break_watch:
+            request.transport.abort()      # a dying server: the chunked stream ends without its last chunk
+            return response
+        if self.hold_watch:
+            await asyncio.sleep(60)        # a long watch, open until the client goes
+        await response.write_eof()
+        return response
+
+
+def served_by(node: dict) -> tuple[str, str]:
+    annotations = node["metadata"]["annotations"]
+    return annotations["served-by"], annotations["client-cn"]
+
+
+@pytest.fixture
+def ca(tmp_path) -> ClusterCA:
+    return ClusterCA.create(tmp_path / "pki")
+
+
+async def test_client_certificate_data_in_a_kubeconfig_works_over_https(ca: ClusterCA, tmp_path) -> None:
+    replica = Replica("a", ca)
+    cert, key = pki.issue(ca.cert, ca.key, "kubernetes-admin", ("system:masters",), client=True)
+    async with serving(replica.server):
+        document = {"apiVersion": "v1", "kind": "Config", "current-context": "x",
+                    "clusters": [{"name": "c", "cluster": {"server": replica.server.url,
+                                                          "certificate-authority-data": base64.b64encode(ca.cert).decode()}}],
+                    "users": [{"name": "u", "user": {"client-certificate-data": base64.b64encode(cert).decode(),
+                                                     "client-key-data": base64.b64encode(key).decode()}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}
+        before = set(os.listdir(tempfile.gettempdir()))
+        async with KubeClient(parse_kubeconfig(document)) as client:
+            assert served_by(await client.get(NODES, "n")) == ("a", "kubernetes-admin")
+        assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("shipmate-kube-")}
+
+
+async def test_server_with_another_ca_is_refused(ca: ClusterCA, tmp_path) -> None:
+    stranger = ClusterCA.create(tmp_path / "other")
+    replica = Replica("a", stranger)
+    async with serving(replica.server):
+        async with KubeClient(KubeConfig(server=replica.server.url, certificate_authority=ca.cert_path)) as client:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await client.get(NODES, "n")
+
+
+async def test_failover_on_refused_connection_then_stays_on_the_working_server(ca: ClusterCA) -> None:
+    a, b = Replica("a", ca), Replica("b", ca)
+    async with serving(a.server, b.server):
+        config = KubeConfig(server=a.server.url, extra_servers=(b.server.url,),
+                            certificate_authority=ca.cert_path, client_certificate=ca.client_pem("c.pem", "u1"),
+                            client_key=str(ca.directory / "c.pem"))
+        async with KubeClient(config) as client:
+            assert served_by(await client.get(NODES, "n")) == ("a", "u1")
+            await a.server.stop()                       # connection refused from now on
+            assert served_by(await client.get(NODES, "n"))[0] == "b"
+            assert client.server == b.server.url
+            await a.server.start()                      # back, but the client keeps the server that works
+            assert served_by(await client.get(NODES, "n"))[0] == "b"
+            assert a.hits == ["get"]
+
+
+async def test_failover_on_5xx_and_wraps_around(ca: ClusterCA) -> None:
+    a, b = Replica("a", ca), Replica("b", ca)
+    async with serving(a.server, b.server):
+        config = KubeConfig(server=a.server.url, extra_servers=(b.server.url,), certificate_authority=ca.cert_path)
+        async with KubeClient(config) as client:
+            a.failing = True
+            assert served_by(await client.get(NODES, "n"))[0] == "b"
+            a.failing, b.failing = False, True
+            assert served_by(await client.get(NODES, "n"))[0] == "a"     # b → a: the list wraps around
+            a.failing = True
+            with pytest.raises(ServerError):                            # every server failing: the error
+                await client.get(NODES, "n")
+
+
+async def test_single_server_5xx_is_an_error_not_a_retry(ca: ClusterCA) -> None:
+    a = Replica("a", ca)
+    async with serving(a.server):
+        async with KubeClient(KubeConfig(server=a.server.url, certificate_authority=ca.cert_path)) as client:
+            a.failing = True
+            with pytest.raises(ServerError):
+                await client.get(NODES, "n")
+            assert a.hits == ["get"]
+
+
+async def test_broken_watch_moves_the_next_watch_to_the_next_server(ca: ClusterCA) -> None:
+    a, b = Replica("a", ca), Replica("b", ca)
+    async with serving(a.server, b.server):
+        config = KubeConfig(server=a.server.url, extra_servers=(b.server.url,), certificate_authority=ca.cert_path)
+        async with KubeClient(config) as client:
+            names = [e.object["metadata"]["name"] async for e in client.watch(NODES)]
+            assert names == ["a"] and client.server == a.server.url     # a clean end keeps the server
+            a.break_watch = True
+            seen = []
+            with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
+                async for event in client.watch(NODES):
+                    seen.append(event.object["metadata"]["name"])
+            assert seen == ["a"] and client.server == b.server.url
+            assert [e.object["metadata"]["name"] async for e in client.watch(NODES)] == ["b"]
+
+
+async def test_watch_closed_by_a_credentials_reload_does_not_fail_over(ca: ClusterCA, monkeypatch) -> None:
+    monkeypatch.setattr(kubeclient, "RETIRED_SESSION_GRACE", 0.05)
+    a, b = Replica("a", ca), Replica("b", ca)
+    a.hold_watch = True
+    async with serving(a.server, b.server):
+        config = KubeConfig(server=a.server.url, extra_servers=(b.server.url,), certificate_authority=ca.cert_path)
+        async with KubeClient(config) as client:
+            stream = client.watch(NODES)
+            assert (await stream.__anext__()).object["metadata"]["name"] == "a"
+            client.reload_credentials()
+            with pytest.raises((aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
+                await asyncio.wait_for(stream.__anext__(), 5)
+            assert client.server == a.server.url
+
+
+async def test_rotated_client_certificate_is_used_without_a_new_client(ca: ClusterCA, monkeypatch) -> None:
+    monkeypatch.setattr(kubeclient, "CREDENTIALS_CHECK_PERIOD", 0.0)
+    a = Replica("a", ca)
+    pem = ca.client_pem("node.pem", "system:node:n1")
+    async with serving(a.server):
+        config = KubeConfig(server=a.server.url, certificate_authority=ca.cert_path, client_certificate=pem,
+                            client_key=pem)
+        async with KubeClient(config) as client:
+            assert served_by(await client.get(NODES, "n"))[1] == "system:node:n1"
+            ca.client_pem("next.pem", "system:node:renewed")
+            os.replace(ca.directory / "next.pem", pem)           # as the rotation replaces the file
+            assert served_by(await client.get(NODES, "n"))[1] == "system:node:renewed"
+
+
+def test_parse_servers() -> None:
+    assert parse_servers("https://a:6443/, https://b:6443") == ("https://a:6443", "https://b:6443")
+    for bad in ("", "a:6443", "https://a,ftp://b"):
+        with pytest.raises(ValueError):
+            parse_servers(bad)
+    config = config_from_flags("https://a:1,https://b:2", None)
+    assert (config.server, config.extra_servers) == ("https://a:1", ("https://b:2",))

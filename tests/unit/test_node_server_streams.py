@@ -10,7 +10,7 @@ from multidict import MultiDict
 from agent.node_server import spdy
 from agent.node_server.remotecommand import (CLOSE, STDIN, RemoteCommandError, StreamOptions, frame,
                                              parse_stream_options, unframe)
-from agent.node_server.tls import subject_alt_names
+from agent.node_server.tls import serving_names
 
 
 def test_dictionary_is_the_spdy3_one() -> None:
@@ -85,7 +85,7 @@ def test_channel_framing() -> None:
         unframe(b"")
 
 
-def test_subject_alt_names() -> None:
-    assert subject_alt_names("vm", ["192.0.2.2"]) == "DNS:vm,DNS:localhost,IP:192.0.2.2,IP:127.0.0.1"
+def test_serving_names() -> None:
+    assert serving_names("vm", ["192.0.2.2"]) == (["vm", "localhost"], ["192.0.2.2", "127.0.0.1"])
     with pytest.raises(ValueError):
-        subject_alt_names("vm", ["not-an-ip"])
+        serving_names("vm", ["not-an-ip"])

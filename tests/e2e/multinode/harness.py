@@ -342,6 +342,7 @@ class MultiNodeCluster:
         self.kubeconfig = WORK_DIR / "admin.kubeconfig"
         self.registry_url = ""
         self.server_url = ""
+        self.join_token = ""        # one bootstrap token every node joins with (`shipmate token create`)
         self.node_monitor_grace = NODE_MONITOR_GRACE_SECONDS
         self.pod_eviction_timeout = POD_EVICTION_TIMEOUT_SECONDS
 
@@ -416,13 +417,21 @@ class MultiNodeCluster:
                                             "--node-monitor-grace-period", f"{NODE_MONITOR_GRACE_SECONDS}s",
                                             "--pod-eviction-timeout", f"{POD_EVICTION_TIMEOUT_SECONDS}s"))
         self.server.start([*SHIPMATE, "server", *server_args(options)])
-        self.server_url = f"http://{HOST_IP}:{port}"
+        self.server_url = f"https://{HOST_IP}:{port}"
         wait_until(lambda: self.kubeconfig.exists() and self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
                    30, "the API server")
+        self.join_token = run(*SHIPMATE, "token", "create", "--ttl", "2h", "--description", "multinode harness",
+                              "--kubeconfig", str(self.kubeconfig)).stdout.strip()
+
+    @property
+    def ca_file(self) -> Path:
+        """The cluster CA the server wrote out; the agents trust it (`--ca-file`)."""
+        return WORK_DIR / "server" / "pki" / "ca.crt"
 
     def agent_options(self, node: Node) -> AgentOptions:
         d = node.dir
-        return AgentOptions(server=self.server_url, node_name=node.name, node_ip=node.ip, cluster_cidr=CLUSTER_CIDR,
+        return AgentOptions(server=self.server_url, token=self.join_token, ca_file=str(self.ca_file),
+                            node_name=node.name, node_ip=node.ip, cluster_cidr=CLUSTER_CIDR,
                             registry_mirror=self.registry_url, paths=node.paths,
                             extra_args=("--pod-log-dir", str(d / "logs"), "--pod-manifest-path", str(d / "manifests")))
 

@@ -1,0 +1,1 @@
+"""Authentication and authorization of API requests (who is asking, and may they)."""

@@ -1,0 +1,40 @@
+"""ClusterRole aggregation controller: a ClusterRole with an aggregationRule gets the rules of the ClusterRoles
+its selectors match, rewritten whenever any ClusterRole changes (labels, rules, creation, deletion)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from apiserver.auth.bootstrap_policy import aggregate
+from apiserver.informer import SharedInformers
+from apiserver.kinds.base import Obj
+from apiserver.kinds.rbac import GROUP
+
+log = logging.getLogger(__name__)
+
+
+async def run_aggregation(api: Any, changed: asyncio.Event) -> None:
+    backoff = 0.5
+    while True:
+        await changed.wait()
+        changed.clear()
+        try:
+            await aggregate(api)  # a pass that writes changes ClusterRoles again; the next pass writes nothing
+            backoff = 0.5
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the loop survives and retries
+            log.warning("clusterrole aggregation failed error=%r backoff=%.1fs", exc, backoff)
+            changed.set()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+def aggregation_tasks(api: Any, informers: SharedInformers) -> list[asyncio.Task]:
+    changed = asyncio.Event()
+
+    def on_change(event_type: str, obj: Obj) -> None:
+        changed.set()
+    informers.informer(api.registry(GROUP, "clusterroles"), on_change)
+    return [asyncio.create_task(run_aggregation(api, changed), name="clusterrole-aggregation")]

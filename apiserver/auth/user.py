@@ -1,0 +1,25 @@
+"""The authenticated identity of a request, as upstream's user.Info."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SYSTEM_MASTERS = "system:masters"
+SYSTEM_NODES = "system:nodes"
+SYSTEM_BOOTSTRAPPERS = "system:bootstrappers"
+AUTHENTICATED = "system:authenticated"
+NODE_USER_PREFIX = "system:node:"
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def node_name(self) -> str | None:
+        """The node this identity belongs to (user system:node:<name> in group system:nodes), else None."""
+        if self.name.startswith(NODE_USER_PREFIX) and SYSTEM_NODES in self.groups:
+            return self.name[len(NODE_USER_PREFIX):] or None
+        return None
