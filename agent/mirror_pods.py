@@ -33,7 +33,8 @@ def mirror_pod(static: Obj, node_name: str, node_uid: str) -> Obj:
     for key in ("uid", "resourceVersion", "creationTimestamp", "generateName"):
         meta.pop(key, None)
     meta["annotations"] = dict(meta.get("annotations") or {}, **{CONFIG_MIRROR: pod_hash(static)})
-    meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}]
+    meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid,
+                               "controller": True}]
     pod.pop("status", None)
     return pod
 

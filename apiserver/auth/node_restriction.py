@@ -10,7 +10,7 @@ runs after authorization, twice:
 Requests of other users, and the server's own control loops (no user), pass untouched.
 
 Not enforced (unlike upstream): a node changing its own taints or labels on update (our agent manages
-its pressure taints itself), and the ownerReference's `controller: true` (our agent does not set it)."""
+its pressure taints itself)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -79,6 +79,8 @@ def mirror_pod_problem(node_name: str, pod: Obj, node_uid: str | None) -> str | 
     owner = owners[0] if isinstance(owners[0], dict) else {}
     if owner.get("apiVersion") != "v1" or owner.get("kind") != "Node" or owner.get("name") != node_name:
         return f'node "{node_name}" can only create pods with an owner reference set to itself'
+    if owner.get("controller") is not True:
+        return f'node "{node_name}" can only create pods with a controller owner reference set to itself'
     if owner.get("blockOwnerDeletion"):
         return f'node "{node_name}" must not set blockOwnerDeletion on an owner reference'
     if node_uid is not None and owner.get("uid") != node_uid:

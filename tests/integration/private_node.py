@@ -5,6 +5,9 @@ namespace's 127.0.0.1:5000), its own containerd (own root, state, socket, CNI di
 containerd and cluster are never touched.
 
 Everything lives under WORK_DIR and in netns NETNS; leftovers of a killed run are removed first.
+`PrivateNode(name=...)` gives another node its own dir, netns and node name (tests that may run at
+the same time as these use different names); `servers=2` runs two `shipmate server`s (ports 6443,
+6444) on an etcd member in the netns instead of one server on SQLite, and the agent gets both URLs.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import yaml
 
 from shipmate import containerd_config
 from tests.e2e.multinode.harness import remove_all_pods, unmount_under
+from tests.integration.etcd_support import ETCD, ETCDCTL
 from tests.support import wait_for
 
 WORK_DIR = Path("/var/lib/shipmate-f-node")
@@ -33,20 +37,25 @@ REGISTRY_STORAGE = "/var/lib/shipmate/registry"
 SHIPMATE = [sys.executable, "-m", "shipmate.cli"]
 KUBECTL = "/usr/local/bin/kubectl"
 ENTER = ["nsenter", f"--net=/var/run/netns/{NETNS}"]
+API_PORT = 6443                   # the first server's; a second one listens on the next port
+ETCD_CLIENT = "127.0.0.1:2379"    # in the netns: nothing else listens there
+ETCD_CLIENT_URL = f"http://{ETCD_CLIENT}"
+ETCD_PEER_URL = "http://127.0.0.1:2380"
 
 
 class Process:
     """A daemon of this node, started in the netns, with a pid file (so a later run can stop it)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, work_dir: Path = WORK_DIR, enter: tuple[str, ...] = tuple(ENTER)):
         self.name = name
-        self.pid_file = WORK_DIR / f"{name}.pid"
-        self.log_file = WORK_DIR / f"{name}.log"
+        self.work_dir, self.enter = work_dir, list(enter)
+        self.pid_file = work_dir / f"{name}.pid"
+        self.log_file = work_dir / f"{name}.log"
 
     def start(self, argv: list[str]) -> None:
         with open(self.log_file, "ab") as log:
             log.write(f"\n--- {time.strftime('%FT%TZ', time.gmtime())} {' '.join(argv)}\n".encode())
-            process = subprocess.Popen([*ENTER, *argv], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen([*self.enter, *argv], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
         self.pid_file.write_text(str(process.pid))
 
@@ -57,7 +66,7 @@ class Process:
             zombie = Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
         except (OSError, ValueError, IndexError):
             return None
-        return pid if str(WORK_DIR) in cmdline and not zombie else None
+        return pid if str(self.work_dir) in cmdline and not zombie else None
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> None:
         pid = self.pid()
@@ -86,84 +95,144 @@ class Process:
 
 
 class PrivateNode:
-    def __init__(self, server_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, server_args: tuple[str, ...] = (), *, name: str = NODE, servers: int = 1) -> None:
+        if servers not in (1, 2):
+            raise ValueError("a private node runs one server (SQLite) or two (etcd)")
         self.server_args = server_args       # more `shipmate server` flags
-        self.registry, self.containerd = Process("registry"), Process("containerd")
-        self.server, self.agent = Process("server"), Process("agent")
-        self.kubeconfig = WORK_DIR / "admin.kubeconfig"
-        self.socket = WORK_DIR / "containerd.sock"
+        self.node_name = name
+        self.work_dir = Path(f"/var/lib/shipmate-{name}")
+        self.netns = f"shipmate-{name}"
+        self.enter = ["nsenter", f"--net=/var/run/netns/{self.netns}"]
+        self.registry, self.containerd = self._process("registry"), self._process("containerd")
+        self.etcd = self._process("etcd") if servers > 1 else None
+        # Server i: "server" (data dir, kubeconfig and CA file as with one server), then "server-b".
+        names = ["server", "server-b"][:servers]
+        self.servers = [self._process(n) for n in names]
+        self.ports = [API_PORT + i for i in range(servers)]
+        self.urls = [f"https://127.0.0.1:{port}" for port in self.ports]
+        self.kubeconfigs = [self.work_dir / ("admin.kubeconfig" if i == 0 else f"admin-{n}.kubeconfig")
+                            for i, n in enumerate(names)]
+        self.server, self.agent = self.servers[0], self._process("agent")
+        self.kubeconfig = self.kubeconfigs[0]
+        self.socket = self.work_dir / "containerd.sock"
         self.endpoint = f"unix://{self.socket}"
-        self.manifests = WORK_DIR / "manifests"
-        self.ca_file = WORK_DIR / "server" / "pki" / "ca.crt"
-        self.agent_root = WORK_DIR / "agent"
+        self.manifests = self.work_dir / "manifests"
+        self.ca_file = self.work_dir / "server" / "pki" / "ca.crt"
+        self.agent_root = self.work_dir / "agent"
+
+    def _process(self, name: str) -> Process:
+        return Process(name, self.work_dir, tuple(self.enter))
 
     # ------------------------------------------------------------ lifecycle
     def up(self) -> None:
         self.down()
-        WORK_DIR.mkdir(parents=True)
+        self.work_dir.mkdir(parents=True)
         self.manifests.mkdir()
-        subprocess.run(["ip", "netns", "add", NETNS], check=True)
-        subprocess.run([*ENTER, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "add", self.netns], check=True)
+        subprocess.run([*self.enter, "ip", "link", "set", "lo", "up"], check=True)
         self._start_registry()
+        if self.etcd is not None:
+            self._start_etcd()
         self._write_containerd_config()
         self.start_containerd()
         self.start_server()
+        if len(self.servers) > 1:
+            # The first server takes the controller-manager Lease before the second one starts, so it
+            # runs the control loops (and a test that kills it sees them handed over).
+            wait_for(lambda: self.kubectl("get", "lease", "-n", "kube-system", "kube-controller-manager", "-o",
+                                          "jsonpath={.spec.holderIdentity}", check=False).stdout, 20,
+                     "the first server to lead", interval=0.2)
+            self.start_server(1)
         self.start_agent()
-        wait_for(lambda: self.node_ready() is True, 60, f"node {NODE} Ready ({self.logs()})", interval=0.5)
+        wait_for(lambda: self.node_ready() is True, 60, f"node {self.node_name} Ready ({self.logs()})", interval=0.5)
 
     def down(self) -> None:
         self.agent.stop()
-        if (WORK_DIR / "containerd" / "root").exists():
-            try:
-                if self.containerd.pid() is None and Path(f"/var/run/netns/{NETNS}").exists():
-                    self.start_containerd()
-                if self.containerd.pid() is not None:
-                    asyncio.run(remove_all_pods(self.endpoint))
-            except Exception as error:  # noqa: BLE001 - best effort: leftovers must not block a run
-                print(f"cleanup of {NODE}'s pods failed: {error!r}", file=sys.stderr)
-        for process in (self.containerd, self.server, self.registry):
+        pods_removed = self._remove_pods()
+        for process in (self.containerd, *self.servers, self.registry):
             process.stop()
-        if Path(f"/var/run/netns/{NETNS}").exists():
-            subprocess.run(["ip", "netns", "del", NETNS], check=False)
-        unmount_under(WORK_DIR)
-        shutil.rmtree(WORK_DIR, ignore_errors=True)
+        # Whatever else a pid file names (etcd, or daemons of a run with other options).
+        for pid_file in self.work_dir.glob("*.pid"):
+            self._process(pid_file.stem).stop()
+        if not pods_removed:
+            print(f"{self.node_name}'s netns and {self.work_dir} kept: the next run removes its pods first",
+                  file=sys.stderr)
+            return
+        if Path(f"/var/run/netns/{self.netns}").exists():
+            subprocess.run(["ip", "netns", "del", self.netns], check=False)
+        unmount_under(self.work_dir)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _remove_pods(self) -> bool:
+        """Removes every pod of this node's containerd (started again for it if need be); False when
+        that failed. Retried a while: a container still starting cannot be removed yet."""
+        if not (self.work_dir / "containerd" / "root").exists():
+            return True
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.containerd.pid() is None and Path(f"/var/run/netns/{self.netns}").exists():
+                    self.start_containerd()
+                if self.containerd.pid() is None:
+                    return True        # no netns left to run it in: nothing of it runs either
+                asyncio.run(remove_all_pods(self.endpoint))
+                return True
+            except Exception as error:  # noqa: BLE001 - best effort: leftovers must not block a run
+                if time.monotonic() > deadline:
+                    print(f"cleanup of {self.node_name}'s pods failed: {error!r}", file=sys.stderr)
+                    return False
+                time.sleep(1)
 
     def _start_registry(self) -> None:
         config = {"version": 0.1, "log": {"level": "warn"},
                   "storage": {"filesystem": {"rootdirectory": REGISTRY_STORAGE}},
                   "http": {"addr": "127.0.0.1:5000"}}
-        path = WORK_DIR / "registry.yml"
+        path = self.work_dir / "registry.yml"
         path.write_text(yaml.safe_dump(config))
         self.registry.start(["/usr/bin/docker-registry", "serve", str(path)])
-        wait_for(lambda: subprocess.run([*ENTER, "curl", "-sf", "http://127.0.0.1:5000/v2/"],
+        wait_for(lambda: subprocess.run([*self.enter, "curl", "-sf", "http://127.0.0.1:5000/v2/"],
                                         capture_output=True).returncode == 0, 20, "the node's registry")
 
+    def _start_etcd(self) -> None:
+        assert self.etcd is not None
+        self.etcd.start([ETCD, "--name", "m0", "--data-dir", str(self.work_dir / "etcd"),
+                         "--listen-client-urls", ETCD_CLIENT_URL, "--advertise-client-urls", ETCD_CLIENT_URL,
+                         "--listen-peer-urls", ETCD_PEER_URL, "--initial-advertise-peer-urls", ETCD_PEER_URL,
+                         "--initial-cluster", f"m0={ETCD_PEER_URL}", "--logger", "zap", "--log-outputs", "stderr",
+                         "--heartbeat-interval", "50", "--election-timeout", "500"])
+        wait_for(lambda: subprocess.run([*self.enter, ETCDCTL, "--endpoints", ETCD_CLIENT_URL, "endpoint", "health"],
+                                        capture_output=True, env={**os.environ, "ETCDCTL_API": "3"}).returncode == 0,
+                 30, "the node's etcd", interval=0.2)
+
     def _write_containerd_config(self) -> None:
-        rendered = containerd_config.render({}, False, str(WORK_DIR / "certs.d"), str(WORK_DIR / "cni/bin"),
-                                            str(WORK_DIR / "cni/net.d"))
-        (WORK_DIR / "containerd.toml").write_text(rendered.config_toml)
+        rendered = containerd_config.render({}, False, str(self.work_dir / "certs.d"), str(self.work_dir / "cni/bin"),
+                                            str(self.work_dir / "cni/net.d"))
+        (self.work_dir / "containerd.toml").write_text(rendered.config_toml)
         for host, text in rendered.hosts.items():
-            (WORK_DIR / "certs.d" / host).mkdir(parents=True, exist_ok=True)
-            (WORK_DIR / "certs.d" / host / "hosts.toml").write_text(text)
+            (self.work_dir / "certs.d" / host).mkdir(parents=True, exist_ok=True)
+            (self.work_dir / "certs.d" / host / "hosts.toml").write_text(text)
 
     def start_containerd(self) -> None:
-        self.containerd.start(["containerd", "--config", str(WORK_DIR / "containerd.toml"),
-                               "--root", str(WORK_DIR / "containerd/root"), "--state", str(WORK_DIR / "containerd/state"),
-                               "--address", str(self.socket)])
+        self.containerd.start(["containerd", "--config", str(self.work_dir / "containerd.toml"),
+                               "--root", str(self.work_dir / "containerd/root"),
+                               "--state", str(self.work_dir / "containerd/state"), "--address", str(self.socket)])
         wait_for(lambda: subprocess.run(["ctr", "--address", str(self.socket), "version"],
                                         capture_output=True).returncode == 0, 30, "the node's containerd")
 
-    def start_server(self) -> None:
-        self.server.start([*SHIPMATE, "server", "--bind-address", "127.0.0.1", "--port", "6443",
-                           "--data-dir", str(WORK_DIR / "server"), "--cluster-cidr", CLUSTER_CIDR,
-                           "--admin-kubeconfig", str(self.kubeconfig), *self.server_args])
-        wait_for(lambda: self.kubeconfig.exists() and self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
-                 30, "the node's API server")
+    def start_server(self, index: int = 0) -> None:
+        datastore = ["--datastore-endpoint", f"etcd://{ETCD_CLIENT}"] if self.etcd else []
+        self.servers[index].start([*SHIPMATE, "server", "--bind-address", "127.0.0.1", "--port", str(self.ports[index]),
+                                   "--data-dir", str(self.work_dir / self.servers[index].name),
+                                   "--cluster-cidr", CLUSTER_CIDR, "--admin-kubeconfig", str(self.kubeconfigs[index]),
+                                   *datastore, *self.server_args])
+        wait_for(lambda: self.kubeconfigs[index].exists()
+                 and self.kubectl("get", "--raw", "/readyz", check=False, server=index).returncode == 0,
+                 30, f"the node's API server {self.urls[index]}")
 
     def create_token(self, ttl: str = "10m") -> str:
         """A bootstrap token from `shipmate token create` (what an operator hands a new node)."""
-        result = subprocess.run([*ENTER, *SHIPMATE, "token", "create", "--ttl", ttl, "--kubeconfig", str(self.kubeconfig)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run([*self.enter, *SHIPMATE, "token", "create", "--ttl", ttl,
+                                 "--kubeconfig", str(self.kubeconfig)], capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise AssertionError(f"shipmate token create: {result.stderr.strip()}")
         return result.stdout.strip()
@@ -172,31 +241,35 @@ class PrivateNode:
         """The first start joins with a new bootstrap token; later ones use the certificate it left."""
         joined = (self.agent_root / "kubelet.kubeconfig").exists()
         join = [] if joined else ["--token", self.create_token()]
-        self.agent.start([*SHIPMATE, "agent", *extra_args, *join, "--server", "https://127.0.0.1:6443",
-                          "--ca-file", str(self.ca_file), "--node-name", NODE,
+        self.agent.start([*SHIPMATE, "agent", *extra_args, *join, "--server", ",".join(self.urls),
+                          "--ca-file", str(self.ca_file), "--node-name", self.node_name,
                           "--node-ip", "127.0.0.1", "--container-runtime-endpoint", self.endpoint,
-                          "--root-dir", str(self.agent_root), "--cni-bin-dir", str(WORK_DIR / "cni/bin"),
-                          "--cni-conf-dir", str(WORK_DIR / "cni/net.d"), "--cni-socket", str(WORK_DIR / "cni.sock"),
-                          "--ipam-dir", str(WORK_DIR / "ipam"), "--pod-log-dir", str(WORK_DIR / "logs"),
-                          "--pod-manifest-path", str(self.manifests), "--cluster-cidr", CLUSTER_CIDR])
+                          "--root-dir", str(self.agent_root), "--cni-bin-dir", str(self.work_dir / "cni/bin"),
+                          "--cni-conf-dir", str(self.work_dir / "cni/net.d"),
+                          "--cni-socket", str(self.work_dir / "cni.sock"), "--ipam-dir", str(self.work_dir / "ipam"),
+                          "--pod-log-dir", str(self.work_dir / "logs"), "--pod-manifest-path", str(self.manifests),
+                          "--cluster-cidr", CLUSTER_CIDR])
 
     # ------------------------------------------------------------ queries
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*ENTER, KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
-                                capture_output=True, text=True, timeout=60)
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,
+                server: int = 0) -> subprocess.CompletedProcess[str]:
+        """kubectl as the admin through server `server` (0: the first)."""
+        result = subprocess.run([*self.enter, KUBECTL, "--kubeconfig", str(self.kubeconfigs[server]), *args],
+                                input=stdin, capture_output=True, text=True, timeout=60)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
         return result
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+    def json(self, *args: str, server: int = 0) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json", server=server).stdout)
 
-    def node_ready(self) -> bool | None:
-        result = self.kubectl("get", "node", NODE, "-o", "json", check=False)
+    def node_ready(self, server: int = 0) -> bool | None:
+        result = self.kubectl("get", "node", self.node_name, "-o", "json", check=False, server=server)
         if result.returncode != 0:
             return None
         conditions = json.loads(result.stdout)["status"].get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}:\n{p.log(15)}" for p in (self.agent, self.containerd, self.server))
+        daemons = (self.agent, self.containerd, *self.servers, *([self.etcd] if self.etcd else []))
+        return "\n".join(f"--- {p.name}:\n{p.log(15)}" for p in daemons)

@@ -188,7 +188,8 @@ def test_node_lease_and_mirror_pod(cluster, n1):
     uid = server.request("GET", "/api/v1/nodes/n1")[1]["metadata"]["uid"]
     mirror = pod("static-web-n1", "n1")
     mirror["metadata"].update(annotations={"kubernetes.io/config.mirror": "h1"},
-                              ownerReferences=[{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": uid}])
+                              ownerReferences=[{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": uid,
+                                                               "controller": True}])
     code, body = n1.request("POST", "/api/v1/namespaces/default/pods", mirror, "application/json")
     assert code == 201, body
     assert n1.request("DELETE", "/api/v1/namespaces/default/pods/static-web-n1")[0] == 200

@@ -118,7 +118,8 @@ def test_mirror_pod_shape() -> None:
     assert meta["name"] == "web-node-a"
     assert meta["annotations"][CONFIG_MIRROR] == static["metadata"]["uid"]
     assert meta["annotations"][CONFIG_SOURCE] == "file"
-    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": "node-uid-1"}]
+    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": "node-uid-1",
+                                        "controller": True}]
     assert mirror["spec"] == static["spec"]
     assert is_mirror(mirror)
 

@@ -210,7 +210,8 @@ async def test_nodes_and_leases_only_their_own(api, index):
 def mirror(node: str, uid: str, **extra) -> dict:
     body = pod("static-web-" + node, node, **extra)
     body["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "hash"}
-    body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}]
+    body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid,
+                                            "controller": True}]
     return body
 
 
@@ -228,6 +229,9 @@ def test_mirror_pod_rules():
     no_owner = mirror("n1", "u1")
     no_owner["metadata"]["ownerReferences"] = []
     assert "owner reference set to itself" in node_restriction.mirror_pod_problem("n1", no_owner, "u1")
+    not_controller = mirror("n1", "u1")
+    del not_controller["metadata"]["ownerReferences"][0]["controller"]
+    assert "controller owner reference" in node_restriction.mirror_pod_problem("n1", not_controller, "u1")
 
 
 def test_node_registration_rules():
