@@ -126,17 +126,18 @@ def pod_body(i: int) -> dict:
 async def server_footprint(args: argparse.Namespace) -> tuple[Usage, Usage]:
     with tempfile.TemporaryDirectory(prefix="k-footprint-") as work:
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        kubeconfig = os.path.join(work, "admin.kubeconfig")
         with open(os.path.join(work, "server.log"), "wb") as log:
             server = subprocess.Popen([sys.executable, "-m", "shipmate.cli", "server", "--bind-address", "127.0.0.1",
                                        "--port", str(port), "--data-dir", os.path.join(work, "data"),
-                                       "--admin-kubeconfig", os.path.join(work, "admin.kubeconfig")],
+                                       "--admin-kubeconfig", kubeconfig],
                                       stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    with urllib.request.urlopen(url + "/readyz", timeout=2):
+                    config = load_kubeconfig(kubeconfig)  # written once the server serves HTTPS
+                    with urllib.request.urlopen(config.server + "/readyz", timeout=2, context=config.ssl_context()):
                         break
                 except OSError:
                     if time.monotonic() > deadline or server.poll() is not None:
@@ -146,7 +147,7 @@ async def server_footprint(args: argparse.Namespace) -> tuple[Usage, Usage]:
             empty = await sample(server.pid, min(args.seconds, 10))
             print(empty.line("server, empty"), flush=True)
             created = time.perf_counter()
-            async with KubeClient(load_kubeconfig(os.path.join(work, "admin.kubeconfig"))) as client:
+            async with KubeClient(load_kubeconfig(kubeconfig)) as client:
                 await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                                  "metadata": {"name": "footprint"}})
                 queue = iter(range(args.server_pods))

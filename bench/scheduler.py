@@ -35,6 +35,7 @@ from collections import Counter
 import aiohttp
 
 from apiserver.scheduler.scheduler import BIND_CONCURRENCY
+from shipmate.kubeclient import load_kubeconfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "127.0.0.1:5000/library/busybox:latest"
@@ -68,9 +69,11 @@ def pod(name: str, round_: int, scheduler: str = "default-scheduler") -> dict:
 
 
 class Client:
-    def __init__(self, base: str, concurrency: int):
-        self.base = base
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * 2))
+    def __init__(self, kubeconfig: str, concurrency: int):
+        config = load_kubeconfig(kubeconfig)
+        self.base = config.server
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * 2,
+                                                                            ssl=config.ssl_context()))
         self.concurrency = concurrency
 
     async def request(self, method: str, path: str, body: dict | None = None, expect: tuple = (200, 201),
@@ -176,8 +179,8 @@ async def run_round(client: Client, round_: int, pods: int, nodes: int) -> tuple
     return ours, floor
 
 
-async def run(base: str, pods: int, nodes: int, rounds: int) -> tuple[float, float]:
-    client = Client(base, BIND_CONCURRENCY)
+async def run(kubeconfig: str, pods: int, nodes: int, rounds: int) -> tuple[float, float]:
+    client = Client(kubeconfig, BIND_CONCURRENCY)
     try:
         results = [await run_round(client, round_, pods, nodes) for round_ in range(rounds)]
     finally:
@@ -214,18 +217,20 @@ def main() -> int:
          "--node-monitor-grace-period", "1h", "--log-level", os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING")],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        base = f"http://127.0.0.1:{port}"
+        kubeconfig = os.path.join(workdir, "kubeconfig")
         deadline = time.monotonic() + 20
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
+                    if os.path.exists(kubeconfig):  # written once the server serves HTTPS
+                        break
             except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not start; see " + log.name) from None
-                time.sleep(0.1)
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start; see " + log.name)
+            time.sleep(0.1)
         time.sleep(0.5)
-        ours, floor = asyncio.run(run(base, args.pods, args.nodes, args.rounds))
+        ours, floor = asyncio.run(run(kubeconfig, args.pods, args.nodes, args.rounds))
         print(f"ratio (scheduler / raw binding floor): {ours / floor:.2f}")
         return 0 if ours >= 200 and ours / floor >= 0.7 else 1
     finally:
