@@ -46,9 +46,20 @@ def share_strings(value: object) -> None:
                 share_strings(item)
 
 
+def partial_object_metadata(obj: Obj) -> Obj:
+    """What a metadata-only informer keeps of an object (upstream's PartialObjectMetadata, as the garbage
+    collector's informers watch): apiVersion, kind and metadata, without managedFields (read by no control
+    loop). A new object: the decoded event is shared with other watchers."""
+    meta = obj.get("metadata") or {}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
+
+
 class Informer:
-    def __init__(self, registry: Registry, on_change: Callable[[str, Obj], None] | None = None):
+    def __init__(self, registry: Registry, on_change: Callable[[str, Obj], None] | None = None,
+                 metadata_only: bool = False):
         self.registry = registry
+        self.metadata_only = metadata_only  # cache and handlers get partial_object_metadata() of each object
         self.cache: dict[str, Obj] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Callable[[str, Obj], None]] = [on_change] if on_change else []
@@ -58,14 +69,15 @@ class Informer:
         self._handlers.append(on_change)
 
     def _apply(self, event: WatchEvent) -> None:
-        key = object_key(event.object)
+        obj = partial_object_metadata(event.object) if self.metadata_only else event.object
+        key = object_key(obj)
         if event.type == "DELETED":
             self.cache.pop(key, None)
         else:
-            share_strings(event.object)
-            self.cache[key] = event.object
+            share_strings(obj)
+            self.cache[key] = obj
         for handler in self._handlers:
-            handler(event.type, event.object)
+            handler(event.type, obj)
 
     async def run(self) -> None:
         backoff = 0.5
@@ -111,16 +123,20 @@ class Informer:
 
 class SharedInformers:
     """One informer per resource for all the controllers that watch it (as client-go's shared informer
-    factory): one watch, one cache, one decode per event. Register handlers, then run()."""
+    factory): one watch, one cache, one decode per event. Register handlers, then run(). A resource only
+    metadata consumers asked for (the garbage collector, on every kind) gets a metadata-only informer; one
+    that any consumer wants whole is cached whole, and its metadata consumers see whole objects."""
 
     def __init__(self) -> None:
         self._informers: dict[str, Informer] = {}
 
-    def informer(self, registry: Registry, on_change: Callable[[str, Obj], None]) -> Informer:
+    def informer(self, registry: Registry, on_change: Callable[[str, Obj], None],
+                 metadata_only: bool = False) -> Informer:
         key = registry.prefix()
         informer = self._informers.get(key)
         if informer is None:
-            informer = self._informers[key] = Informer(registry)
+            informer = self._informers[key] = Informer(registry, metadata_only=metadata_only)
+        informer.metadata_only = informer.metadata_only and metadata_only
         informer.add_handler(on_change)
         return informer
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -22,6 +23,22 @@ from apiserver.storage.interface import StorageError
 from shipmate.sd_notify import Notifier
 
 log = logging.getLogger("apiserver")
+
+# The cyclic garbage collector's first-generation threshold (CPython's default is 700 allocations). Every
+# request leaves a few short-lived cycles (coroutines, futures, aiohttp request objects), so at the default
+# a collection ran every ~3 creates and, with older generations, took ~8% of the server's CPU per create.
+# Collecting every 10,000 allocations instead holds at most a few MB more garbage.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_garbage_collection() -> None:
+    """Called once the server is up: what startup built (schemas, policy, caches, the TLS context) lives as
+    long as the process, so it moves out of the collector's sight (gc.freeze) instead of being traversed
+    by every full collection; young collections run less often (GC_YOUNG_THRESHOLD)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def serve(config: ServerConfig) -> None:
@@ -51,6 +68,7 @@ async def serve(config: ServerConfig) -> None:
     admin_cert, admin_key = await asyncio.to_thread(api.pki.admin_credentials)
     write_kubeconfig(config.admin_kubeconfig, admin_kubeconfig(f"https://{local_host}:{config.port}",
                                                                api.pki.ca_cert_pem, admin_cert, admin_key))
+    tune_garbage_collection()
     log.info("serving address=%s:%d data_dir=%s kubeconfig=%s", config.bind_address, config.port,
              config.data_dir, config.admin_kubeconfig)
     stop = asyncio.Event()

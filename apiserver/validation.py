@@ -141,6 +141,8 @@ def validate_annotations(annotations: Any, path: str) -> list[FieldError]:
 def _nesting_errors(obj: dict[str, Any]) -> list[FieldError]:
     """Objects stay within the nesting a request body may have, so repeated patches (each adding a body's
     depth) cannot grow a stored object until recursive code (copying, encoding) fails on it."""
+    if not exceeds_depth(obj, MAX_OBJECT_DEPTH):  # one walk: the object's values are one level deeper
+        return []
     return [FieldError("FieldValueForbidden", key, f"must not nest more than {MAX_OBJECT_DEPTH} levels deep")
             for key, value in obj.items() if exceeds_depth(value, MAX_OBJECT_DEPTH - 1)]
 

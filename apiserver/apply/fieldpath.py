@@ -146,6 +146,77 @@ def _remove_element(container: Any, element: str) -> None:
         container[:] = [item for item in container if item != wanted]
 
 
+def fields_v1_of(obj: Any, subresource: str = "") -> dict:
+    """to_fields_v1(field_set(obj, nodes=True, subresource=...)) in one walk, without building paths: what a
+    create records for its manager (every write's hot path)."""
+    tree: dict = {}
+    if not isinstance(obj, dict):
+        return tree
+    for key, child in obj.items():
+        if key in _UNOWNED_TOP or (key == "status") != (subresource == "status") and key != "metadata":
+            continue
+        if key == "metadata" and isinstance(child, dict):
+            child = {name: value for name, value in child.items() if name not in _UNOWNED_META}
+            if not child:
+                continue
+        subtree = _subtree(child, key)
+        if subtree is not None:
+            tree[f"f:{key}"] = subtree
+    return _sorted_tree(tree)
+
+
+def _subtree(value: Any, dotted: str) -> dict | None:
+    """The FieldsV1 node (children unsorted) of a value at an owned path, None when field_values() would
+    yield nothing at or below it (an empty keyed list, or an always-present struct holding only those)."""
+    if isinstance(value, dict) and value and dotted not in ATOMIC_MAPS:
+        children: dict = {}
+        for key, child in value.items():
+            subtree = _subtree(child, _dotted(dotted, key))
+            if subtree is not None:
+                children[f"f:{key}"] = subtree
+        return _node(dotted not in _ALWAYS_PRESENT, children)
+    if isinstance(value, list) and dotted in MERGE_KEYS:
+        merge_key = MERGE_KEYS[dotted]
+        children = {}
+        for item in value:
+            element = item_element(item, merge_key)
+            if merge_key != PRIMITIVE_MERGE and isinstance(item, dict):
+                fields: dict = {}
+                for key, child in item.items():
+                    subtree = _subtree(child, _dotted(dotted, key))
+                    if subtree is not None:
+                        fields[f"f:{key}"] = subtree
+                subtree = _node(True, fields)
+            else:
+                subtree = {}
+            existing = children.get(element)
+            children[element] = subtree if existing is None else _merged(existing, subtree)
+        return _node(bool(value) and dotted not in _ALWAYS_PRESENT, children)
+    return {}
+
+
+def _node(member: bool, children: dict) -> dict | None:
+    """As to_fields_v1 marks a node: "." only for a member that has fields below it; {} for a member leaf."""
+    if children:
+        return {".": {}, **children} if member else children
+    return {} if member else None
+
+
+def _merged(first: dict, second: dict) -> dict:
+    """Two FieldsV1 nodes of one path (list items with the same key): the union of their paths."""
+    member = not first or "." in first or not second or "." in second
+    children = {key: value for key, value in first.items() if key != "."}
+    for key, value in second.items():
+        if key != ".":
+            children[key] = value if key not in children else _merged(children[key], value)
+    return _node(member, children)
+
+
+def _sorted_tree(node: dict) -> dict:
+    """Children in path order ("." sorts before every "f:", "k:" and "v:" element), as to_fields_v1 writes."""
+    return {key: _sorted_tree(node[key]) for key in sorted(node)}
+
+
 def to_fields_v1(paths: FieldSet) -> dict:
     tree: dict = {}
     for path in sorted(paths):

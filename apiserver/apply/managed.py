@@ -11,8 +11,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from apiserver.apply.fieldpath import (CONTAINER, FieldSet, Path, field_set, field_values, from_fields_v1, leaf_value,
-                                       missing, path_string, remove, to_fields_v1, value_at)
+from apiserver.apply.fieldpath import (CONTAINER, FieldSet, Path, field_set, field_values, fields_v1_of, from_fields_v1,
+                                       leaf_value, missing, path_string, remove, to_fields_v1, value_at)
 from apiserver.patch import MERGE_KEYS, PRIMITIVE_MERGE
 
 Obj = dict[str, Any]
@@ -42,11 +42,17 @@ class Entry:
         return text
 
     def to_json(self) -> Obj:
-        entry = {"manager": self.manager, "operation": self.operation, "apiVersion": self.api_version,
-                 "time": self.time, "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(self.fields)}
-        if self.subresource:
-            entry["subresource"] = self.subresource
-        return entry
+        return _entry_json(self.manager, self.operation, self.api_version, self.time, to_fields_v1(self.fields),
+                           self.subresource)
+
+
+def _entry_json(manager: str, operation: str, api_version: str, time: str, fields_v1: dict,
+                subresource: str) -> Obj:
+    entry = {"manager": manager, "operation": operation, "apiVersion": api_version, "time": time,
+             "fieldsType": "FieldsV1", "fieldsV1": fields_v1}
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,12 @@ def record_update(new: Obj, old: Obj | None, manager: str, subresource: str, now
     if "managedFields" in new_meta and new_meta["managedFields"] != old_fields:
         if new_meta["managedFields"] in ([], [{}]):
             new_meta.pop("managedFields")  # upstream: an empty list (or [{}]) resets them
+        return
+    if old is None:  # a create: the manager owns every field there is (one walk, no path sets)
+        fields_v1 = fields_v1_of(new, subresource)
+        if fields_v1:
+            new_meta["managedFields"] = [_entry_json(manager, UPDATE, new.get("apiVersion", ""), now, fields_v1,
+                                                     subresource)]
         return
     changed, removed = _changed(new, old, subresource)
     if not changed and not removed:

@@ -1,7 +1,8 @@
 """The garbage collector: deletes objects whose owners are gone (background), deletes the dependents of
 an owner deleted in the foreground before letting it go (`foregroundDeletion`), and strips the owner
 reference from the dependents of an owner deleted with `orphan`. Informers over every served kind except
-Events feed an owner graph; a queue of uids is worked with live reads before anything is deleted."""
+Events (metadata-only, as upstream's: the graph needs only owner references, uids, finalizers and the
+deletion timestamp) feed an owner graph; a queue of uids is worked with live reads before anything is deleted."""
 from __future__ import annotations
 
 import logging
@@ -36,7 +37,7 @@ class GarbageCollector(KeyedController):
             if (group, plural) in IGNORED_RESOURCES:
                 continue
             self._by_kind[(group, registry.info.kind)] = registry
-            self._informers.append(informers.informer(registry, self._handler(registry)))
+            self._informers.append(informers.informer(registry, self._handler(registry), metadata_only=True))
 
     def informers(self) -> list[Informer]:
         return self._informers

@@ -24,19 +24,16 @@ MAX_NESTING_DEPTH = 100
 
 def exceeds_depth(value: Any, limit: int = MAX_NESTING_DEPTH) -> bool:
     """Whether maps/lists nest deeper than `limit` (counted as encoding/json does: one per open bracket).
-    Iterative, so it is safe on any input."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    Iterative, one level at a time, so it is safe on any input (and cheap: it runs on every body and on
+    every object validated)."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
     return False
 
 

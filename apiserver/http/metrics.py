@@ -140,6 +140,9 @@ class ServerMetrics:
                                      "check split by kind.", ["resource"], registry=self.registry)
         self._counted_at = -STORAGE_COUNT_INTERVAL
         self._count_lock = asyncio.Lock()
+        # Request label values → (duration histogram, counters by code): the children prometheus_client holds
+        # anyway, without its per-call label checks and lock.
+        self._request_children: dict[tuple[str, ...], tuple[Histogram, dict[str, Counter]]] = {}
 
     def install(self, app: web.Application) -> None:
         app.middlewares.insert(0, self._middleware)  # outermost: sees the final status of every request
@@ -163,8 +166,17 @@ class ServerMetrics:
             code = exc.status
             raise
         finally:
-            self.durations.labels(*labels.values()).observe(time.perf_counter() - started)
-            self.requests.labels(*labels.values(), str(code)).inc()
+            values = labels.values()
+            children = self._request_children.get(values)
+            if children is None:
+                children = self._request_children[values] = (self.durations.labels(*values), {})
+            duration, counters = children
+            duration.observe(time.perf_counter() - started)
+            code_text = str(code)
+            counter = counters.get(code_text)
+            if counter is None:
+                counter = counters[code_text] = self.requests.labels(*values, code_text)
+            counter.inc()
             if gauge is not None:
                 gauge.dec()
 

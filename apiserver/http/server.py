@@ -38,8 +38,11 @@ BOOKMARK_INTERVAL = 30.0
 _MIN_REQUEST_TIMEOUT = 1800
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with arguments builds an encoder per call
+
+
 def _dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"))
+    return _ENCODER.encode(body)
 
 
 def json_response(body: Any, status: int = 200, content_type: str = JSON,

@@ -1,4 +1,6 @@
 """Managed fields and server-side apply over plain JSON objects (apiserver/apply/)."""
+import json
+
 import pytest
 
 from apiserver.apply.fieldpath import field_set, from_fields_v1, path_string, to_fields_v1
@@ -89,3 +91,48 @@ def test_status_writes_record_a_status_subresource_entry():
     status_fields = entries(with_status)[("kube-controller-manager", "Update", "status")]
     assert ("f:status", "f:conditions", 'k:{"type":"Available"}', "f:status") in status_fields
     assert all(path[0] == "f:status" for path in status_fields)
+
+
+# Keys that reach every branch of the field walk: keyed lists (containers, ports, env, finalizers,
+# ownerReferences, conditions), atomic maps (selector, nodeSelector), always-present structs (spec, template).
+_FIELD_NAMES = ["metadata", "spec", "status", "template", "containers", "ports", "env", "name", "port", "uid",
+                "type", "selector", "nodeSelector", "finalizers", "ownerReferences", "conditions", "labels",
+                "value", "apiVersion", "kind", "namespace", "x"]
+
+
+def _json_values():
+    from hypothesis import strategies as st
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["a", "b", "c", ""]))
+    return st.recursive(scalars, lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.sampled_from(_FIELD_NAMES), children, max_size=5)),
+        max_leaves=30)
+
+
+def test_create_bookkeeping_matches_the_field_set_of_the_object():
+    """fields_v1_of (one walk, used on every create) writes exactly what to_fields_v1 of the object's field
+    set writes, key order included, for any JSON object: duplicate list keys, empty keyed lists, atomic
+    maps, items that are not maps."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from apiserver.apply.fieldpath import fields_v1_of
+
+    objects = st.dictionaries(st.sampled_from(_FIELD_NAMES), _json_values(), max_size=6)
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(objects, st.sampled_from(["", "status"]))
+    def check(obj, subresource):
+        expected = to_fields_v1(field_set(obj, nodes=True, subresource=subresource))
+        got = fields_v1_of(obj, subresource)
+        assert got == expected
+        assert json.dumps(got) == json.dumps(expected)
+
+    check()
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+           "spec": {"containers": [{"name": "c", "image": "i", "ports": []}, {"name": "c", "env": []}],
+                    "nodeSelector": {"k": "v"}, "volumes": []}}
+    assert fields_v1_of(pod) == to_fields_v1(field_set(pod, nodes=True))
+    created = json.loads(json.dumps(pod))
+    record_update(created, None, "kubectl", "", NOW)
+    assert created["metadata"]["managedFields"] == [
+        {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "time": NOW, "fieldsType": "FieldsV1",
+         "fieldsV1": to_fields_v1(field_set(pod, nodes=True))}]

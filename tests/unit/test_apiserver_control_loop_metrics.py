@@ -124,3 +124,35 @@ async def test_informer_caches_objects_with_shared_strings(api):
     a, b = informer.cache["default/a"], informer.cache["default/b"]
     assert a["spec"]["dnsPolicy"] is b["spec"]["dnsPolicy"]
     assert a["spec"]["containers"][0]["terminationMessagePath"] is b["spec"]["containers"][0]["terminationMessagePath"]
+
+
+async def test_metadata_only_informers_keep_metadata_unless_a_consumer_wants_whole_objects(api):
+    """The garbage collector's informers hold only metadata (upstream's metadata informers), except on a
+    resource another loop watches whole: there one cache of whole objects serves both."""
+    informers = SharedInformers()
+    seen: list[dict] = []
+    config_maps = informers.informer(api.registry("", "configmaps"), lambda _type, obj: seen.append(obj),
+                                     metadata_only=True)
+    pods = informers.informer(api.pods, lambda _type, _obj: None, metadata_only=True)
+    assert informers.informer(api.pods, lambda _type, _obj: None) is pods   # a whole-object consumer
+    assert config_maps.metadata_only and not pods.metadata_only
+    task = asyncio.create_task(informers.run())
+    try:
+        await api.create(api.registry("", "configmaps"), "default", {
+            "metadata": {"name": "cm", "labels": {"a": "b"}, "finalizers": ["example.com/keep"]},
+            "data": {"k": "v"}})
+        await api.create(api.pods, "default", {"metadata": {"name": "p"},
+                                               "spec": {"containers": [{"name": "c", "image": "x"}]}})
+
+        async def both_cached() -> bool:
+            return "default/cm" in config_maps.cache and "default/p" in pods.cache
+        await eventually(both_cached)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    stored = await api.registry("", "configmaps").get("default", "cm")
+    partial = config_maps.cache["default/cm"]
+    assert set(partial) == {"apiVersion", "kind", "metadata"}
+    assert partial["metadata"] == {k: v for k, v in stored["metadata"].items() if k != "managedFields"}
+    assert seen[-1] is partial
+    assert pods.cache["default/p"]["spec"]["containers"][0]["name"] == "c"
