@@ -23,7 +23,7 @@ from agent.events import EventRecorder
 from agent.image_gc import ImageGC, policy_from_config
 from agent.image_manager import ImageManager
 from agent.log_rotation import LogRotator, RotationPolicy
-from agent.node_server import NodeMetrics, NodeServer, NodeServerConfig
+from agent.node_server import NodeMetrics, NodeServer, NodeServerConfig, WebhookAuthorizer, subject_access_review_sender
 from agent.node_info import gather_node_facts
 from agent.mirror_pods import MirrorPodManager, mirror_for
 from agent.node_manager import NodeManager
@@ -111,7 +111,7 @@ class Agent:
             self.metrics.track_queue_depth(self.workers.queue_depth)
             self.node_server = NodeServer(runtime, self._pod_by_name, NodeServerConfig(
                 cfg.node_server_port, os.path.join(cfg.root_dir, "pki"), cfg.node_name, credentials.ca_file,
-                [cfg.node_ip]), self.metrics)
+                [cfg.node_ip]), self.metrics, WebhookAuthorizer(subject_access_review_sender(client)))
             self.log_rotator = LogRotator(runtime, cfg.node_name,
                                           RotationPolicy(cfg.container_log_max_size, cfg.container_log_max_files))
 

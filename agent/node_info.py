@@ -115,10 +115,6 @@ _PRESSURE_TEXT = {
         False: ("KubeletHasSufficientPID", "kubelet has sufficient PID available", "NodeHasSufficientPID"),
         True: ("KubeletHasInsufficientPID", "kubelet has insufficient PID available", "NodeHasInsufficientPID")},
 }
-# The node lifecycle controller's taints for pressure conditions (TaintNodesByCondition).
-PRESSURE_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
-                   "DiskPressure": "node.kubernetes.io/disk-pressure",
-                   "PIDPressure": "node.kubernetes.io/pid-pressure"}
 
 
 def node_conditions(health: RuntimeHealth, previous: list[Obj], now: str,
@@ -159,17 +155,6 @@ def condition_events(previous: list[Obj], current: list[Obj]) -> list[str]:
     return reasons
 
 
-def pressure_taints(taints: list[Obj], pressure: frozenset[str] | set[str]) -> list[Obj]:
-    """The node's taints with the pressure taints (NoSchedule) set exactly for the conditions that
-    hold; other taints are kept as they are."""
-    owned = set(PRESSURE_TAINTS.values())
-    kept = [t for t in taints if t.get("key") not in owned]
-    present = {t.get("key"): t for t in taints if t.get("key") in owned and t.get("effect") == "NoSchedule"}
-    wanted = [present.get(PRESSURE_TAINTS[c]) or {"key": PRESSURE_TAINTS[c], "effect": "NoSchedule"}
-              for c in PRESSURE_TAINTS if c in pressure]
-    return kept + wanted
-
-
 def node_status(facts: NodeFacts, health: RuntimeHealth, previous_conditions: list[Obj], now: str,
                 pressure: frozenset[str] | set[str] = frozenset(), thresholds: list[Threshold] | None = None) -> Obj:
     return {
@@ -193,7 +178,7 @@ def node_object(facts: NodeFacts, health: RuntimeHealth, now: str,
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": facts.name, "labels": dict(facts.labels),
                          "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-            "spec": {"taints": pressure_taints([], pressure)} if pressure else {},
+            "spec": {},     # taints follow the conditions on the server (the node lifecycle controller)
             "status": node_status(facts, health, [], now, pressure, thresholds)}
 
 

@@ -3,7 +3,9 @@
 As kubelet, every status check compares the status it computes with the server's copy of the Node
 (read each time), not with what it sent last: a change made on the server — the node lifecycle
 controller's `Ready=Unknown` after a missed grace period — is repaired at the next check (10 s),
-so a recovered node loses its unreachable taints promptly instead of after the report interval."""
+so a recovered node loses its unreachable taints promptly instead of after the report interval.
+The agent reports conditions only (pressure included): the node lifecycle controller turns them into
+taints, and NodeRestriction refuses a node changing its own taints, as upstream."""
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +20,7 @@ from cri.errors import CRIError
 
 from agent.events import NORMAL, EventRecorder, node_reference
 from agent.node_info import (NodeFacts, RuntimeHealth, condition_events, lease_object, node_object, node_status,
-                             pressure_taints, runtime_health)
+                             runtime_health)
 from agent.node_pressure import PressureTracker, gather_signals
 from agent.pod_status import rfc3339
 from shipmate.kubeclient import LEASES, NODES, AlreadyExists, Conflict, KubeClient, NotFound
@@ -177,23 +179,6 @@ class NodeManager:
                 ready = next(c for c in status["conditions"] if c["type"] == "Ready")
                 log.info("node status updated node=%s ready=%s message=%s", self.facts.name, ready["status"],
                          ready.get("message", ""))
-        await self._sync_taints()
-
-    async def _sync_taints(self) -> None:
-        """The pressure taints follow the pressure conditions (NoSchedule), other taints untouched."""
-        meta, spec = self.node.get("metadata") or {}, self.node.get("spec") or {}
-        current = spec.get("taints") or []
-        wanted = pressure_taints(current, self.pressure)
-        if wanted == current:
-            return
-        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"taints": wanted or None}}
-        try:
-            self.node = await self.client.patch(NODES, self.facts.name, patch)
-        except Conflict:
-            self.node = await self.client.get(NODES, self.facts.name)     # changed meanwhile: next round
-            return
-        log.info("node taints updated node=%s taints=%s", self.facts.name,
-                 ",".join(f"{t['key']}:{t['effect']}" for t in wanted) or "none")
 
     async def run_status_loop(self) -> None:
         while True:

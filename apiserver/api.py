@@ -224,7 +224,8 @@ class API:
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name,
                                             lambda: registry.update(namespace, name, body, subresource, dry_run))
-        obj, created = await registry.update(namespace, name, body, subresource, dry_run)
+        admit = node_restriction.node_update_admission(name) if registry is self.nodes else None
+        obj, created = await registry.update(namespace, name, body, subresource, dry_run, admit)
         return obj, created
 
     async def patch(self, registry: Registry, namespace: str, name: str, patch_type: str, patch: Any,
@@ -236,7 +237,8 @@ class API:
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name, lambda: registry.patch(
                     namespace, name, patch_type, patch, subresource, dry_run))
-        return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run)
+        admit = node_restriction.node_update_admission(name) if registry is self.nodes else None
+        return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run, admit)
 
     async def finalize_namespace(self, name: str, body: Any, dry_run: bool = False) -> Obj:
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []

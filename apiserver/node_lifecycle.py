@@ -2,9 +2,12 @@
 
 Every --node-monitor-period: a node whose Lease (kube-node-lease/<node>) renewTime and Ready
 heartbeat have not changed for --node-monitor-grace-period gets its conditions set `Unknown`
-("Kubelet stopped posting node status."), its pods `Ready=False`; taints follow the Ready condition
-(`node.kubernetes.io/not-ready` for False, `node.kubernetes.io/unreachable` for Unknown, both
-NoSchedule and NoExecute with timeAdded) and `spec.unschedulable` (`node.kubernetes.io/unschedulable`).
+("Kubelet stopped posting node status."), its pods `Ready=False`. Taints follow the conditions, as
+upstream's TaintNodesByCondition: NoSchedule (no timeAdded) `node.kubernetes.io/not-ready` for
+Ready=False, `unreachable` for Ready=Unknown, `memory-pressure` / `disk-pressure` / `pid-pressure` /
+`network-unavailable` for those conditions True, `unschedulable` for spec.unschedulable; and, for
+taint-based eviction, NoExecute `not-ready` / `unreachable` with timeAdded. The kubelet reports the
+conditions only: NodeRestriction refuses a node changing its own taints.
 Pods on a node with NoExecute taints are deleted (gracefully) once they stop tolerating them:
 at once without a matching toleration, after its tolerationSeconds otherwise.
 
@@ -42,7 +45,15 @@ LEASE_NAMESPACE = "kube-node-lease"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
-MANAGED_TAINT_KEYS = (NOT_READY_TAINT, UNREACHABLE_TAINT, UNSCHEDULABLE_TAINT)
+# TaintNodesByCondition: (condition type, status) → the NoSchedule taint it puts on the node.
+CONDITION_TAINTS = {("Ready", "False"): NOT_READY_TAINT, ("Ready", "Unknown"): UNREACHABLE_TAINT,
+                    ("MemoryPressure", "True"): "node.kubernetes.io/memory-pressure",
+                    ("DiskPressure", "True"): "node.kubernetes.io/disk-pressure",
+                    ("PIDPressure", "True"): "node.kubernetes.io/pid-pressure",
+                    ("NetworkUnavailable", "True"): "node.kubernetes.io/network-unavailable"}
+NO_EXECUTE_TAINTS = {"False": NOT_READY_TAINT, "Unknown": UNREACHABLE_TAINT}   # by Ready status
+MANAGED_NO_SCHEDULE_KEYS = frozenset({*CONDITION_TAINTS.values(), UNSCHEDULABLE_TAINT})
+MANAGED_NO_EXECUTE_KEYS = frozenset(NO_EXECUTE_TAINTS.values())
 NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 
 
@@ -98,18 +109,34 @@ def unknown_conditions(node: Obj, now: str) -> list[Obj] | None:
     return conditions if changed else None
 
 
-def desired_taints(node: Obj, now: str) -> list[Obj]:
-    """The node's taints with ours set from the Ready condition and spec.unschedulable (others kept)."""
-    current = list((node.get("spec") or {}).get("taints") or [])
-    ready = (_ready(node) or {}).get("status")
-    wanted: list[tuple[str, str]] = []
-    if ready == "False":
-        wanted += [(NOT_READY_TAINT, "NoSchedule"), (NOT_READY_TAINT, "NoExecute")]
-    elif ready == "Unknown":
-        wanted += [(UNREACHABLE_TAINT, "NoSchedule"), (UNREACHABLE_TAINT, "NoExecute")]
+def no_schedule_taint_keys(node: Obj) -> list[str]:
+    """TaintNodesByCondition: the NoSchedule taint keys the node's conditions and spec.unschedulable call for."""
+    keys = []
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        key = CONDITION_TAINTS.get((condition.get("type"), condition.get("status")))
+        if key is not None and key not in keys:
+            keys.append(key)
     if (node.get("spec") or {}).get("unschedulable"):
-        wanted.append((UNSCHEDULABLE_TAINT, "NoSchedule"))
-    result = [t for t in current if t.get("key") not in MANAGED_TAINT_KEYS or (t.get("key"), t.get("effect")) in wanted]
+        keys.append(UNSCHEDULABLE_TAINT)
+    return keys
+
+
+def _managed(taint: Obj) -> bool:
+    effect, key = taint.get("effect"), taint.get("key")
+    return (effect == "NoSchedule" and key in MANAGED_NO_SCHEDULE_KEYS) or \
+        (effect == "NoExecute" and key in MANAGED_NO_EXECUTE_KEYS)
+
+
+def desired_taints(node: Obj, now: str) -> list[Obj]:
+    """The node's taints with ours set from its conditions and spec.unschedulable (others kept; ours
+    already present keep their value and timeAdded). NoSchedule taints carry no timeAdded, as upstream
+    leaves it unset for them; the NoExecute ones (taint-based eviction) do."""
+    current = list((node.get("spec") or {}).get("taints") or [])
+    wanted = [(key, "NoSchedule") for key in no_schedule_taint_keys(node)]
+    no_execute = NO_EXECUTE_TAINTS.get((_ready(node) or {}).get("status"))
+    if no_execute is not None:
+        wanted.append((no_execute, "NoExecute"))
+    result = [t for t in current if not _managed(t) or (t.get("key"), t.get("effect")) in wanted]
     present = {(t.get("key"), t.get("effect")) for t in result}
     for key, effect in wanted:
         if (key, effect) not in present:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime.datetime]
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _UPDATE_RETRIES = 16
+# Validating admission on an update: (new, old) → None, or raises the APIError that refuses it.
+Admit = Callable[[Obj, Obj], None]
 _DECODE_CACHE_SIZE = 512
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with arguments builds one per call
 
@@ -316,8 +318,8 @@ class Registry:
         return self.decode(kv)
 
     async def update(self, namespace: str, name: str, body: Any, subresource: str = "",
-                     dry_run: bool = False) -> tuple[Obj, bool]:
-        """PUT. Returns (object, created)."""
+                     dry_run: bool = False, admit: Admit | None = None) -> tuple[Obj, bool]:
+        """PUT. Returns (object, created). `admit(new, old)` (validating admission) may refuse by raising."""
         new = self._validate_body(body, namespace, name)
         requested_rv = new["metadata"].get("resourceVersion")
         kv = await self.storage.get(self.key(namespace, name))
@@ -330,13 +332,16 @@ class Registry:
         if requested_rv and parse_resource_version(requested_rv) != kv.mod_revision:
             raise self._conflict(name)
         self._prepare_update(new, old, subresource)
+        if admit is not None:
+            admit(new, old)
         if new == old:
             return old, False
         return await self._store_update(namespace, name, new, kv.mod_revision, dry_run), False
 
     async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[Obj], Obj],
-                                subresource: str = "", dry_run: bool = False) -> Obj:
-        """Read-modify-write with retries on conflicting concurrent writes (patches, bindings)."""
+                                subresource: str = "", dry_run: bool = False, admit: Admit | None = None) -> Obj:
+        """Read-modify-write with retries on conflicting concurrent writes (patches, bindings); `admit(new,
+        old)` (validating admission) sees every attempt and may refuse by raising."""
         for _ in range(_UPDATE_RETRIES):
             kv = await self.storage.get(self.key(namespace, name))
             if kv is None:
@@ -348,6 +353,8 @@ class Registry:
             if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
             self._prepare_update(new, old, subresource)
+            if admit is not None:
+                admit(new, old)
             if new == old:
                 return old
             try:
@@ -359,7 +366,7 @@ class Registry:
         raise self._conflict(name)
 
     async def patch(self, namespace: str, name: str, patch_type: str, patch: Any, subresource: str = "",
-                    dry_run: bool = False) -> Obj:
+                    dry_run: bool = False, admit: Admit | None = None) -> Obj:
         def mutate(current: Obj) -> Obj:
             if patch_type == APPLY_PATCH:  # server-side apply
                 return apply_config(current, patch, self.info.group, self.info.plural, name, rfc3339(self.clock()))
@@ -379,7 +386,7 @@ class Registry:
                 if not (isinstance(patch_meta, dict) and "resourceVersion" in patch_meta):
                     patched_meta.pop("resourceVersion")
             return patched
-        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run)
+        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run, admit)
 
     async def delete(self, namespace: str, name: str, options: DeleteOptions = DeleteOptions()) -> DeleteResult:
         for _ in range(_UPDATE_RETRIES):

@@ -1,17 +1,20 @@
 """The agent's HTTPS server on :10250 (kubelet's port): /healthz, /metrics, /containerLogs, /exec, /attach.
-Only clients with a certificate signed by the cluster CA get through the TLS handshake."""
+Only clients with a certificate signed by the cluster CA get through the TLS handshake, and each request
+is then authorized by the API server for that certificate's user (authz.py)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from agent.node_server.authz import (AuthorizationError, WebhookAuthorizer, certificate_subject, error_message,
+                                     forbidden_message, request_attributes)
 from agent.node_server.cri_log import LogOptionsError, parse_log_query
 from agent.node_server.log_reader import stream_log
 from agent.node_server.metrics import NodeMetrics
@@ -46,9 +49,10 @@ def _text(status: int, message: str) -> web.Response:
 
 class NodeServer:
     def __init__(self, runtime: CRIClient, get_pod: PodGetter, config: NodeServerConfig,
-                 metrics: NodeMetrics) -> None:
+                 metrics: NodeMetrics, authorizer: WebhookAuthorizer) -> None:
         self.runtime, self.get_pod, self.config, self.metrics = runtime, get_pod, config, metrics
-        self.app = web.Application()
+        self.authorizer = authorizer
+        self.app = web.Application(middlewares=[self.authorize])
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/metrics", self.metrics_text)
         self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
@@ -70,6 +74,26 @@ class NodeServer:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
+
+    # ------------------------------------------------------------------ authorization
+    @web.middleware
+    async def authorize(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> web.StreamResponse:
+        tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        if not der:
+            return _text(401, "Unauthorized")
+        attributes = request_attributes(certificate_subject(der), request.method, request.path,
+                                        self.config.node_name)
+        try:
+            allowed = await self.authorizer.authorize(attributes)
+        except AuthorizationError as error:
+            log.error("node server authorization failed user=%s path=%s error=%s", attributes[0].subject.user,
+                      request.path, error)
+            return _text(500, error_message(attributes[0]))
+        if not allowed:
+            return _text(403, forbidden_message(attributes))
+        return await handler(request)
 
     # ------------------------------------------------------------------ simple endpoints
     async def healthz(self, _request: web.Request) -> web.Response:

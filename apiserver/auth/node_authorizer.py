@@ -64,6 +64,9 @@ NODE_RULES = (
     _rule("events.k8s.io", "events", {"create", "update", "patch"}),
     _rule("certificates.k8s.io", "certificatesigningrequests", READ | {"create"}),
     _rule("authentication.k8s.io", "tokenreviews", {"create"}),
+    # The node server authorizes each request on :10250 through a SubjectAccessReview (kubelet's
+    # --authorization-mode=Webhook, agent/node_server/authz.py); upstream grants kubelets this through
+    # the system:node ClusterRole.
     _rule("authorization.k8s.io", "subjectaccessreviews", {"create"}),
 )
 LEASE_VERBS = frozenset({"get", "create", "update", "patch", "delete"})

@@ -6,14 +6,14 @@ pods bound to itself (owned by its Node, referring to no Secret, ConfigMap, Serv
 runs after authorization, twice:
 - `admit_request`, from the auth middleware, for what the URL names (the pod's current node comes from
   the node authorizer's pod index, confirmed by a storage read when the index does not say "yours");
-- `admit_create`, from API.create, for what only the body names (the new pod, Node or Lease).
-Requests of other users, and the server's own control loops (no user), pass untouched.
-
-Not enforced (unlike upstream): a node changing its own taints or labels on update (our agent manages
-its pressure taints itself)."""
+- `admit_create`, from API.create, for what only the body names (the new pod, Node or Lease);
+- `node_update_admission`, from API.update / API.patch of a Node, on the old and the new object: a
+  node may not change its own taints (the node lifecycle controller owns them), ownerReferences, a
+  non-nil configSource, or labels outside the kubelet's set.
+Requests of other users, and the server's own control loops (no user), pass untouched."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from apiserver import errors
 from apiserver.auth.authorizer import Attributes
@@ -108,6 +108,48 @@ def node_create_problem(node_name: str, node: Obj) -> str | None:
     if labels:
         return f'node "{node_name}" is not allowed to set the following labels: {", ".join(labels)}'
     return None
+
+
+def modified_labels(new: Any, old: Any) -> set[str]:
+    """Label keys added, removed or given another value."""
+    new, old = new if isinstance(new, dict) else {}, old if isinstance(old, dict) else {}
+    return {key for key in new.keys() | old.keys() if key not in new or key not in old or new[key] != old[key]}
+
+
+def node_update_problem(node_name: str, new: Obj, old: Obj) -> str | None:
+    """Why a node may not update its own Node from `old` to `new` (None: it may). Absent and empty
+    lists/maps are the same, as upstream's semantic comparison has them."""
+    new_spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+    old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    config_source = new_spec.get("configSource")
+    if config_source is not None and config_source != old_spec.get("configSource"):
+        return f'node "{node_name}" is not allowed to update configSource to a new non-nil configSource'
+    if (new_spec.get("taints") or []) != (old_spec.get("taints") or []):
+        return f'node "{node_name}" is not allowed to modify taints'
+    if (_meta(new).get("ownerReferences") or []) != (_meta(old).get("ownerReferences") or []):
+        return f'node "{node_name}" is not allowed to modify ownerReferences'
+    labels = forbidden_labels(modified_labels(_meta(new).get("labels"), _meta(old).get("labels")))
+    if labels:
+        return f'is not allowed to modify labels: {", ".join(labels)}'
+    return None
+
+
+def node_update_admission(name: str) -> Callable[[Obj, Obj], None] | None:
+    """The check API.update / API.patch of Node `name` runs on (new, old) before storing, when the
+    current user is a node (None: nobody to restrict). Another node's name was refused by
+    admit_request already; a user without a node name is refused here."""
+    user = current_user()
+    if user is None or SYSTEM_NODES not in user.groups:
+        return None
+    node_name = user.node_name
+
+    def admit(new: Obj, old: Obj) -> None:
+        if node_name is None:
+            raise _forbidden("", "nodes", name, f'could not determine node from user "{user.name}"')
+        problem = node_update_problem(node_name, new, old)
+        if problem:
+            raise _forbidden("", "nodes", name, problem)
+    return admit
 
 
 def lease_problem(node_name: str, namespace: str, name: str) -> str | None:

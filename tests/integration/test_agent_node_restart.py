@@ -155,7 +155,9 @@ def test_image_gc_removes_unused_images_least_recently_used_first(node: PrivateN
 
 
 def test_memory_pressure_condition_taint_and_event(node: PrivateNode) -> None:
-    """A threshold no host can satisfy (memory.available<100%) puts the node under memory pressure."""
+    """A threshold no host can satisfy (memory.available<100%) puts the node under memory pressure: the agent
+    reports the condition (its node credentials could not write taints), the server's node lifecycle
+    controller adds the taint."""
     def node_view() -> dict[str, Any]:
         return node.json("get", "node", NODE)
 

@@ -1,7 +1,8 @@
 """Authentication, node authorization and NodeRestriction on a real `shipmate server`, driven by the real
 kubectl and raw HTTPS: anonymous → 401; a node's client certificate (issued from the server's CA) writes its
-own Node and its pods' status but gets 403 for another node and another node's pod; static bearer tokens;
-impersonation (`kubectl --as`)."""
+own Node and its pods' status but gets 403 for another node and another node's pod, and for its own taints
+and restricted labels (the node lifecycle controller derives taints from the conditions it reports); static
+bearer tokens; impersonation (`kubectl --as`)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ import pytest
 
 from shipmate import pki
 from tests.integration.test_apiserver_kubectl import Server
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
@@ -167,6 +169,44 @@ def test_node_writes_its_own_node_and_pods_only(cluster, n1):
         'namespace "default"')
     # Reads a kubelet needs.
     assert n1.kubectl("get", "pods", "-A", "-o", "name").stdout.split() == ["pod/p1", "pod/p2"]
+
+
+def test_node_may_not_change_its_own_taints_or_restricted_labels(cluster, n1):
+    server, _ = cluster
+    server.kubectl("taint", "node", "n1", "dedicated=db:NoSchedule")
+    server.kubectl("label", "node", "n1", "node-role.kubernetes.io/worker=")
+
+    def taints() -> list[dict]:
+        return server.request("GET", "/api/v1/nodes/n1")[1]["spec"].get("taints") or []
+    before = taints()
+    assert {"key": "dedicated", "value": "db", "effect": "NoSchedule"} in before
+    for change in (("evil=1:NoSchedule",), ("dedicated-",)):
+        refused = n1.kubectl("taint", "node", "n1", *change)
+        assert refused.returncode != 0 and refused.stderr.strip() == (
+            'Error from server (Forbidden): nodes "n1" is forbidden: node "n1" is not allowed to modify taints')
+    code, body = n1.request("PATCH", "/api/v1/nodes/n1", {"spec": {"taints": []}},
+                            "application/strategic-merge-patch+json")
+    assert (code, body["reason"], body["message"]) == (
+        403, "Forbidden", 'nodes "n1" is forbidden: node "n1" is not allowed to modify taints')
+    for label in ("node-role.kubernetes.io/worker-", "node-restriction.kubernetes.io/pci=yes"):
+        refused = n1.kubectl("label", "--overwrite", "node", "n1", label)
+        assert refused.returncode != 0 and refused.stderr.strip() == (
+            'Error from server (Forbidden): nodes "n1" is forbidden: is not allowed to modify labels: '
+            + label.rstrip("-").split("=")[0])
+    assert taints() == before
+    assert n1.kubectl("label", "node", "n1", "team=b").returncode == 0     # outside kubernetes.io: allowed
+
+    # Conditions are the node's to report: MemoryPressure=True → the control plane adds the taint.
+    pressure = {"status": {"conditions": [{"type": "MemoryPressure", "status": "True",
+                                           "reason": "KubeletHasInsufficientMemory"}]}}
+    patched = n1.kubectl("patch", "node", "n1", "--subresource=status", "-p", json.dumps(pressure))
+    assert patched.returncode == 0, patched.stderr
+    memory_taint = {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}
+    wait_for(lambda: memory_taint in taints(), 10, "the memory-pressure taint from the node lifecycle controller")
+    pressure["status"]["conditions"][0].update(status="False", reason="KubeletHasSufficientMemory")
+    assert n1.request("PATCH", "/api/v1/nodes/n1/status", pressure, "application/strategic-merge-patch+json")[0] == 200
+    wait_for(lambda: memory_taint not in taints(), 10, "the memory-pressure taint to go")
+    assert {"key": "dedicated", "value": "db", "effect": "NoSchedule"} in taints()
 
 
 def test_node_reads_only_secrets_of_its_pods(cluster, n1):

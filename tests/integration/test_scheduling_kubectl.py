@@ -197,6 +197,41 @@ def test_cordon_uncordon_and_drain(server):
     assert server.request("POST", "/api/v1/namespaces/default/pods/gone/eviction", eviction)[0] == 404
 
 
+def test_memory_pressure_condition_taints_the_node_and_the_scheduler_avoids_it(server):
+    """TaintNodesByCondition: the kubelet reports MemoryPressure=True only; the node lifecycle controller adds
+    the NoSchedule taint (no timeAdded), new pods go elsewhere, and the taint goes with the condition."""
+    make_node(server, "node-a")
+    make_node(server, "node-b")
+
+    def set_memory_pressure(status):
+        patch = {"status": {"conditions": [{"type": "MemoryPressure", "status": status, "reason": "test"}]}}
+        code, body = server.request("PATCH", "/api/v1/nodes/node-a/status", patch,
+                                    "application/strategic-merge-patch+json")
+        assert code == 200, body
+
+    def taints():
+        return server.request("GET", "/api/v1/nodes/node-a")[1]["spec"].get("taints") or []
+    set_memory_pressure("True")
+    assert wait_for(taints, what="memory-pressure taint") == [
+        {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}]
+    for i in range(4):
+        server.kubectl("apply", "-f", "-", input=json.dumps(pod(f"spread{i}")))
+    assert {wait_for(lambda: node_of(server, f"spread{i}"), what=f"spread{i} bound") for i in range(4)} == {"node-b"}
+    server.kubectl("apply", "-f", "-", input=json.dumps(pod("pinned", nodeSelector={"kubernetes.io/hostname": "node-a"})))
+    condition = wait_for(lambda: scheduled_condition(server, "pinned"), what="pinned unschedulable")
+    assert condition["status"] == "False"
+    assert "1 node(s) had untolerated taint {node.kubernetes.io/memory-pressure: }" in condition["message"]
+    tolerant = pod("tolerant", nodeSelector={"kubernetes.io/hostname": "node-a"},
+                   tolerations=[{"key": "node.kubernetes.io/memory-pressure", "operator": "Exists",
+                                 "effect": "NoSchedule"}])
+    server.kubectl("apply", "-f", "-", input=json.dumps(tolerant))
+    assert wait_for(lambda: node_of(server, "tolerant"), what="tolerant bound") == "node-a"
+    # The condition clears: the taint goes and the waiting pod lands on node-a.
+    set_memory_pressure("False")
+    wait_for(lambda: not taints(), what="memory-pressure taint removed")
+    assert wait_for(lambda: node_of(server, "pinned"), what="pinned bound") == "node-a"
+
+
 def test_node_without_lease_goes_unknown_tainted_and_its_pods_are_evicted(fast_lifecycle_server):
     server = fast_lifecycle_server
     make_node(server, "node-a")

@@ -1,5 +1,5 @@
-"""Node health: eviction signals against kubelet's hard thresholds → pressure conditions, their
-taints and node events."""
+"""Node health: eviction signals against kubelet's hard thresholds → pressure conditions and node
+events (the agent never writes taints: the node lifecycle controller derives them)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -8,7 +8,7 @@ from typing import AsyncIterator
 import pytest
 from aiohttp import web
 
-from agent.node_info import condition_events, node_conditions, pressure_taints, RuntimeHealth
+from agent.node_info import condition_events, node_conditions, node_object, RuntimeHealth
 from agent.node_manager import NodeManager
 from agent.node_pressure import (DEFAULT_EVICTION_HARD, parse_eviction_hard, DISK_PRESSURE, MEMORY_PRESSURE, PID_PRESSURE, Observation,
                                  PressureTracker, Signals, Threshold, gather_signals, parse_thresholds,
@@ -76,7 +76,7 @@ def test_gather_signals_reads_this_host(tmp_path) -> None:
         assert 0 <= observed[signal].available <= observed[signal].capacity, signal
 
 
-def test_conditions_events_and_taints_follow_pressure() -> None:
+def test_conditions_and_events_follow_pressure() -> None:
     now = "2026-01-01T00:00:00Z"
     calm = node_conditions(RuntimeHealth(True), [], now)
     assert condition_events([], calm) == ["NodeHasSufficientMemory", "NodeHasNoDiskPressure",
@@ -92,12 +92,10 @@ def test_conditions_events_and_taints_follow_pressure() -> None:
     assert condition_events(pressed, node_conditions(RuntimeHealth(False, "x"), pressed, now)) == [
         "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeNotReady"]
 
-    other = {"key": "dedicated", "value": "db", "effect": "NoSchedule"}
-    tainted = pressure_taints([other], {MEMORY_PRESSURE, PID_PRESSURE})
-    assert tainted == [other, {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"},
-                       {"key": "node.kubernetes.io/pid-pressure", "effect": "NoSchedule"}]
-    assert pressure_taints(tainted, {MEMORY_PRESSURE, PID_PRESSURE}) == tainted
-    assert pressure_taints(tainted, set()) == [other]
+    # Registration under pressure: the conditions say so, the Node carries no taint of ours.
+    registered = node_object(FACTS, RuntimeHealth(True, ""), now, {MEMORY_PRESSURE})
+    assert registered["spec"] == {}
+    assert next(c for c in registered["status"]["conditions"] if c["type"] == "MemoryPressure")["status"] == "True"
 
 
 class FakeRecorder:
@@ -108,28 +106,26 @@ class FakeRecorder:
         self.events.append((obj, event_type, reason, message))
 
 
-class FakeNodeApiWithTaints(FakeNodeApi):
+class FakeNodeApiRecordingSpecWrites(FakeNodeApi):
+    """Records every write to the Node itself (not its status): the agent must make none."""
     def __init__(self) -> None:
         super().__init__()
         self.node_patches: list[dict] = []
         self.app.router.add_patch("/api/v1/nodes/{name}", self.patch_node)
 
     async def patch_node(self, request: web.Request) -> web.Response:
-        patch = await request.json()
-        self.node_patches.append(patch)
-        assert self.node is not None
-        self.node["spec"]["taints"] = patch["spec"]["taints"]
+        self.node_patches.append(await request.json())
         return web.json_response(self.node)
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[tuple[FakeNodeApiWithTaints, KubeClient]]:
-    fake = FakeNodeApiWithTaints()
+async def api() -> AsyncIterator[tuple[FakeNodeApiRecordingSpecWrites, KubeClient]]:
+    fake = FakeNodeApiRecordingSpecWrites()
     async with client_for(fake.app) as client:
         yield fake, client
 
 
-async def test_node_manager_reports_pressure_taints_and_events(api, tmp_path) -> None:
+async def test_node_manager_reports_pressure_conditions_not_taints(api, tmp_path) -> None:
     fake, client = api
     recorder = FakeRecorder()
     async with CRIClient(f"unix://{tmp_path}/no-such.sock", timeout=2) as runtime:
@@ -142,20 +138,21 @@ async def test_node_manager_reports_pressure_taints_and_events(api, tmp_path) ->
         assert recorder.events[1][3] == "Node n1 status is now: NodeHasSufficientMemory"
         assert fake.node_patches == []
 
-        # Memory below a threshold no host can satisfy: MemoryPressure, its taint and its event.
+        # Memory below a threshold no host can satisfy: MemoryPressure and its event, no taint write.
         manager.pressure_tracker.thresholds = parse_thresholds({"memory.available": "100%"})
         await manager.check_pressure()
         await manager.report_status()
         memory = next(c for c in fake.node["status"]["conditions"] if c["type"] == "MemoryPressure")
         assert memory["status"] == "True"
-        assert fake.node["spec"]["taints"] == [{"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}]
+        assert fake.node_patches == [] and not fake.node.get("spec", {}).get("taints")
         assert recorder.events[-1][2] == "NodeHasInsufficientMemory"
 
-        # Pressure gone (after the transition period): the taint goes, the condition turns False.
+        # Pressure gone (after the transition period): the condition turns False.
         manager.pressure_tracker = PressureTracker(transition_period=0)
         await manager.check_pressure()
         await manager.report_status()
-        assert fake.node["spec"]["taints"] is None
+        memory = next(c for c in fake.node["status"]["conditions"] if c["type"] == "MemoryPressure")
+        assert memory["status"] == "False" and fake.node_patches == []
         assert recorder.events[-1][2] == "NodeHasSufficientMemory"
 
 

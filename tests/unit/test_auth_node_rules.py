@@ -1,5 +1,6 @@
 """Node authorizer + NodeRestriction against a real API (SQLite in a temporary dir): what a kubelet may
-read and write, the pod index that follows pods through a watch, and the mirror-pod/Node/Lease rules."""
+read and write, the pod index that follows pods through a watch, the mirror-pod/Node/Lease rules and a
+node's updates of its own Node (no taints, no restricted labels)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ from apiserver.auth.authorizer import Decision
 from apiserver.auth.node_authorizer import NodeAuthorizer
 from apiserver.auth.node_graph import BoundPod, NodeGraph, PodIndex, pod_references
 from apiserver.auth.user import AUTHENTICATED, SYSTEM_NODES, UserInfo
+from apiserver.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from apiserver.registry import DeleteOptions
 from apiserver.storage.sqlite import SQLiteStorage
 
@@ -268,3 +270,71 @@ async def test_creates_by_a_node_go_through_admission(api):
         context.set_user(None)
     # The server's own loops (no user) are never restricted.
     await api.create(api.pods, "default", pod("controller-made"))
+
+
+PRESSURE = {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}
+
+
+def test_node_update_rules():
+    problem = node_restriction.node_update_problem
+    old = {"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1",
+                                                 "node-role.kubernetes.io/worker": ""}},
+           "spec": {"taints": [PRESSURE]}}
+    same = {"metadata": {**old["metadata"], "annotations": {"a": "b"}}, "spec": {"taints": [dict(PRESSURE)]}}
+    assert problem("n1", same, old) is None        # forbidden labels left as they are do not count
+    taints_msg = 'node "n1" is not allowed to modify taints'
+    assert problem("n1", {**same, "spec": {}}, old) == taints_msg                                    # removed
+    assert problem("n1", {**same, "spec": {"taints": [PRESSURE, {"key": "x", "effect": "NoSchedule"}]}},
+                   old) == taints_msg                                                              # added
+    assert problem("n1", {**same, "spec": {"taints": [{**PRESSURE, "effect": "NoExecute"}]}}, old) == taints_msg
+    assert problem("n1", {"metadata": {}, "spec": {"taints": []}}, {"metadata": {}, "spec": {}}) is None
+    labels = lambda **extra: {**same, "metadata": {"name": "n1", "labels": extra}}  # noqa: E731
+    assert problem("n1", labels(**{"kubernetes.io/hostname": "n1", "node-role.kubernetes.io/worker": "",
+                                   "team": "a", "topology.kubernetes.io/zone": "z"}), old) is None
+    assert problem("n1", labels(**{"kubernetes.io/hostname": "n1"}), old) == \
+        "is not allowed to modify labels: node-role.kubernetes.io/worker"                         # removed
+    assert problem("n1", labels(**{"kubernetes.io/hostname": "n1", "node-role.kubernetes.io/worker": "yes",
+                                   "node-restriction.kubernetes.io/pci": "1"}), old) == \
+        "is not allowed to modify labels: node-restriction.kubernetes.io/pci, node-role.kubernetes.io/worker"
+    owned = {**same, "metadata": {**same["metadata"], "ownerReferences": [{"kind": "X", "name": "y"}]}}
+    assert problem("n1", owned, old) == 'node "n1" is not allowed to modify ownerReferences'
+    configured = {**same, "spec": {**same["spec"], "configSource": {"configMap": {"name": "c"}}}}
+    assert problem("n1", configured, old) == \
+        'node "n1" is not allowed to update configSource to a new non-nil configSource'
+
+
+async def test_node_updates_of_its_own_node_go_through_admission(api):
+    await api.nodes.create("", {"metadata": {"name": "n1", "labels": {"node-role.kubernetes.io/worker": ""}},
+                                "spec": {"taints": [PRESSURE]}})
+    context.set_user(N1)
+    try:
+        for patch_type, patch in ((STRATEGIC_MERGE_PATCH, {"spec": {"taints": None}}),
+                                  (MERGE_PATCH, {"spec": {"taints": [PRESSURE, {"key": "k", "effect": "NoSchedule"}]}}),
+                                  (JSON_PATCH, [{"op": "remove", "path": "/spec/taints/0"}])):
+            with pytest.raises(errors.APIError) as denied:
+                await api.patch(api.nodes, "", "n1", patch_type, patch)
+            assert (denied.value.code, denied.value.message) == (
+                403, 'nodes "n1" is forbidden: node "n1" is not allowed to modify taints'), patch_type
+        current = await api.nodes.get("", "n1")
+        with pytest.raises(errors.APIError) as put:
+            await api.update(api.nodes, "", "n1", {**current, "spec": {}})
+        assert put.value.code == 403 and put.value.message.endswith("is not allowed to modify taints")
+        with pytest.raises(errors.APIError) as relabel:
+            await api.patch(api.nodes, "", "n1", MERGE_PATCH,
+                            {"metadata": {"labels": {"node-role.kubernetes.io/worker": None}}})
+        assert relabel.value.message == \
+            'nodes "n1" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/worker'
+        # What a kubelet does write: its own labels, annotations, and conditions through status.
+        labelled = await api.patch(api.nodes, "", "n1", MERGE_PATCH,
+                                   {"metadata": {"labels": {"kubernetes.io/hostname": "n1"}, "annotations": {"a": "b"}}})
+        assert labelled["metadata"]["labels"]["kubernetes.io/hostname"] == "n1"
+        status = await api.patch(api.nodes, "", "n1", STRATEGIC_MERGE_PATCH,
+                                 {"status": {"conditions": [{"type": "MemoryPressure", "status": "False"}]}}, "status")
+        assert status["spec"]["taints"] == [PRESSURE]
+        context.set_user(ALICE)   # RBAC decides for other users: NodeRestriction has no opinion
+        await api.patch(api.nodes, "", "n1", MERGE_PATCH, {"metadata": {"labels": {"node-role.kubernetes.io/x": ""}}})
+    finally:
+        context.set_user(None)
+    # The node lifecycle controller (no user) owns the taints.
+    untainted = await api.patch(api.nodes, "", "n1", STRATEGIC_MERGE_PATCH, {"spec": {"taints": None}})
+    assert not untainted["spec"].get("taints")

@@ -101,3 +101,27 @@ def test_go_durations(text, seconds):
 def test_bad_go_duration():
     with pytest.raises(ValueError):
         parse_go_duration("5 minutes")
+
+
+def test_no_schedule_taints_follow_pressure_and_network_conditions():
+    pressed = node()
+    pressed["status"]["conditions"][1]["status"] = "True"                       # MemoryPressure
+    pressed["status"]["conditions"] += [{"type": "DiskPressure", "status": "True"},
+                                        {"type": "PIDPressure", "status": "False"},
+                                        {"type": "NetworkUnavailable", "status": "True"}]
+    taints = desired_taints(pressed, NOW)
+    assert taints == [{"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"},
+                      {"key": "node.kubernetes.io/disk-pressure", "effect": "NoSchedule"},
+                      {"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]   # no timeAdded
+    # A user's taint with one of our keys but another effect is not ours; cleared conditions drop ours.
+    foreign = {"key": "node.kubernetes.io/memory-pressure", "effect": "PreferNoSchedule"}
+    pressed["spec"]["taints"] = [*taints, foreign]
+    for condition in pressed["status"]["conditions"][1:]:
+        condition["status"] = "False"
+    assert desired_taints(pressed, NOW) == [foreign]
+    # Ready=False under memory pressure and cordoned: every NoSchedule taint at once, NoExecute for not-ready.
+    cordoned = node(ready="False", unschedulable=True)
+    cordoned["status"]["conditions"][1]["status"] = "True"
+    assert sorted((t["key"], t["effect"]) for t in desired_taints(cordoned, NOW)) == [
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"), ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/not-ready", "NoSchedule"), ("node.kubernetes.io/unschedulable", "NoSchedule")]
