@@ -83,7 +83,7 @@ def test_static_pod_runs_mirrors_follows_edits_and_stops(kubectl: Kubectl, names
         assert annotations["kubernetes.io/config.seen"]
         assert mirror["metadata"]["uid"] != static_uid
         assert mirror["metadata"]["ownerReferences"] == [
-            {"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}]
+            {"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid, "controller": True}]
         assert mirror["spec"]["nodeName"] == node_name
         # The runtime runs the static pod under its own (file) UID, not the mirror's.
         (sandbox,) = sandboxes_of_pod(static_uid)
