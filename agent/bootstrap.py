@@ -28,7 +28,7 @@ import yaml
 
 from agent.config import AgentConfig
 from shipmate import pki
-from shipmate.files import write_atomically
+from shipmate.files import read_if_exists, write_atomically
 from shipmate.kubeclient import (FAILOVER_ERRORS, AlreadyExists, ApiError, Forbidden, KubeClient, KubeConfig,
                                  NotFound, Resource, ServerError, Unauthorized, load_kubeconfig, parse_servers,
                                  use_servers)
@@ -187,17 +187,9 @@ def write_client_pem(path: str, cert_pem: bytes, key_pem: bytes) -> None:
     write_atomically(path, data, 0o600, dir_mode=0o700)
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def _read_joined_pem(paths: CredentialPaths) -> bytes | None:
     """The client certificate of an earlier join, if that join completed (kubeconfig written last)."""
-    return _read(paths.client_pem) if os.path.exists(paths.kubeconfig) else None
+    return read_if_exists(paths.client_pem) if os.path.exists(paths.kubeconfig) else None
 
 
 def _read_ca_file(path: str) -> bytes:
@@ -217,7 +209,7 @@ def _trusted_cas(config: AgentConfig, paths: CredentialPaths) -> list[bytes] | N
         return [_read_ca_file(config.ca_file)]
     if not config.ca_cert_hash:
         return None
-    saved = _read(paths.ca_cert)
+    saved = read_if_exists(paths.ca_cert)
     try:
         return [ca_matching_hash(saved, config.ca_cert_hash)] if saved is not None else []
     except (BootstrapError, ValueError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from apiserver.storage.interface import KeyExists, Storage
 from shipmate import pki
-from shipmate.files import write_atomically
+from shipmate.files import read_if_exists, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +178,9 @@ async def load_or_create_ca(storage: Storage) -> tuple[bytes, bytes]:
         raise PKIError(f"the cluster CA at {CA_STORAGE_KEY} is unreadable: {exc!r}") from None
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
 def ensure_leaf(server_pki: ServerPKI, spec: LeafSpec) -> None:
     cert_path, key_path = server_pki.path(spec.name + ".crt"), server_pki.path(spec.name + ".key")
-    reason = reissue_reason(_read(cert_path), server_pki.ca_cert_pem, spec, datetime.datetime.now(datetime.timezone.utc))
+    reason = reissue_reason(read_if_exists(cert_path), server_pki.ca_cert_pem, spec, datetime.datetime.now(datetime.timezone.utc))
     if not reason:
         return
     cert_pem, key_pem = pki.issue(server_pki.ca_cert_pem, server_pki.ca_key_pem, spec.common_name,
@@ -208,9 +200,9 @@ def leaf_specs(advertise_address: str, service_cluster_ip_range: str, extra_sans
 
 def _write_files(server_pki: ServerPKI, specs: list[LeafSpec]) -> None:
     os.makedirs(server_pki.directory, mode=0o700, exist_ok=True)
-    if _read(server_pki.ca_cert_path) != server_pki.ca_cert_pem:
+    if read_if_exists(server_pki.ca_cert_path) != server_pki.ca_cert_pem:
         write_atomically(server_pki.ca_cert_path, server_pki.ca_cert_pem, 0o644)
-    if _read(server_pki.ca_key_path) != server_pki.ca_key_pem:
+    if read_if_exists(server_pki.ca_key_path) != server_pki.ca_key_pem:
         write_atomically(server_pki.ca_key_path, server_pki.ca_key_pem, 0o600)
     for spec in specs:
         ensure_leaf(server_pki, spec)

@@ -23,3 +23,12 @@ def write_atomically(path: str, data: bytes, mode: int, dir_mode: int = 0o755) -
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_if_exists(path: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
