@@ -28,6 +28,7 @@ from typing import Awaitable, Callable
 from apiserver import errors
 from apiserver.api import API
 from apiserver.kinds.base import Obj
+from apiserver.timeutil import micro_time, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +87,10 @@ class Attempt:
     reason: str
 
 
-def micro_time(now: datetime.datetime) -> str:
-    """metav1.MicroTime as serialized: RFC 3339 with exactly six fractional digits, UTC."""
-    return now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_micro_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def observed_since(record: LeaderRecord, wall_now: datetime.datetime, monotonic_now: float,
                    max_backdate: float) -> float:
     """The monotonic time to date a newly seen record from: now, minus its renewTime's age up to max_backdate."""
-    renewed = parse_micro_time(record.renew_time)
+    renewed = parse_rfc3339(record.renew_time)
     age = (wall_now - renewed).total_seconds() if renewed else 0.0
     return monotonic_now - min(max(age, 0.0), max_backdate)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from apiserver import errors
 from apiserver.api import API
 from apiserver.kinds.base import Obj
-from apiserver.leader_election import micro_time, parse_micro_time
+from apiserver.timeutil import micro_time, parse_rfc3339
 from apiserver.registry import DeleteOptions
 from shipmate.selectors import parse_label_selector
 
@@ -64,7 +64,7 @@ def desired_lease(name: str, holder: str, hostname: str, address: ServerAddress,
 
 def is_expired(lease: Obj, now: datetime.datetime) -> bool:
     spec = lease.get("spec") or {}
-    renewed = parse_micro_time(spec.get("renewTime"))
+    renewed = parse_rfc3339(spec.get("renewTime"))
     duration = spec.get("leaseDurationSeconds") or 0
     return renewed is None or renewed + datetime.timedelta(seconds=duration) <= now
 
@@ -123,7 +123,7 @@ class ServerIdentity:
         upstream's apiserver lease garbage collector does."""
         leases, _ = await self.registry.list(NAMESPACE, parse_label_selector(f"{IDENTITY_LABEL}={IDENTITY_VALUE}"))
         for lease in leases:
-            expired_for = now - (parse_micro_time((lease.get("spec") or {}).get("renewTime")) or now)
+            expired_for = now - (parse_rfc3339((lease.get("spec") or {}).get("renewTime")) or now)
             if lease["metadata"]["name"] != self.name and is_expired(lease, now) and \
                     expired_for > datetime.timedelta(seconds=2 * LEASE_DURATION_SECONDS):
                 await self._delete(lease)
