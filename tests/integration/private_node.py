@@ -19,6 +19,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,17 @@ class Process:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+BUSYBOX = "127.0.0.1:5000/library/busybox:latest"
+
+
+def sleeper_pod(name: str) -> str:
+    """A pod manifest (JSON) that sleeps, for `kubectl apply -f -` on a private node."""
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                       "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                           {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                            "command": ["sleep", "3600"]}]}})
 
 
 class PrivateNode:
@@ -273,3 +286,21 @@ class PrivateNode:
     def logs(self) -> str:
         daemons = (self.agent, self.containerd, *self.servers, *([self.etcd] if self.etcd else []))
         return "\n".join(f"--- {p.name}:\n{p.log(15)}" for p in daemons)
+
+
+@contextmanager
+def running_node(*args: Any, **kwargs: Any) -> Iterator[PrivateNode]:
+    """A PrivateNode(*args, **kwargs) brought up for the caller and torn down afterwards (its logs
+    printed when bringing it up or the caller failed); skips the test without root."""
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root (netns, containerd)")
+    private = PrivateNode(*args, **kwargs)
+    try:
+        private.up()
+        yield private
+    except Exception:
+        print(private.logs())
+        raise
+    finally:
+        private.down()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 from cryptography import x509
 
 from shipmate import pki
-from tests.integration.private_node import ENTER, NODE, SHIPMATE, WORK_DIR, PrivateNode
+from tests.integration.private_node import ENTER, NODE, SHIPMATE, WORK_DIR, PrivateNode, running_node
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,17 +28,8 @@ SIGNING_SECONDS = 120
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[PrivateNode]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (netns, containerd)")
-    private = PrivateNode(server_args=("--cluster-signing-duration", f"{SIGNING_SECONDS}s"))
-    try:
-        private.up()
+    with running_node(server_args=("--cluster-signing-duration", f"{SIGNING_SECONDS}s")) as private:
         yield private
-    except Exception:
-        print(private.logs())
-        raise
-    finally:
-        private.down()
 
 
 def client_pem(node: PrivateNode) -> bytes:

@@ -16,12 +16,11 @@ import yaml
 from agent.image_gc import GCPolicy, ImageGC
 from cri.client import CRIClient
 from cri.gen import api_pb2
-from tests.integration.private_node import NODE, PrivateNode
+from tests.integration.private_node import BUSYBOX, NODE, PrivateNode, running_node, sleeper_pod
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
-BUSYBOX = "127.0.0.1:5000/library/busybox:latest"
 SPARE_IMAGE = "127.0.0.1:5000/shipmate/test-entrypoint:1"
 PAUSE = "127.0.0.1:5000/shipmate/pause:1.0"
 LOADED = 90          # generous timeouts: the shared 2-core box often runs at load 20-30
@@ -29,24 +28,8 @@ LOADED = 90          # generous timeouts: the shared 2-core box often runs at lo
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[PrivateNode]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (netns, containerd)")
-    private = PrivateNode()
-    try:
-        private.up()
+    with running_node() as private:
         yield private
-    except Exception:
-        print(private.logs())
-        raise
-    finally:
-        private.down()
-
-
-def sleeper(name: str) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-                       "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-                           {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
-                            "command": ["sleep", "3600"]}]}})
 
 
 def app_status(node: PrivateNode, name: str) -> dict[str, Any]:
@@ -72,7 +55,7 @@ def cri(node: PrivateNode, call) -> Any:
 def test_containerd_restart_loses_no_pod_and_the_agent_reconnects(node: PrivateNode) -> None:
     names = ["keep-1", "keep-2", "keep-3"]
     for name in names:
-        node.kubectl("apply", "-f", "-", stdin=sleeper(name))
+        node.kubectl("apply", "-f", "-", stdin=sleeper_pod(name))
     before = {n: wait_for(lambda n=n: running_id(node, n), LOADED, f"{n} Running") for n in names}
 
     node.containerd.stop(signal.SIGTERM)
@@ -97,7 +80,7 @@ def test_containerd_restart_loses_no_pod_and_the_agent_reconnects(node: PrivateN
     os.kill(int(json.loads(status.info["info"])["pid"]), signal.SIGKILL)
     wait_for(lambda: app_status(node, "keep-1").get("restartCount") == 1 and running_id(node, "keep-1"), LOADED,
              "keep-1 restarted after its container was killed")
-    node.kubectl("apply", "-f", "-", stdin=sleeper("after-restart"))
+    node.kubectl("apply", "-f", "-", stdin=sleeper_pod("after-restart"))
     wait_for(lambda: running_id(node, "after-restart"), LOADED, "a new pod Running after the containerd restart")
     assert "containerd event stream failed" in node.agent.log(400) or "relist failed" in node.agent.log(400)
 
@@ -128,7 +111,7 @@ def test_static_pod_runs_without_the_api_server_and_is_mirrored_when_it_returns(
 
 
 def test_image_gc_removes_unused_images_least_recently_used_first(node: PrivateNode) -> None:
-    node.kubectl("apply", "-f", "-", stdin=sleeper("uses-busybox"))
+    node.kubectl("apply", "-f", "-", stdin=sleeper_pod("uses-busybox"))
     wait_for(lambda: running_id(node, "uses-busybox"), LOADED, "a pod using busybox Running")
     cri(node, lambda r: r.pull_image(SPARE_IMAGE))
 

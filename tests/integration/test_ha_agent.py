@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
 import signal
 import subprocess
 import time
@@ -21,7 +20,7 @@ import pytest
 from cri.client import CRIClient
 from cri.gen import api_pb2
 from tests.integration.etcd_support import etcd_available
-from tests.integration.private_node import PrivateNode
+from tests.integration.private_node import PrivateNode, running_node, sleeper_pod
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration,
@@ -30,31 +29,14 @@ pytestmark = [pytest.mark.integration,
 
 NODE_NAME = "ha-agent"           # not private_node's default: its tests may run at the same time
 A, B = 0, 1
-BUSYBOX = "127.0.0.1:5000/library/busybox:latest"
 HANDOVER_SECONDS = 15            # the kube-controller-manager Lease's duration
 LOADED = 60                      # the shared 2-core box is often busy
 
 
 @pytest.fixture
 def node() -> Iterator[PrivateNode]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (netns, containerd)")
-    private = PrivateNode(name=NODE_NAME, servers=2)
-    try:
-        private.up()
+    with running_node(name=NODE_NAME, servers=2) as private:
         yield private
-    except Exception:
-        print(private.logs())
-        raise
-    finally:
-        private.down()
-
-
-def sleeper(name: str) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-                       "spec": {"terminationGracePeriodSeconds": 1, "containers": [
-                           {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
-                            "command": ["sleep", "3600"]}]}})
 
 
 def pod(node: PrivateNode, name: str, server: int) -> dict[str, Any]:
@@ -108,7 +90,7 @@ def check_failover(node: PrivateNode) -> None:
     a_port, b_port = node.ports
     # Both servers serve the same store and trust the same CA (the agent's --ca-file is A's copy).
     assert (node.work_dir / "server-b" / "pki" / "ca.crt").read_bytes() == node.ca_file.read_bytes()
-    node.kubectl("apply", "-f", "-", stdin=sleeper("before"), server=A)
+    node.kubectl("apply", "-f", "-", stdin=sleeper_pod("before"), server=A)
     before = wait_for(lambda: running_container(node, "before", B), LOADED, "pod before Running (read through B)")
     leader = lease(node, "kube-controller-manager", "kube-system", A)["holderIdentity"]
     # The agent talks to A, the first of its --server URLs (its watches hold connections open).
@@ -132,7 +114,7 @@ def check_failover(node: PrivateNode) -> None:
 
     # B takes over the control loops within the controller-manager Lease's duration and schedules a
     # pod created through it; the agent (watching through B) runs it and reports it Running through B.
-    node.kubectl("apply", "-f", "-", stdin=sleeper("after"), server=B)
+    node.kubectl("apply", "-f", "-", stdin=sleeper_pod("after"), server=B)
     bound = wait_for(lambda: pod(node, "after", B).get("spec", {}).get("nodeName"),
                      HANDOVER_SECONDS + 10, "pod after scheduled by B", interval=0.2)
     scheduled_after = time.monotonic() - killed_at
