@@ -1,14 +1,16 @@
 # shipmate: `sudo make up` brings up a one-node cluster, `sudo make test` runs every test.
 SHELL := /bin/bash
 
-.PHONY: help up down test images clean-state e2e-vagrant bench
+.PHONY: help up down test images clean-state purge lock e2e-vagrant bench
 
 help:
 	@echo "sudo make up           start containerd, the registry, shipmate server and agent (idempotent)"
 	@echo "sudo make down         stop the agent, its pods and the server (data is kept)"
-	@echo "sudo make test         make up with the test extras, then run every test"
+	@echo "sudo make test         make up with the test extras, then run every test (PYTEST_ARGS=--reverse: reversed order)"
 	@echo "sudo make images       build the offline images and push them to 127.0.0.1:5000"
 	@echo "sudo make clean-state  make down, then delete the datastore and the agent's state"
+	@echo "sudo make purge        remove everything shipmate installed or created (a fresh machine again)"
+	@echo "make lock              re-resolve requirements.lock (pinned versions + hashes) from pyproject.toml"
 	@echo "make e2e-vagrant       three Debian 12 VMs (Vagrantfile), then tests/e2e/multinode against them"
 	@echo "sudo make bench        run every benchmark in bench/ (long), rewrite docs/benchmarks.md and its plots"
 
@@ -19,7 +21,7 @@ down:
 	bash hack/down.sh
 
 test:
-	bash hack/test.sh
+	PYTEST_ARGS="$(PYTEST_ARGS)" bash hack/test.sh
 
 # Build the offline images (pause, busybox) and push them to the local registry.
 images:
@@ -29,6 +31,16 @@ images:
 clean-state:
 	bash hack/down.sh --delete-state
 
+# Stop everything and remove what make up / make test installed or created: the venv, kubectl, the
+# registry and its storage, the images pushed to containerd, /etc/shipmate, /var/lib/shipmate, units,
+# logs. apt packages stay (other software may use them); so does a user's own registries.yaml.
+purge:
+	bash hack/purge.sh
+
+# Re-resolve requirements.lock from pyproject.toml (LOCK_UPGRADE=1: take the newest releases).
+lock:
+	bash hack/lock.sh
+
 # One server + two agents in Vagrant VMs provisioned with `shipmate install`, then the multi-node
 # e2e suite against them (needs vagrant and a provider; not runnable inside this CI machine).
 e2e-vagrant:
@@ -37,5 +49,5 @@ e2e-vagrant:
 # Every benchmark in bench/ against the running cluster (make up), then docs/benchmarks.md regenerated
 # from bench/results/ (BENCH_ARGS, e.g. "--only density,footprint" or "--no-run", go to bench/report.py).
 bench:
-	/opt/shipmate/venv/bin/pip install -q --disable-pip-version-check -e ".[bench]"
+	bash hack/up.sh --images-only
 	/opt/shipmate/venv/bin/python bench/report.py $(BENCH_ARGS)

@@ -6,6 +6,8 @@ tests/unit/test_cri_generate.py fails while the committed stubs are stale.
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.metadata
 import importlib.resources
 import re
 import sys
@@ -68,6 +70,54 @@ def generate_stubs(proto_dir: Path, out_dir: Path, package: str, init_text: str)
             path.write_text(fixed)
         written.append(path)
     return written
+
+
+def generator_version() -> str:
+    return importlib.metadata.version("grpcio-tools")
+
+
+def generated_by(gen_dir: Path) -> str | None:
+    """The grpcio-tools version stamped into the gRPC modules of gen_dir (None without any)."""
+    for path in sorted(gen_dir.glob("*_pb2_grpc.py")):
+        stamp = re.search(r"^GRPC_GENERATED_VERSION = '([^']+)'$", path.read_text(), re.MULTILINE)
+        if stamp:
+            return stamp.group(1)
+    return None
+
+
+def _meaning(path: Path) -> object:
+    """What a generated module says, without the generator's version and layout: a message module's
+    serialized FileDescriptorProto (every message, field number and service), a gRPC module's classes
+    and method paths; the __init__ text as is. Type stubs (.pyi) follow from the descriptor."""
+    if path.suffix == ".pyi":
+        return None
+    text = path.read_text()
+    if not path.name.endswith("_pb2.py") and not path.name.endswith("_pb2_grpc.py"):
+        return text
+    tree = ast.parse(text)
+    if path.name.endswith("_pb2.py"):
+        return [node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute) and node.func.attr == "AddSerializedFile"]
+    classes = sorted(node.name for node in tree.body if isinstance(node, ast.ClassDef))
+    paths = sorted(node.value for node in ast.walk(tree)
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                   and re.fullmatch(r"/[\w.]+/\w+", node.value))
+    return classes, paths
+
+
+def stale_stubs(fresh_dir: Path, committed_dir: Path) -> list[str]:
+    """Files of committed_dir that differ from the ones just generated into fresh_dir. With the same
+    grpcio-tools version as the committed files were made with, every byte counts; with another one
+    (a machine that did not install requirements.lock), what the stubs mean: their descriptors,
+    services and method paths."""
+    fresh = {path.name: path for path in fresh_dir.iterdir() if path.is_file()}
+    committed = {path.name: path for path in committed_dir.iterdir() if path.is_file()}
+    if sorted(fresh) != sorted(committed):
+        return sorted(set(fresh) ^ set(committed))
+    same_generator = generated_by(committed_dir) == generator_version()
+    return [name for name in sorted(fresh)
+            if (fresh[name].read_text() != committed[name].read_text() if same_generator
+                else _meaning(fresh[name]) != _meaning(committed[name]))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,3 +112,33 @@ systemd_is_init() { [[ -d /run/systemd/system ]]; }
 
 registry_up() { curl -fs -o /dev/null "http://$REGISTRY/v2/"; }
 containerd_up() { [[ -S $CONTAINERD_SOCKET ]] && ctr --address "$CONTAINERD_SOCKET" version >/dev/null 2>&1; }
+
+# remove_tree DIR: unmount everything below DIR (deepest first), so that removing it never reaches
+# into a bind-mounted host path, then remove it without crossing file systems. Fails when something
+# stayed.
+remove_tree() {
+  local dir=$1 target status=0
+  [[ -e $dir ]] || return 0
+  while read -r target; do
+    umount -l "$target" 2>/dev/null || { printf 'warning: could not unmount %s\n' "$target" >&2; status=1; }
+  done < <(findmnt -rn -o TARGET | awk -v d="$dir/" 'index($0, d) == 1' | sort -r)
+  rm -rf --one-file-system "$dir" || status=1
+  return "$status"
+}
+
+# Network namespaces (containerd's /run/netns/cni-*, ip netns) are mount points in /run/netns. That
+# directory must be a shared mount point of its own BEFORE the first one is made: when it becomes one
+# later (the first `ip netns add` bind-mounts it onto itself), the mounts made before stay hidden
+# underneath, and those sandboxes can never be removed (EBUSY) until a reboot.
+ensure_netns_dir_mounted() {
+  local dir=/run/netns
+  mkdir -p "$dir"
+  if ! mountpoint -q "$dir"; then
+    if findmnt -rn -o TARGET | grep -q "^$dir/"; then
+      log "warning: $dir holds network namespace mounts but is no mount point of its own; leaving it as it is"
+      return 0
+    fi
+    mount --bind "$dir" "$dir"
+  fi
+  mount --make-shared "$dir"
+}

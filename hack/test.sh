@@ -5,25 +5,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PYTEST_TIME_LIMIT=20m
-
-# Tests prove registry mirrors with this file; a box's own registries.yaml is never overwritten.
-write_test_registries() {
-  [[ -e $ETC_DIR/registries.yaml ]] && return 0
-  log "writing $ETC_DIR/registries.yaml (docker.io -> http://$REGISTRY)"
-  cat >"$ETC_DIR/registries.yaml" <<YAML
-# Written by shipmate's make test: pulls of docker.io images go to the local registry.
-mirrors:
-  docker.io:
-    endpoint:
-      - "http://$REGISTRY"
-YAML
-}
+# Extra pytest arguments (make test PYTEST_ARGS=--reverse runs every file and test in reverse order).
+PYTEST_ARGS=${PYTEST_ARGS:-}
 
 run_pytest() {
   # Strict: a component the tests need that is missing is a failure, not a skip. The time limit
   # keeps a hung test from eating CI's whole budget.
+  # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
   (cd "$REPO_ROOT" && SHIPMATE_TEST_STRICT=1 timeout --signal=INT --kill-after=60 "$PYTEST_TIME_LIMIT" \
-    "$VENV/bin/pytest" -v "$@")
+    "$VENV/bin/pytest" -v $PYTEST_ARGS "$@")
 }
 
 explain_status() {
@@ -37,15 +27,14 @@ explain_status() {
 
 main() {
   require_root test
-  write_test_registries
   local up_status=0 status=0 e2e_status=0
   # Integration tests start their own server and agent against the host containerd, and two
   # agents on one containerd fight over the CNI socket: they run before the cluster's agent.
   bash "$REPO_ROOT/hack/down.sh" || true
   bash "$REPO_ROOT/hack/up.sh" --host-only --test-extras || up_status=$?
   [[ -x $VENV/bin/pytest ]] || die "make up failed before pytest was installed (status $up_status)"
-  log "running unit and integration tests"
-  run_pytest tests/unit tests/integration || status=$?
+  log "running unit, integration and security tests"
+  run_pytest tests/unit tests/integration tests/security || status=$?
   # When the cluster does not come up, the e2e tests still run (and fail) so that the report shows
   # everything; make test fails either way.
   bash "$REPO_ROOT/hack/up.sh" --test-extras || up_status=$?

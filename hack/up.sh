@@ -4,7 +4,8 @@
 #   hack/up.sh [--images-only | --host-only] [--test-extras]
 #     --images-only  stop after the registry and the images
 #     --host-only    stop after containerd, the registry and the images (no server, no agent)
-#     --test-extras  also install the package's test extras into the virtualenv and etcd (apt)
+#     --test-extras  also install what the tests need from apt (etcd, systemd-analyze); the virtualenv
+#                    always holds every locked Python dependency (requirements.lock), test and bench too
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -31,21 +32,20 @@ ensure_packages() {
     -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
-# The package is installed editable, so the repository's code is what runs; the stamp records
-# which checkout and which pyproject.toml the venv was installed from.
+# Every dependency comes from requirements.lock (exact versions and hashes; `make lock` refreshes it),
+# then the package itself, editable, so the repository's code is what runs. The stamp records which
+# checkout and which lock the venv was installed from.
 ensure_venv() {
-  local flavour=$1 spec=$REPO_ROOT stamp_file=$VENV/.shipmate-install source installed=
-  [[ $flavour == test ]] && spec="${REPO_ROOT}[test]"
-  source="$REPO_ROOT $(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  local lock=$REPO_ROOT/requirements.lock stamp_file=$VENV/.shipmate-install source installed=
+  source="$REPO_ROOT $(cat "$REPO_ROOT/pyproject.toml" "$lock" | sha256sum | cut -d' ' -f1)"
   [[ -x $PY ]] || { log "creating $VENV"; python3 -m venv "$VENV"; }
   [[ -r $stamp_file ]] && installed=$(<"$stamp_file")
-  # An install with the test extras also serves a plain `make up`.
-  if [[ $installed == "$source test" || $installed == "$source $flavour" ]]; then
-    return 0
-  fi
-  log "installing shipmate (editable) into $VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e "$spec"
-  printf '%s\n' "$source $flavour" >"$stamp_file"
+  [[ $installed == "$source" ]] && return 0
+  log "installing the locked dependencies ($lock) and shipmate (editable) into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$REPO_ROOT"
+  "$VENV/bin/pip" check >/dev/null || die "$VENV: $("$VENV/bin/pip" check | head -n 3)"
+  printf '%s\n' "$source" >"$stamp_file"
 }
 
 ensure_kubectl() {
@@ -81,11 +81,17 @@ ensure_images() {
 
 # containerd is restarted only when the config it was started with differs from the one on disk.
 ensure_containerd() {
-  local hash_file=$RUN_DIR/containerd.config.sha256 wanted pid=
-  "$VENV/bin/shipmate" containerd-config --registries "$ETC_DIR/registries.yaml" \
+  local hash_file=$RUN_DIR/containerd.config.sha256 wanted pid='' backup=$STATE_DIR/containerd.config.toml.orig
+  # make purge puts back the config containerd had before shipmate's first make up.
+  if [[ -e $CONTAINERD_CONFIG && ! -e $backup ]] && ! grep -q 'shipmate containerd-config' "$CONTAINERD_CONFIG"; then
+    cp -p "$CONTAINERD_CONFIG" "$backup"
+  fi
+  # Without a registries.yaml of the user's, `image: busybox` comes from the local registry.
+  "$VENV/bin/shipmate" containerd-config --registries "$ETC_DIR/registries.yaml" --default-mirror "http://$REGISTRY" \
     --out "$CONTAINERD_CONFIG" --certs-dir /etc/containerd/certs.d
   wanted=$(sha256sum "$CONTAINERD_CONFIG" | cut -d' ' -f1)
   mkdir -p /opt/cni/bin /etc/cni/net.d
+  ensure_netns_dir_mounted
   if containerd_up && [[ -r $hash_file && $(<"$hash_file") == "$wanted" ]]; then
     return 0
   fi
@@ -173,19 +179,19 @@ EOF
 }
 
 main() {
-  local until=cluster flavour=plain
+  local until=cluster
   while (($#)); do
     case $1 in
       --images-only) until=images ;;
       --host-only) until=host ;;
-      --test-extras) flavour="test"; APT_PACKAGES+=(etcd-server etcd-client systemd) ;;  # etcd: tests/integration/test_etcd_*; systemd-analyze: test_systemd_units
+      --test-extras) APT_PACKAGES+=(etcd-server etcd-client systemd) ;;  # etcd: tests/integration/test_etcd_*; systemd-analyze: test_systemd_units
       *) die "unknown option $1" ;;
     esac
     shift
   done
   require_root up
   ensure_packages
-  ensure_venv "$flavour"
+  ensure_venv
   ensure_kubectl
   ensure_registry
   ensure_images

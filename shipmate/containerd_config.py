@@ -314,12 +314,15 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
     return True
 
 
-def load_registries(path: Path) -> object:
+def load_registries(path: Path, default_mirror: str | None = None) -> object:
+    """The registries document of `path`; without that file, docker.io is mirrored to default_mirror
+    (when given): the offline images answer `image: busybox`, and containerd falls back to docker.io
+    itself for any image the mirror lacks. A file the user wrote is used as it is."""
     import yaml
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {}
+        return {"mirrors": {"docker.io": {"endpoint": [default_mirror]}}} if default_mirror else {}
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
@@ -352,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systemd-cgroup", choices=("auto", "true", "false"), default="auto")
     parser.add_argument("--cni-bin-dir", default=CNI_BIN_DIR)
     parser.add_argument("--cni-conf-dir", default=CNI_CONF_DIR)
+    parser.add_argument("--default-mirror", default=None, metavar="URL",
+                        help="without a registries file, mirror docker.io to URL (make up: the local registry)")
     args = parser.parse_args(argv)
     systemd_cgroup = systemd_cgroup_default() if args.systemd_cgroup == "auto" else args.systemd_cgroup == "true"
     try:
-        rendered = render(load_registries(args.registries), systemd_cgroup, str(args.certs_dir),
+        rendered = render(load_registries(args.registries, args.default_mirror), systemd_cgroup, str(args.certs_dir),
                           args.cni_bin_dir, args.cni_conf_dir)
     except RegistriesError as error:
         print(f"shipmate containerd-config: {args.registries}: {error}", file=sys.stderr)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -12,6 +14,24 @@ from tests.e2e.cluster import ADMIN_KUBECONFIG, KUBECTL, Kubectl, unique_name
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that restart the cluster (marker `disruptive`) run after every other test."""
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def cluster_back_up_after_disruption(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A disruptive test that fails half-way (a make down that did not finish) must not leave the tests
+    after it without a cluster: when the API server no longer answers, make up brings it back."""
+    yield
+    if request.node.get_closest_marker("disruptive") is None:
+        return
+    probe = subprocess.run([KUBECTL, "--kubeconfig", ADMIN_KUBECONFIG, "get", "--raw", "/readyz"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        up = subprocess.run(["bash", str(REPO / "hack" / "up.sh"), "--test-extras"], capture_output=True,
+                            text=True, timeout=600)
+        assert up.returncode == 0, f"make up after {request.node.name} failed:\n{up.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,10 @@ import json
 import os
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.cluster import (TEST_IMAGE, Kubectl, container_status, pod_manifest,
                                sandboxes_of_pod, unique_name)
@@ -141,9 +143,13 @@ def test_invalid_manifest_is_rejected_with_422(kubectl: Kubectl, namespace: str,
 
 
 def test_image_resolves_through_registry_mirror(kubectl: Kubectl, namespace: str) -> None:
-    registries = "/etc/shipmate/registries.yaml"
-    if not os.path.exists(registries) or "docker.io" not in open(registries).read():
-        pytest.fail(f"{registries} must map docker.io to the local registry (make test writes it)")
+    # make up mirrors docker.io to the local registry unless the user wrote a registries.yaml; theirs is
+    # used as it is (and left alone), and without a docker.io mirror there this box cannot pull `busybox`.
+    registries = Path("/etc/shipmate/registries.yaml")
+    if registries.exists():
+        mirrors = (yaml.safe_load(registries.read_text()) or {}).get("mirrors") or {}
+        if not (mirrors.get("docker.io") or {}).get("endpoint"):
+            pytest.skip(f"the user's {registries} maps no docker.io mirror, and no image can come from the internet")
     name = unique_name("mirror")
     kubectl.apply(pod_manifest(name, namespace, [
         {"name": "app", "image": "busybox", "command": ["sleep", "3600"]}],

@@ -21,7 +21,6 @@ from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
-SPARE_IMAGE = "127.0.0.1:5000/shipmate/test-entrypoint:1"
 PAUSE = "127.0.0.1:5000/shipmate/pause:1.0"
 LOADED = 90          # generous timeouts: the shared 2-core box often runs at load 20-30
 
@@ -110,15 +109,15 @@ def test_static_pod_runs_without_the_api_server_and_is_mirrored_when_it_returns(
              "the mirror pod deleted with its file")
 
 
-def test_image_gc_removes_unused_images_least_recently_used_first(node: PrivateNode) -> None:
+def test_image_gc_removes_unused_images_least_recently_used_first(node: PrivateNode, spare_image: str) -> None:
     node.kubectl("apply", "-f", "-", stdin=sleeper_pod("uses-busybox"))
     wait_for(lambda: running_id(node, "uses-busybox"), LOADED, "a pod using busybox Running")
-    cri(node, lambda r: r.pull_image(SPARE_IMAGE))
+    cri(node, lambda r: r.pull_image(spare_image))
 
     def tags() -> set[str]:
         return {t for image in cri(node, lambda r: r.list_images()) for t in image.repo_tags}
 
-    assert {BUSYBOX, PAUSE, SPARE_IMAGE} <= tags()
+    assert {BUSYBOX, PAUSE, spare_image} <= tags()
 
     async def collect(policy: GCPolicy) -> list[str]:
         async with CRIClient(node.endpoint) as runtime:
@@ -128,11 +127,11 @@ def test_image_gc_removes_unused_images_least_recently_used_first(node: PrivateN
     # A high mark of 0% is always reached; a low mark of 0% asks for every byte back. Images first
     # seen just now are too young to go.
     assert asyncio.run(collect(GCPolicy(high_threshold=0, low_threshold=0, min_age=3600))) == []
-    assert SPARE_IMAGE in tags()
+    assert spare_image in tags()
     removed = asyncio.run(collect(GCPolicy(high_threshold=0, low_threshold=0, min_age=0)))
-    assert removed == [SPARE_IMAGE]
+    assert removed == [spare_image]
     left = tags()
-    assert SPARE_IMAGE not in left and BUSYBOX in left and PAUSE in left      # in use / sandbox image
+    assert spare_image not in left and BUSYBOX in left and PAUSE in left      # in use / sandbox image
     # The normal thresholds leave a disk far from full alone.
     assert asyncio.run(collect(GCPolicy(min_age=0))) == []
 

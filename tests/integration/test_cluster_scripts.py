@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shipmate import containerd_config
+from tests.integration.isolated_containerd import cri_plugin_state, isolated_containerd
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack"))
@@ -49,37 +49,14 @@ def test_installed_version_of_a_missing_binary(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_rendered_config_is_accepted_by_containerd(containerd_socket: str, tmp_path: Path) -> None:
     """A second, isolated containerd loads the CRI plugin from a config using every registries.yaml feature."""
-    rendered = containerd_config.render({
+    registries = {
         "mirrors": {"docker.io": {"endpoint": ["http://127.0.0.1:5000"]},
                     "*": {"endpoint": ["https://mirror.example/v2"]}},
         "configs": {"registry.example:5000": {"auth": {"username": "me", "password": "pw"},
                                               "tls": {"insecure_skip_verify": True}}},
-    }, certs_dir=str(tmp_path / "certs.d"))
-    containerd_config.apply(rendered, tmp_path / "rendered.toml", tmp_path / "certs.d")
-    socket = tmp_path / "containerd.sock"
-    isolation = (f'root = "{tmp_path}/root"\nstate = "{tmp_path}/state"\n'
-                 f'[grpc]\n  address = "{socket}"\n[ttrpc]\n  address = "{socket}.ttrpc"\n'
-                 f'[debug]\n  address = "{tmp_path}/debug.sock"\n')
-    body = (tmp_path / "rendered.toml").read_text().replace("version = 2\n", "", 1)
-    (tmp_path / "config.toml").write_text("version = 2\n" + isolation + body)
-    log = open(tmp_path / "containerd.log", "w")
-    daemon = subprocess.Popen(["containerd", "--config", str(tmp_path / "config.toml")],
-                              stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline, plugins = time.monotonic() + 20, ""
-        while time.monotonic() < deadline and daemon.poll() is None:
-            result = subprocess.run(["ctr", "--address", str(socket), "plugins", "ls"],
-                                    capture_output=True, text=True, timeout=10)
-            plugins = result.stdout
-            if result.returncode == 0:
-                break
-            time.sleep(0.2)
-        cri = [line.split() for line in plugins.splitlines() if "io.containerd.grpc.v1" in line and " cri " in line]
-        assert cri and cri[0][-1] == "ok", (tmp_path / "containerd.log").read_text()[-3000:]
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
-        log.close()
+    }
+    with isolated_containerd(tmp_path, registries) as socket:
+        assert cri_plugin_state(socket) == "ok", (tmp_path / "containerd.log").read_text()[-3000:]
 
 
 def pid_of(name: str) -> str:
@@ -143,3 +120,36 @@ def test_wait_for_gives_up_with_the_log_tail(tmp_path: Path) -> None:
     result = lib('dead() { return "$GAVE_UP"; }; wait_for 60 "the thing" thing dead', tmp_path)
     assert result.returncode == 1 and "the daemon exited" in result.stderr
     assert time.monotonic() - started < 10
+
+
+NETNS_DIR_SCENARIO = r"""
+set -e
+mount -t tmpfs scenario "$WORK"
+mkdir "$WORK/netns" && touch "$WORK/netns/early"
+if [ "$ORDER" = dir-first ]; then mount --bind "$WORK/netns" "$WORK/netns"; mount --make-shared "$WORK/netns"; fi
+mount --bind /proc/self/ns/net "$WORK/netns/early"         # what containerd does for a sandbox
+if [ "$ORDER" = dir-later ]; then mount --rbind "$WORK/netns" "$WORK/netns"; fi  # the first `ip netns add`
+"$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); import cri_tool
+print("hidden" if cri_tool.hidden_mounts(sys.argv[2], open("/proc/self/mountinfo").read()) else "visible")' \
+  "$HACK" "$WORK/netns/early"
+umount -l "$WORK/netns/early"                                 # containerd's removal: unmount, then unlink
+rm "$WORK/netns/early" 2>&1 && echo removed || true
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("order, expected", [("dir-later", ["hidden", "busy"]), ("dir-first", ["visible", "removed"])])
+def test_netns_mounted_before_its_directory_became_a_mount_point_cannot_be_removed(
+        tmp_path: Path, order: str, expected: list[str]) -> None:
+    """Why make down could not remove some sandboxes (`remove netns: device or resource busy`), shown on the
+    real kernel in a mount namespace of the test's own: a netns mount made before its directory became a
+    mount point stays underneath it. make up mounts /run/netns before containerd makes any (dir-first)."""
+    work = tmp_path / "scenario"
+    work.mkdir()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "WORK": str(work), "ORDER": order,
+           "PYTHON": sys.executable, "HACK": str(REPO / "hack")}
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", NETNS_DIR_SCENARIO],
+                            env=env, capture_output=True, text=True, timeout=30)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and lines[0] == expected[0], result.stdout + result.stderr
+    assert expected[1] in lines[-1].lower(), result.stdout

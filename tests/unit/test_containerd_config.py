@@ -155,3 +155,17 @@ def test_main_without_registries_file(tmp_path: Path) -> None:
                     "--certs-dir", str(certs), "--systemd-cgroup", "false"]) == 0
     assert tomllib.loads(out.read_text())[CRI[0]][CRI[1]]["registry"]["config_path"] == str(certs)
     assert (certs / "127.0.0.1:5000" / "hosts.toml").exists()
+
+
+def test_default_mirror_applies_only_without_a_registries_file(tmp_path: Path) -> None:
+    out, certs = tmp_path / "config.toml", tmp_path / "certs.d"
+    args = ["--out", str(out), "--certs-dir", str(certs), "--systemd-cgroup", "false",
+            "--default-mirror", "http://127.0.0.1:5000"]
+    assert cc.main(["--registries", str(tmp_path / "absent.yaml"), *args]) == 0
+    assert 'host."http://127.0.0.1:5000"' in (certs / "docker.io" / "hosts.toml").read_text()
+    # A file of the user's own wins, whatever it says about docker.io.
+    registries = tmp_path / "registries.yaml"
+    registries.write_text("mirrors:\n  docker.io:\n    endpoint: [http://127.0.0.1:5999]\n")
+    assert cc.main(["--registries", str(registries), *args]) == 0
+    hosts = (certs / "docker.io" / "hosts.toml").read_text()
+    assert 'host."http://127.0.0.1:5999"' in hosts and "5000" not in hosts

@@ -1,6 +1,7 @@
 """The committed stubs in cri/gen/ are what `python -m cri.generate` produces from cri/proto/."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cri import generate
@@ -8,11 +9,34 @@ from cri import generate
 
 def test_committed_stubs_are_current(tmp_path: Path) -> None:
     generate.generate(tmp_path)
-    fresh = {path.name: path.read_text() for path in tmp_path.iterdir() if path.is_file()}
-    committed = {path.name: path.read_text() for path in generate.GEN_DIR.iterdir() if path.is_file()}
-    assert sorted(committed) == sorted(fresh), "run `python -m cri.generate` and commit cri/gen/"
-    stale = [name for name in fresh if fresh[name] != committed[name]]
-    assert not stale, f"stale generated files {stale}: run `python -m cri.generate`"
+    assert not generate.stale_stubs(tmp_path, generate.GEN_DIR), "run `python -m cri.generate` and commit cri/gen/"
+
+
+def test_requirements_lock_pins_the_generator_of_the_committed_stubs() -> None:
+    lock = (generate.GEN_DIR.parents[1] / "requirements.lock").read_text()
+    pinned = re.search(r"^grpcio-tools==(\S+)", lock, re.MULTILINE)
+    assert pinned and pinned.group(1) == generate.generated_by(generate.GEN_DIR), \
+        "requirements.lock must pin the grpcio-tools that generated cri/gen (make lock, python -m cri.generate)"
+
+
+def test_another_generator_version_alone_is_not_stale(tmp_path: Path) -> None:
+    generate.generate(tmp_path)
+    for path in tmp_path.glob("*_pb2_grpc.py"):
+        path.write_text(re.sub(r"GRPC_GENERATED_VERSION = '[^']+'", "GRPC_GENERATED_VERSION = '0.0.1'",
+                               path.read_text()) + "\n# another generator's layout\n")
+    for path in tmp_path.glob("*.pyi"):
+        path.write_text(path.read_text() + "\n# another generator's layout\n")
+    assert generate.stale_stubs(tmp_path, generate.GEN_DIR) == []
+
+
+def test_a_changed_message_or_method_is_stale(tmp_path: Path) -> None:
+    generate.generate(tmp_path)
+    api = tmp_path / "api_pb2.py"
+    api.write_text(api.read_text().replace("\\x07version\\x18\\x01", "\\x07version\\x18\\x02", 1))
+    grpc_module = tmp_path / "events_pb2_grpc.py"
+    grpc_module.write_text(grpc_module.read_text().replace("/Subscribe'", "/Subscribed'"))
+    stale = generate.stale_stubs(tmp_path, generate.GEN_DIR)
+    assert stale == ["api_pb2.py", "events_pb2_grpc.py"]
 
 
 def test_generated_grpc_modules_import_inside_the_package() -> None:
