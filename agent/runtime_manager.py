@@ -96,7 +96,7 @@ class RuntimeManager:
                  for c, r in zip(containers, container_statuses) if r is not None]
         exited = [(state, raw) for state, raw in found if state.phase == ContainerPhase.EXITED]
         if exited:
-            messages = await asyncio.to_thread(lambda: [termination_message(raw) for _, raw in exited])
+            messages = await asyncio.to_thread(lambda: [termination_message(raw, self.root_dir) for _, raw in exited])
             for (state, _), message in zip(exited, messages):
                 if message:
                     state.message = f"{state.message}: {message}" if state.message else message
