@@ -146,3 +146,82 @@ def test_sub_path_swapped_for_a_symlink_to_a_host_dir_is_not_mounted(node: Priva
         assert "running" not in statuses(node, "escape-subpath")["app"]["state"]
     finally:
         delete(node, "escape-subpath")
+
+
+# ---------------------------------------------------------------- the pod's securityContext, as applied
+REPORT = ("{ grep -E '^(Uid|Gid|Groups|NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/self/status; "
+          "echo \"Rootfs: $(touch /probe 2>&1 && echo writable)\"; "
+          "echo \"Mkdir: $(mkdir /tmp/probe 2>&1 && echo made)\"; } > /dev/termination-log")
+DEFAULT_CAPS = 0xa80425fb      # containerd's default set (CHOWN … AUDIT_WRITE)
+NET_BIND_SERVICE = 1 << 10
+DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+
+
+def report(message: str) -> dict[str, str]:
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in message.splitlines())}
+
+
+def own_status(field: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith(field + ":"))
+
+
+def test_security_context_is_what_the_container_process_gets(node: PrivateNode) -> None:
+    """Each container reports its own /proc/self/status and whether it may write to / (through
+    its termination message): what the agent asked containerd for is what the process runs with."""
+    profiles = node.agent_root / "seccomp"
+    profiles.mkdir(exist_ok=True)
+    (profiles / "deny-mkdir.json").write_text(json.dumps(DENY_MKDIR))
+    apply(node, "secctx", {
+        "restartPolicy": "Never", "securityContext": {"fsGroup": 2000, "supplementalGroups": [4000]},
+        "containers": [
+            container("restricted", REPORT, securityContext={
+                "runAsUser": 1000, "runAsGroup": 3000, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                "seccompProfile": {"type": "RuntimeDefault"}}),
+            container("defaults", REPORT),
+            container("read-only", REPORT, securityContext={"readOnlyRootFilesystem": True}),
+            container("privileged", REPORT, securityContext={"privileged": True}),
+            container("localhost", REPORT, securityContext={
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "deny-mkdir.json"}}),
+        ]})
+    try:
+        states = terminated(node, "secctx", ["restricted", "defaults", "read-only", "privileged", "localhost"])
+        got = {name: report(state.get("message", "")) for name, state in states.items()}
+        assert all(state["exitCode"] == 0 for state in states.values()), states
+
+        restricted = got["restricted"]
+        assert restricted["Uid"].split() == ["1000"] * 4 and restricted["Gid"].split() == ["3000"] * 4
+        assert {"2000", "4000"} <= set(restricted["Groups"].split())
+        assert restricted["NoNewPrivs"] == "1" and restricted["Seccomp"] == "2"       # 2: a filter
+        assert int(restricted["CapBnd"], 16) == NET_BIND_SERVICE and int(restricted["CapEff"], 16) == 0
+
+        defaults = got["defaults"]
+        assert defaults["Uid"].split()[0] == "0" and defaults["NoNewPrivs"] == "0" and defaults["Seccomp"] == "0"
+        assert int(defaults["CapBnd"], 16) == DEFAULT_CAPS and defaults["Rootfs"] == "writable"
+
+        assert "Read-only file system" in got["read-only"]["Rootfs"]
+        assert got["privileged"]["CapBnd"] == own_status("CapBnd") and got["privileged"]["Seccomp"] == "0"
+        assert got["localhost"]["Seccomp"] == "2" and "not permitted" in got["localhost"]["Mkdir"]
+        assert got["defaults"]["Mkdir"] == "made"
+    finally:
+        delete(node, "secctx")
+
+
+def test_run_as_non_root_with_a_root_image_never_starts(node: PrivateNode) -> None:
+    """busybox names no USER, so it runs as root: runAsNonRoot without runAsUser is refused before
+    the start, and kubelet's words reach the pod's status."""
+    apply(node, "nonroot", {"securityContext": {"runAsNonRoot": True},
+                            "containers": [container("app", "touch /tmp/started; sleep 3600")]})
+    try:
+        def waiting() -> dict[str, Any] | None:
+            state = statuses(node, "nonroot").get("app", {}).get("state", {})
+            assert "running" not in state and "terminated" not in state, state
+            return state.get("waiting") if state.get("waiting", {}).get("reason") == "CreateContainerConfigError" \
+                else None
+        found = wait_for(waiting, LOADED, "app waiting in CreateContainerConfigError", interval=0.5)
+        uid = node.json("get", "pod", "nonroot")["metadata"]["uid"]
+        assert found["message"] == (f'container has runAsNonRoot and image will run as root '
+                                    f'(pod: "nonroot_default({uid})", container: app)')
+    finally:
+        delete(node, "nonroot")
