@@ -19,6 +19,7 @@ from cri.gen import api_pb2
 from agent import labels
 from agent.expansion import expand
 from agent.sandbox_config import namespace_options
+from agent.seccomp import DEFAULT_SECCOMP_ROOT, InvalidProfile, seccomp_profile
 from shipmate.quantity import QuantityError, parse_quantity
 
 Obj = dict[str, Any]
@@ -88,6 +89,16 @@ class ImageUser:
     """The user an image runs as (CRI Image.uid / Image.username)."""
     uid: int | None = None
     username: str = ""
+
+    @classmethod
+    def of(cls, image: api_pb2.Image | None) -> "ImageUser":
+        """kubelet's getImageUser: the image's uid, else its user name; an image that names no user
+        (or that the runtime does not know) runs as root."""
+        if image is not None and image.HasField("uid"):
+            return cls(uid=image.uid.value)
+        if image is not None and image.username:
+            return cls(username=image.username)
+        return cls(uid=0)
 
 
 def pod_format(pod: Obj) -> str:
@@ -310,7 +321,7 @@ def verify_run_as_non_root(pod: Obj, container: Obj, image: ImageUser) -> None:
             f'is non-root (pod: "{pod_format(pod)}", container: {name})')
 
 
-def _security_context(pod: Obj, container: Obj) -> api_pb2.LinuxContainerSecurityContext:
+def _security_context(pod: Obj, container: Obj, seccomp_root: str) -> api_pb2.LinuxContainerSecurityContext:
     security = effective_security(pod, container)
     pod_security = pod.get("spec", {}).get("securityContext") or {}
     unmasked = security.get("procMount") == "Unmasked"
@@ -332,14 +343,10 @@ def _security_context(pod: Obj, container: Obj) -> api_pb2.LinuxContainerSecurit
     capabilities = security.get("capabilities") or {}
     result.capabilities.add_capabilities.extend(capabilities.get("add") or [])
     result.capabilities.drop_capabilities.extend(capabilities.get("drop") or [])
-    seccomp = (security.get("seccompProfile") or {}).get("type")
-    if seccomp == "RuntimeDefault":
-        result.seccomp.profile_type = api_pb2.SecurityProfile.RuntimeDefault
-    elif seccomp == "Localhost":
-        result.seccomp.profile_type = api_pb2.SecurityProfile.Localhost
-        result.seccomp.localhost_ref = security["seccompProfile"].get("localhostProfile", "")
-    else:
-        result.seccomp.profile_type = api_pb2.SecurityProfile.Unconfined
+    try:
+        result.seccomp.CopyFrom(seccomp_profile(security.get("seccompProfile"), seccomp_root))
+    except InvalidProfile as error:
+        raise ContainerConfigError(str(error)) from None
     return result
 
 
@@ -424,8 +431,10 @@ def container_resources(container: Obj, oom_score: int = 0) -> api_pb2.LinuxCont
 # ---------------------------------------------------------------- the config
 def container_config(pod: Obj, container: Obj, *, restart_count: int, node_name: str, context: PodContext,
                      sources: EnvSources = EnvSources(),
-                     mounts: Sequence[api_pb2.Mount] = ()) -> api_pb2.ContainerConfig:
-    """`mounts`: the container's volume mounts (agent.volumes.container_mounts)."""
+                     mounts: Sequence[api_pb2.Mount] = (),
+                     seccomp_root: str = DEFAULT_SECCOMP_ROOT) -> api_pb2.ContainerConfig:
+    """`mounts`: the container's volume mounts (agent.volumes.container_mounts); `seccomp_root`:
+    `<root-dir>/seccomp`, where Localhost seccomp profiles live."""
     meta, spec = pod["metadata"], pod.get("spec", {})
     if container.get("volumeMounts") and not mounts:
         raise ContainerConfigError(f"volumes of container {container['name']} are not set up")
@@ -463,5 +472,5 @@ def container_config(pod: Obj, container: Obj, *, restart_count: int, node_name:
         stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
         linux=api_pb2.LinuxContainerConfig(resources=container_resources(container, oom_score),
-                                           security_context=_security_context(pod, container)),
+                                           security_context=_security_context(pod, container, seccomp_root)),
     )

@@ -14,6 +14,7 @@ Obj = dict[str, Any]
 CONTAINER_CREATING = "ContainerCreating"
 POD_INITIALIZING = "PodInitializing"
 TERMINAL_PHASES = ("Succeeded", "Failed")
+MAX_POD_TERMINATION_MESSAGE_BYTES = 12 * 1024     # kubecontainer.MaxPodTerminationMessageLogLength
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,18 @@ def carry_transition_times(old: list[Obj], new: list[Obj], now: str) -> list[Obj
     return new
 
 
+def limit_termination_messages(statuses: list[Obj]) -> None:
+    """kubelet's normalizeStatus: a pod's termination messages share MaxPodTerminationMessageLogLength,
+    split evenly between its containers (init containers included); each is cut to its share."""
+    share = MAX_POD_TERMINATION_MESSAGE_BYTES // len(statuses) if statuses else MAX_POD_TERMINATION_MESSAGE_BYTES
+    for status in statuses:
+        for key in ("state", "lastState"):
+            terminated = (status.get(key) or {}).get("terminated")
+            message = terminated.get("message") if terminated else None
+            if message and len(encoded := message.encode()) > share:
+                terminated["message"] = encoded[:share].decode("utf-8", "ignore")
+
+
 def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, ContainerWaiting],
                         *, host_ips: list[str], runtime_name: str, now: datetime,
                         pod_is_terminal: bool = False, probes: ProbeResults | None = None) -> Obj:
@@ -294,6 +307,7 @@ def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, 
 
     init_statuses = [convert(c, True) for c in init_containers]
     statuses = [convert(c, False) for c in spec.get("containers") or []]
+    limit_termination_messages(init_statuses + statuses)
     phase = pod_phase(pod, statuses, pod_is_terminal, init_statuses)
     if phase not in TERMINAL_PHASES and old.get("phase") in TERMINAL_PHASES:
         phase = old["phase"]          # a terminal phase never changes back

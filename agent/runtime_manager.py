@@ -80,6 +80,11 @@ class RuntimeManager:
     def __post_init__(self) -> None:
         self.images.events = self._event
 
+    @property
+    def seccomp_root(self) -> str:
+        """Where Localhost seccomp profiles live: `<root-dir>/seccomp`, as kubelet's."""
+        return os.path.join(self.root_dir, "seccomp")
+
     # ------------------------------------------------------------------ observe
     async def inspect_pod(self, uid: str) -> PodRuntimeStatus:
         selector = {labels.POD_UID: uid}
@@ -96,7 +101,7 @@ class RuntimeManager:
                  for c, r in zip(containers, container_statuses) if r is not None]
         exited = [(state, raw) for state, raw in found if state.phase == ContainerPhase.EXITED]
         if exited:
-            messages = await asyncio.to_thread(lambda: [termination_message(raw) for _, raw in exited])
+            messages = await asyncio.to_thread(lambda: [termination_message(raw, self.root_dir) for _, raw in exited])
             for (state, _), message in zip(exited, messages):
                 if message:
                     state.message = f"{state.message}: {message}" if state.message else message
@@ -233,7 +238,8 @@ class RuntimeManager:
             mounts += await self._hosts_mount(pod, container, context)
             mounts += await self._termination_message_mount(pod, container)
             config = container_config(pod, container, restart_count=start.restart_count,
-                                      node_name=self.node_name, context=context, sources=sources, mounts=mounts)
+                                      node_name=self.node_name, context=context, sources=sources, mounts=mounts,
+                                      seccomp_root=self.seccomp_root)
         except (ContainerConfigError, VolumeError) as error:
             self._event(pod, WARNING, "Failed", f"Error: {error}", field_path)
             return ContainerWaiting("CreateContainerConfigError", str(error)), SYNC_ERROR_RETRY
@@ -381,10 +387,7 @@ class RuntimeManager:
         run_as_user = security.get("runAsUser", pod_security.get("runAsUser"))
         if not non_root or run_as_user is not None:
             return ImageUser()
-        image = await self.runtime.image_status(image_ref)
-        if image is None:
-            return ImageUser()
-        return ImageUser(uid=image.uid.value if image.HasField("uid") else None, username=image.username)
+        return ImageUser.of(await self.runtime.image_status(image_ref))
 
     @staticmethod
     def _sandbox_waiting(pod: dict[str, Any], to_start: list[ContainerToStart], result: SyncResult,
@@ -400,8 +403,8 @@ class RuntimeManager:
     async def _sandbox_config(self, pod: dict[str, Any], attempt: int) -> api_pb2.PodSandboxConfig:
         return sandbox_config(pod, attempt=attempt, node_name=self.node_name,
                               dns=pod_dns(pod, self.host_dns, self.cluster_dns, self.cluster_domain),
-                              log_root=self.log_root,
-                              seen=rfc3339(datetime.now(timezone.utc)))
+                              log_root=self.log_root, seen=rfc3339(datetime.now(timezone.utc)),
+                              seccomp_root=self.seccomp_root)
 
     # ------------------------------------------------------------------ stop
     async def stop_pod(self, status: PodRuntimeStatus, grace_seconds: int, pod: dict[str, Any] | None = None) -> None:

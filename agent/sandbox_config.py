@@ -8,6 +8,7 @@ from cri.gen import api_pb2
 
 from agent import labels
 from agent.dns import ResolvConf
+from agent.seccomp import DEFAULT_SECCOMP_ROOT, InvalidProfile, seccomp_profile
 
 PROTOCOLS = {"TCP": api_pb2.TCP, "UDP": api_pb2.UDP, "SCTP": api_pb2.SCTP}
 MAX_HOSTNAME = 63
@@ -86,7 +87,8 @@ def port_mappings(pod: dict[str, Any]) -> list[api_pb2.PortMapping]:
 
 
 def sandbox_config(pod: dict[str, Any], *, attempt: int, node_name: str, dns: ResolvConf,
-                   log_root: str = "/var/log/pods", seen: str = "") -> api_pb2.PodSandboxConfig:
+                   log_root: str = "/var/log/pods", seen: str = "",
+                   seccomp_root: str = DEFAULT_SECCOMP_ROOT) -> api_pb2.PodSandboxConfig:
     meta, spec = pod["metadata"], pod.get("spec", {})
     annotations = dict(meta.get("annotations") or {})
     annotations.setdefault(labels.CONFIG_SOURCE, "api")
@@ -101,6 +103,12 @@ def sandbox_config(pod: dict[str, Any], *, attempt: int, node_name: str, dns: Re
     if security.get("fsGroup") is not None:
         sandbox_security.supplemental_groups.append(int(security["fsGroup"]))
     sandbox_security.supplemental_groups.extend(int(g) for g in security.get("supplementalGroups") or [])
+    try:
+        sandbox_security.seccomp.CopyFrom(seccomp_profile(security.get("seccompProfile"), seccomp_root))
+    except InvalidProfile:
+        # Its containers are refused (CreateContainerConfigError); the pause container gets the
+        # runtime's default filter rather than none.
+        sandbox_security.seccomp.profile_type = api_pb2.SecurityProfile.RuntimeDefault
     sandbox_security.privileged = any((c.get("securityContext") or {}).get("privileged")
                                       for c in (spec.get("initContainers") or []) + (spec.get("containers") or []))
     return api_pb2.PodSandboxConfig(

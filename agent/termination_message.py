@@ -1,14 +1,22 @@
 """A finished container's termination message, as kubelet reads it: the file the container wrote
 at its terminationMessagePath (mounted from the pod directory), or with FallbackToLogsOnError and a
-failure, the end of its log."""
+failure, the end of its log.
+
+The agent reads that file as root while the container may have replaced it (e.g. through a volume
+it shares) with a symlink to a host file or a FIFO: it is opened without following any symlink
+below the agent's root directory (below "/" for a file elsewhere, e.g. a hostPath), must be a
+regular file, and only its last 4 KiB are read."""
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 
 from cri.gen import api_pb2
 
 from agent import labels
+from agent.volumes import safe_path
 
 MAX_MESSAGE_BYTES = 4 * 1024          # kubecontainer.MaxContainerTerminationMessageLength
 MAX_LOG_LINES = 80                    # MaxContainerTerminationMessageLogLines
@@ -50,9 +58,30 @@ def last_log_messages(text: str, max_lines: int = MAX_LOG_LINES, max_bytes: int 
     return encoded[-max_bytes:].decode("utf-8", "replace") if len(encoded) > max_bytes else tail
 
 
-def termination_message(status: api_pb2.ContainerStatus) -> str:
+def read_message_file(host_path: str, trusted_root: str, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """The last `max_bytes` of the regular file at host_path (kubelet's tail.ReadAtMost), opened
+    with no symlink on the way below `trusted_root` when host_path is in it, else below "/"."""
+    root = trusted_root.rstrip("/") or "/"
+    relative = os.path.relpath(host_path, root) if host_path.startswith(root.rstrip("/") + "/") else None
+    if relative is None:
+        root, relative = "/", host_path
+    root_fd = safe_path.open_root(root)
+    try:
+        fd = safe_path.open_beneath(root_fd, relative, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    finally:
+        os.close(root_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.pread(fd, max_bytes, max(0, info.st_size - max_bytes))
+    finally:
+        os.close(fd)
+
+
+def termination_message(status: api_pb2.ContainerStatus, trusted_root: str = "/") -> str:
     """kubelet's getTerminationMessage + readLastStringFromContainerLogs for an exited container;
-    reads files (run it in a thread)."""
+    reads files (run it in a thread). `trusted_root`: the agent's root directory."""
     path = status.annotations.get(labels.TERMINATION_MESSAGE_PATH, "")
     fallback = status.annotations.get(labels.TERMINATION_MESSAGE_POLICY) == FALLBACK_TO_LOGS \
         and status.exit_code != 0 and status.reason != "ContainerCannotRun"
@@ -61,12 +90,11 @@ def termination_message(status: api_pb2.ContainerStatus) -> str:
         if mount.container_path != path:
             continue
         try:
-            with open(mount.host_path, "rb") as handle:
-                data = handle.read(MAX_MESSAGE_BYTES)
+            data = read_message_file(mount.host_path, trusted_root)
         except FileNotFoundError:
             break
         except OSError as error:
-            return f"Error on reading termination log {mount.host_path}: {error}"
+            return f"Error on reading termination log {mount.host_path}: {error.strerror or error}"
         if data or not fallback:
             return data.decode("utf-8", "replace")
         break

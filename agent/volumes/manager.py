@@ -21,7 +21,7 @@ from agent.volumes.atomic_writer import DATA_DIR, write_payload
 from agent.volumes.errors import VolumeError
 from agent.volumes.hostpath import check_host_path
 from agent.volumes.mounts import VolumePaths, container_mounts
-from agent.volumes.subpath import prepare_sub_paths
+from agent.volumes.subpath import Binder, bind_mount, prepare_sub_paths
 from agent.volumes.projection import (Payload, config_map_payload, downward_api_payload,
                                       secret_payload)
 
@@ -80,8 +80,9 @@ class _MountedPod:
 
 class VolumeManager:
     def __init__(self, root_dir: str, client: KubeClient, resync_period: float = RESYNC_PERIOD,
-                 node_resources: NodeResources | None = None):
+                 node_resources: NodeResources | None = None, sub_path_binder: Binder = bind_mount):
         self.root_dir = root_dir
+        self.sub_path_binder = sub_path_binder
         self.node_resources = node_resources or NodeResources.of_this_machine()
         self.client = client
         self.resync_period = resync_period
@@ -104,12 +105,16 @@ class VolumeManager:
 
     async def mounts_for(self, pod: Obj, container: Obj) -> list[api_pb2.Mount]:
         """The container's CRI mounts, its subPaths prepared (created, checked to stay inside their
-        volume). Raises VolumeError (kubelet: CreateContainerConfigError)."""
+        volume, and bind-mounted from a no-follow fd: the runtime mounts that bind). Raises
+        VolumeError (kubelet: CreateContainerConfigError)."""
         uid = pod["metadata"]["uid"]
         paths = self.paths(uid)
         mounts = container_mounts(container, paths)
         kinds = {v.get("name", ""): volume_kind(v) for v in (pod.get("spec") or {}).get("volumes") or []}
-        await asyncio.to_thread(prepare_sub_paths, container, paths, kinds)
+        bound = await asyncio.to_thread(prepare_sub_paths, self.pod_dir(uid), container, paths, kinds,
+                                        self.sub_path_binder)
+        for index, host_path in bound.items():
+            mounts[index].host_path = host_path
         return mounts
 
     # ------------------------------------------------------------------ set up
@@ -289,7 +294,8 @@ def _make_empty_dir(path: str, memory: bool, size: int | None) -> None:
 def _remove_pod_dir(path: str) -> bool:
     if not os.path.isdir(path):
         return False
-    for point in tmpfs.mount_points(path):
+    # tmpfs volumes and subPath binds: a bind must go before rmtree, or rmtree empties its source.
+    for point in tmpfs.mount_points(os.path.realpath(path)):
         tmpfs.unmount(point)
     shutil.rmtree(path)
     return True

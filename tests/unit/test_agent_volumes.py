@@ -221,7 +221,12 @@ def _pod(volumes: list[dict], uid: str = "uid-1") -> dict:
 async def test_manager_sets_up_refreshes_and_cleans_up(tmp_path) -> None:
     from agent.volumes import VolumeManager
     client = FakeClient({("configmaps", "ns", "cm"): {"data": {"key": "v1"}}})
-    manager = VolumeManager(str(tmp_path), client, resync_period=0.05)
+    bound: list[str] = []
+
+    def fake_bind(fd: int, target: str) -> str:       # no mount in a unit test: what the fd is
+        bound.append(target)
+        return os.readlink(f"/proc/self/fd/{fd}")
+    manager = VolumeManager(str(tmp_path), client, resync_period=0.05, sub_path_binder=fake_bind)
     host = tmp_path / "host"
     pod = _pod([{"name": "scratch", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cm"}},
                 {"name": "h", "hostPath": {"path": str(host), "type": "DirectoryOrCreate"}},
@@ -252,6 +257,7 @@ async def test_manager_sets_up_refreshes_and_cleans_up(tmp_path) -> None:
         (str(volumes / "kubernetes.io~empty-dir" / "scratch" / "deep" / "er"), False),
         (str(volumes / "kubernetes.io~configmap" / "cfg"), True)]
     assert (volumes / "kubernetes.io~empty-dir" / "scratch" / "deep" / "er").is_dir()
+    assert bound == [str(tmp_path / "pods" / "uid-1" / "volume-subpaths" / "scratch" / "c" / "0")]
     await manager.cleanup("uid-1")
     assert not (tmp_path / "pods" / "uid-1").exists()
 
@@ -305,17 +311,23 @@ async def wait_until(condition, timeout: float = 2.0) -> None:
 
 
 # ---------------------------------------------------------------- subPath preparation
+def _fd_target(fd: int, target: str) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
 def test_sub_paths_are_created_and_confined(tmp_path) -> None:
     from agent.volumes.subpath import prepare_sub_paths
     volume = tmp_path / "vol"
     volume.mkdir()
     container = {"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "a/b"}]}
-    prepare_sub_paths(container, {"data": str(volume)}, {"data": "emptyDir"})
+    pod_dir = str(tmp_path / "pod")
+    assert prepare_sub_paths(pod_dir, container, {"data": str(volume)}, {"data": "emptyDir"}, _fd_target) == {
+        0: str(volume / "a" / "b")}
     assert (volume / "a" / "b").is_dir()
     os.symlink("/", volume / "escape")
     evil = {"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "escape"}]}
-    with pytest.raises(VolumeError, match=f'subpath "/" not within volume path "{volume}"'):
-        prepare_sub_paths(evil, {"data": str(volume)}, {"data": "emptyDir"})
+    with pytest.raises(VolumeError, match='^failed to prepare subPath for volumeMount "data" of container "app"$'):
+        prepare_sub_paths(pod_dir, evil, {"data": str(volume)}, {"data": "emptyDir"}, _fd_target)
     missing = {"name": "app", "volumeMounts": [{"name": "cfg", "mountPath": "/c", "subPath": "nokey"}]}
     with pytest.raises(VolumeError, match='failed to prepare subPath for volumeMount "cfg" of container "app"'):
-        prepare_sub_paths(missing, {"cfg": str(volume)}, {"cfg": "configMap"})
+        prepare_sub_paths(pod_dir, missing, {"cfg": str(volume)}, {"cfg": "configMap"}, _fd_target)
