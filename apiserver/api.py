@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
@@ -24,6 +25,7 @@ from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
 from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, generated_name, utc_now
 from apiserver.node_lifecycle import with_default_tolerations
+from apiserver.podsecurity.admission import PodSecurityAdmission
 from apiserver.quota_controller import QuotaAdmission
 from apiserver.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+async def _nothing() -> None:
+    return None
 
 
 class API:
@@ -61,6 +67,7 @@ class API:
         self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")
         self._service_writes: dict[str, int] = {}  # "<ns>/<name>" -> writes in flight
         self.quota = QuotaAdmission(self)           # ResourceQuota admission (quota_controller.py)
+        self.pod_security = PodSecurityAdmission(self)  # PodSecurity admission; `shipmate server` sets its config
         self.default_toleration_seconds = 300       # DefaultTolerationSeconds admission (--pod-eviction-timeout)
         self.pki = None                              # apiserver.pki_bootstrap.ServerPKI, set by `shipmate server`
         self.authorizer = None                       # UnionAuthorizer(Node, RBAC): auth.middleware.install
@@ -121,9 +128,12 @@ class API:
         await node_restriction.admit_create(self, registry, namespace, body)  # a node creates only its own objects
         if registry is self.pods:
             body = with_default_tolerations(body, self.default_toleration_seconds)
-        return await self.quota.admit_create(registry, namespace, body, dry_run, self._create_admitted)
+        admit = await self.pod_security.for_create(registry, namespace)  # runs on the validated object
+        return await self.quota.admit_create(registry, namespace, body, dry_run,
+                                             functools.partial(self._create_admitted, admit=admit))
 
-    async def _create_admitted(self, registry: Registry, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+    async def _create_admitted(self, registry: Registry, namespace: str, body: Any, dry_run: bool = False,
+                               admit: Callable[[Obj], None] | None = None) -> Obj:
         if registry is self.nodes:
             return await self._create_node(body, dry_run)
         if registry is self.services and isinstance(body, dict) and isinstance(body.get("metadata"), dict):
@@ -134,7 +144,7 @@ class API:
             name = body["metadata"].get("name") or ""
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name, lambda: registry.create(namespace, body, dry_run))
-        return await registry.create(namespace, body, dry_run)
+        return await registry.create(namespace, body, dry_run, admit)
 
     @contextlib.asynccontextmanager
     async def _service_write(self, namespace: str, name: str) -> AsyncIterator[None]:
@@ -224,8 +234,9 @@ class API:
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name,
                                             lambda: registry.update(namespace, name, body, subresource, dry_run))
-        admit = node_restriction.node_update_admission(name) if registry is self.nodes else None
+        admit, finish = await self._update_admission(registry, namespace, name, subresource)
         obj, created = await registry.update(namespace, name, body, subresource, dry_run, admit)
+        await finish()
         return obj, created
 
     async def patch(self, registry: Registry, namespace: str, name: str, patch_type: str, patch: Any,
@@ -237,8 +248,21 @@ class API:
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name, lambda: registry.patch(
                     namespace, name, patch_type, patch, subresource, dry_run))
-        admit = node_restriction.node_update_admission(name) if registry is self.nodes else None
-        return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run, admit)
+        admit, finish = await self._update_admission(registry, namespace, name, subresource)
+        obj = await registry.patch(namespace, name, patch_type, patch, subresource, dry_run, admit)
+        await finish()
+        return obj
+
+    async def _update_admission(self, registry: Registry, namespace: str, name: str, subresource: str
+                                ) -> tuple[Callable[[Obj, Obj], None] | None, Callable[[], Awaitable[None]]]:
+        """Validating admission of an update, run by the registry on (new, old) before storing, and what runs
+        once the write went through: NodeRestriction for Nodes, PodSecurity for namespaces, pods and workloads."""
+        if registry is self.nodes:
+            return node_restriction.node_update_admission(name), _nothing
+        if registry is self.namespaces and not subresource:
+            namespace_update = self.pod_security.namespace_update()
+            return namespace_update.admit, namespace_update.finish
+        return await self.pod_security.for_update(registry, namespace, subresource), _nothing
 
     async def finalize_namespace(self, name: str, body: Any, dry_run: bool = False) -> Obj:
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []

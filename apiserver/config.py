@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from apiserver.podsecurity.labels import parse_default
 from apiserver.service_allocation import parse_port_range
 from shipmate.durations import parse_go_duration
 from shipmate.hostnet import default_route_address
@@ -60,6 +61,8 @@ class ServerConfig:
     tls_sans: tuple[str, ...] = ()  # --tls-san: more DNS names / IPs for the serving certificate
     token_auth_file: str = ""  # --token-auth-file: static bearer tokens (upstream CSV)
     cluster_signing_duration: float = 8760 * 3600.0  # longest certificate the CSR signer issues
+    pod_security_default: str = ""  # --pod-security-default: enforce=baseline,warn=restricted (empty: privileged)
+    pod_security_exempt_namespaces: tuple[str, ...] = ()  # namespaces Pod Security admission skips
 
     @property
     def database_path(self) -> str:
@@ -109,7 +112,19 @@ def parse_args(argv: list[str]) -> ServerConfig:
                              "(repeatable, or a comma-separated list)")
     parser.add_argument("--token-auth-file", default="", metavar="FILE",
                         help='static bearer tokens, one per line: token,user,uid[,"group1,group2"]')
+    parser.add_argument("--pod-security-default", default="", metavar="MODE=VALUE,...",
+                        help="the Pod Security policy of namespaces without pod-security.kubernetes.io labels: "
+                             "enforce|audit|warn=privileged|baseline|restricted and enforce|audit|warn-version="
+                             "latest|v1.N, comma-separated (default: privileged:latest for all three, as "
+                             "kube-apiserver without an admission configuration)")
+    parser.add_argument("--pod-security-exempt-namespaces", default="", metavar="NS,...",
+                        help="namespaces Pod Security admission does not evaluate")
     args = parser.parse_args(argv)
+    try:
+        parse_default(args.pod_security_default)
+    except ValueError as exc:
+        parser.error(f"--pod-security-default: {exc}")
+    exempt_namespaces = tuple(n.strip() for n in args.pod_security_exempt_namespaces.split(",") if n.strip())
     if args.token_auth_file:
         from apiserver.auth.authentication import load_token_file
         try:
@@ -165,4 +180,6 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         datastore_cafile=args.datastore_cafile, datastore_certfile=args.datastore_certfile,
                         datastore_keyfile=args.datastore_keyfile, snapshot_path=args.snapshot,
                         restore_path=args.restore, tls_sans=tls_sans, token_auth_file=args.token_auth_file,
-                        cluster_signing_duration=args.cluster_signing_duration)
+                        cluster_signing_duration=args.cluster_signing_duration,
+                        pod_security_default=args.pod_security_default,
+                        pod_security_exempt_namespaces=exempt_namespaces)

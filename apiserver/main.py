@@ -17,6 +17,7 @@ from apiserver.http.server import HTTPServer
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
 from apiserver.leader_election import LeaderElector
 from apiserver.pki_bootstrap import PKIError, bootstrap as bootstrap_pki
+from apiserver.podsecurity.labels import parse_default
 from apiserver.storage import open_storage
 from apiserver.storage import sqlite_admin
 from apiserver.storage.interface import StorageError
@@ -52,6 +53,8 @@ async def serve(config: ServerConfig) -> None:
               service_cluster_ip_range=config.service_cluster_ip_range,
               service_node_port_range=config.service_node_port_range)
     api.default_toleration_seconds = int(config.pod_eviction_timeout)
+    api.pod_security.default = parse_default(config.pod_security_default)
+    api.pod_security.exempt_namespaces = frozenset(config.pod_security_exempt_namespaces)
     await api.start()
     await bootstrap_policy.reconcile(api)  # default ClusterRoles/ClusterRoleBindings (RBAC)
     api.pki = await bootstrap_pki(storage, config.data_dir, config.advertise_address,

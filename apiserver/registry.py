@@ -221,7 +221,9 @@ class Registry:
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
         return obj
 
-    async def create(self, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+    async def create(self, namespace: str, body: Any, dry_run: bool = False,
+                     admit: Callable[[Obj], None] | None = None) -> Obj:
+        """POST. `admit(obj)` (validating admission) sees the defaulted, validated object and may refuse by raising."""
         obj = self._validate_body(body, namespace)
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
@@ -244,6 +246,8 @@ class Registry:
             problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
         if problems:
             raise self._invalid(meta.get("name") or "", problems)
+        if admit is not None:
+            admit(obj)
         if dry_run:
             return obj
         try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import errors, eviction
+from apiserver import errors, eviction, request_warnings
 from apiserver.api import API
 from apiserver.auth import middleware as auth_middleware
 from apiserver.fieldcheck import unknown_fields
@@ -82,6 +82,13 @@ def negotiate(accept: str) -> Rendering:
 def warning_header(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'299 - "{escaped}"'
+
+
+def with_warnings(headers: dict[str, str], texts: list[str]) -> dict[str, str]:
+    """`headers` with these warnings appended to its Warning header (one header, comma-separated values)."""
+    existing = headers.get("Warning")
+    added = ", ".join(warning_header(text) for text in texts)
+    return {**headers, "Warning": f"{existing}, {added}" if existing else added}
 
 
 def _bool(value: str | None) -> bool:
@@ -213,11 +220,18 @@ class HTTPServer:
                 raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
             return json_response(document)
         registry = self._lookup(info)
-        response = await self._serve_resource(request, registry, info)
-        if registry.info.deprecation and not response.prepared:
-            warning = warning_header(registry.info.deprecation)
-            existing = response.headers.get("Warning")
-            response.headers["Warning"] = f"{existing}, {warning}" if existing else warning
+        collected = request_warnings.begin()  # warnings added below the HTTP layer (admission)
+        try:
+            response = await self._serve_resource(request, registry, info)
+        except errors.APIError as exc:
+            if collected:
+                exc.headers = with_warnings(exc.headers, collected)
+            raise
+        texts = ([registry.info.deprecation] if registry.info.deprecation else []) + collected
+        if texts and not response.prepared:
+            combined = with_warnings({"Warning": response.headers["Warning"]} if "Warning" in response.headers
+                                     else {}, texts)
+            response.headers["Warning"] = combined["Warning"]
         return response
 
     async def _serve_resource(self, request: web.Request, registry: Registry,
