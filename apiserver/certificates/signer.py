@@ -13,7 +13,7 @@ from apiserver.certificates.csr_controller import CSRController
 from apiserver.certificates.policy import awaiting_signature, failed_condition, signer_problem, signing_seconds
 from apiserver.informer import SharedInformers
 from apiserver.kinds.base import Obj
-from apiserver.kinds.csr_rules import parsed_request, request_pem, spec_of
+from apiserver.kinds.csr_rules import parsed_request, spec_of
 from apiserver.timeutil import rfc3339
 from shipmate import pki
 
@@ -50,8 +50,9 @@ class CSRSigner(CSRController):
         if authority is None:
             raise RuntimeError("the server has no cluster CA to sign with")
         seconds = signing_seconds(self.max_seconds, spec_of(csr).get("expirationSeconds"))
-        certificate = await asyncio.to_thread(pki.sign_csr, authority.ca_cert_pem, authority.ca_key_pem,
-                                              request_pem(csr), seconds, True, False)
+        # the DER the checks above read (one parse: apiserver/certificates/requests.py), never spec.request again
+        certificate = await asyncio.to_thread(pki.sign_csr_der, authority.ca_cert_pem, authority.ca_key_pem,
+                                              request.der, seconds, True, False)
         status["certificate"] = base64.b64encode(certificate).decode()
         await self.api.update(self.registry, "", name, csr, "status")
         log.info("issued certificate csr=%s signer=%s subject=%s seconds=%d", name, spec_of(csr).get("signerName"),
