@@ -127,10 +127,14 @@ def issue(ca_cert_pem: bytes, ca_key_pem: bytes, common_name: str, organizations
     return cert_pem, key_pem
 
 
-def make_csr(key_pem: bytes, common_name: str, organizations: Iterable[str] = ()) -> bytes:
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(_name(common_name, organizations))
-           .sign(_load_key(key_pem), hashes.SHA256()))
+def make_csr(key_pem: bytes, common_name: str, organizations: Iterable[str] = (), dns_names: Iterable[str] = (),
+             ip_addresses: Iterable[str] = ()) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(_name(common_name, organizations))
+    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dict.fromkeys(dns_names)]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ip_addresses)]
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    csr = builder.sign(_load_key(key_pem), hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM)
 
 

@@ -24,6 +24,7 @@ from apiserver.validation import (dns1123_label, dns1123_subdomain, path_segment
 
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 APISERVER_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 LEGACY_UNKNOWN_SIGNER = "kubernetes.io/legacy-unknown"
 
 APPROVED, DENIED, FAILED = "Approved", "Denied", "Failed"
