@@ -40,6 +40,8 @@ T = TypeVar("T")
 CSRS = Resource("certificates.k8s.io/v1", "certificatesigningrequests", namespaced=False)
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 CLIENT_USAGES = ["digital signature", "client auth"]
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
+SERVING_USAGES = ["digital signature", "server auth"]     # an EC key: no key encipherment (upstream's rule)
 NODES_GROUP = "system:nodes"
 JOIN_TIMEOUT = 900.0            # how long a join keeps trying (server not up yet, CSR not signed yet)
 CSR_POLL_PERIOD = 0.5
@@ -61,6 +63,11 @@ class CredentialPaths:
     @property
     def client_pem(self) -> str:
         return os.path.join(self.pki_dir, "kubelet-client-current.pem")
+
+    @property
+    def serving_pem(self) -> str:
+        """The node server's kubelet-serving certificate + key (kubelet's kubelet-server-current.pem)."""
+        return os.path.join(self.pki_dir, "kubelet-server-current.pem")
 
     @property
     def ca_cert(self) -> str:
@@ -129,11 +136,11 @@ def csr_name(prefix: str, csr_pem: bytes) -> str:
     return prefix + hashlib.sha256(csr_pem).hexdigest()[:32]
 
 
-def csr_object(name: str, csr_pem: bytes) -> Obj:
+def csr_object(name: str, csr_pem: bytes, signer: str = KUBELET_CLIENT_SIGNER,
+               usages: tuple[str, ...] | list[str] = tuple(CLIENT_USAGES)) -> Obj:
     return {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
             "metadata": {"name": name},
-            "spec": {"request": base64.b64encode(csr_pem).decode(), "signerName": KUBELET_CLIENT_SIGNER,
-                     "usages": list(CLIENT_USAGES)}}
+            "spec": {"request": base64.b64encode(csr_pem).decode(), "signerName": signer, "usages": list(usages)}}
 
 
 def issued_certificate(csr: Obj) -> bytes | None:
@@ -174,7 +181,7 @@ def kubeconfig_document(server: str, ca_pem: bytes, client_pem_path: str) -> Obj
 # ---------------------------------------------------------------- files
 
 def write_client_pem(path: str, cert_pem: bytes, key_pem: bytes) -> None:
-    """Replaces the client certificate + key file atomically, once the pair is known to load."""
+    """Replaces a certificate + key file (client or serving) atomically, once the pair is known to load."""
     data = cert_pem.rstrip(b"\n") + b"\n" + key_pem
     with tempfile.TemporaryDirectory(prefix="shipmate-pem-") as scratch:
         probe = os.path.join(scratch, "pair.pem")
@@ -227,7 +234,8 @@ async def fetch_pinned_ca(servers: tuple[str, ...], ca_cert_hash: str) -> bytes:
 
 
 async def request_certificate(client: KubeClient, csr_pem: bytes, name: str, timeout: float,
-                              poll: float = CSR_POLL_PERIOD) -> bytes:
+                              poll: float = CSR_POLL_PERIOD, signer: str = KUBELET_CLIENT_SIGNER,
+                              usages: tuple[str, ...] | list[str] = tuple(CLIENT_USAGES)) -> bytes:
     """Creates the CSR (or finds it, when a retry meets the first attempt's) and waits until it is
     signed. Unreachable servers are retried until `timeout`; 401/403 and a denied CSR are final."""
     deadline = time.monotonic() + timeout
@@ -237,7 +245,7 @@ async def request_certificate(client: KubeClient, csr_pem: bytes, name: str, tim
         try:
             if not created:
                 try:
-                    await client.create(CSRS, csr_object(name, csr_pem))
+                    await client.create(CSRS, csr_object(name, csr_pem, signer, usages))
                     log.info("certificate signing request created csr=%s server=%s", name, client.server)
                 except AlreadyExists:
                     pass        # our own earlier attempt, whose answer was lost

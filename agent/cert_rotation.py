@@ -1,9 +1,13 @@
-"""Renews the agent's client certificate before it expires, as kubelet's certificate manager does:
-at a jittered 70–84% of its lifetime (kubelet's `0.7 * (1 + 0.2 * rand)`), a new key and CSR are
-sent authenticated by the current certificate; the signed certificate atomically replaces
-`kubelet-client-current.pem` and the running KubeClient reloads it (no restart). A certificate that
-expired and cannot be renewed ends the agent (as kubelet exits), so its supervisor restarts it into a
-fresh join."""
+"""Keeps the agent's certificates current, as kubelet's certificate managers do: the client certificate
+(`kubelet-client-current.pem`, kubernetes.io/kube-apiserver-client-kubelet) and the node server's serving
+certificate (`kubelet-server-current.pem`, kubernetes.io/kubelet-serving, SANs = the Node's addresses).
+
+At a jittered 70–84% of a certificate's lifetime (kubelet's `0.7 * (1 + 0.2 * rand)`), or at once when there
+is none yet (the first serving certificate), a new key and CSR are sent authenticated by the current client
+certificate; the signed certificate atomically replaces the file and its user reloads it (no restart). A
+client certificate that expired and cannot be renewed ends the agent (as kubelet exits), so its supervisor
+restarts it into a fresh join; a serving certificate is just asked for again (the node server keeps serving
+the old one, or waits for the first)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +17,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.bootstrap import (NODES_GROUP, BootstrapError, CredentialPaths, csr_name, request_certificate,
+from agent.bootstrap import (CLIENT_USAGES, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, NODES_GROUP,
+                             SERVING_USAGES, BootstrapError, CredentialPaths, csr_name, request_certificate,
                              write_client_pem)
 from shipmate import pki
 from shipmate.kubeclient import KubeClient
@@ -28,6 +33,21 @@ LONGEST_SLEEP = 3600.0                  # look at the file again at least hourly
 
 class CertificateExpired(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class CertificateKind:
+    """What one rotated certificate is: its signer and usages, its file, and whether its expiry is fatal."""
+    name: str
+    signer: str
+    usages: tuple[str, ...]
+    path: Callable[[CredentialPaths], str]
+    fatal_when_expired: bool
+
+
+CLIENT = CertificateKind("client", KUBELET_CLIENT_SIGNER, tuple(CLIENT_USAGES), lambda p: p.client_pem, True)
+SERVING = CertificateKind("serving", KUBELET_SERVING_SIGNER, tuple(SERVING_USAGES), lambda p: p.serving_pem, False)
+Names = tuple[list[str], list[str]]     # (DNS names, IP addresses)
 
 
 def renewal_time(not_before: datetime.datetime, not_after: datetime.datetime, jitter: float) -> datetime.datetime:
@@ -46,32 +66,40 @@ class CertificateRotator:
     node_name: str
     jitter: Callable[[], float] = random.random
     csr_timeout: float = CSR_TIMEOUT
+    kind: CertificateKind = CLIENT
+    names: Callable[[], Names] = lambda: ([], [])   # the SANs to ask for (serving)
+    on_rotated: Callable[[], None] | None = None     # default: the client reloads its credentials
     _deadlines: dict[datetime.datetime, datetime.datetime] = field(default_factory=dict)
 
     async def run(self) -> None:
         """A root task: sleeps until the current certificate's renewal time, renews, repeats."""
         delay = RETRY_MIN
+        what = self.kind.name
         while True:
             cert_pem = await asyncio.to_thread(self._read_certificate)
-            not_before, not_after = pki.cert_validity(cert_pem)
-            renew_at = self._renewal_time(not_before, not_after)
-            wait = (renew_at - _now()).total_seconds()
-            if wait > 0:
-                log.info("client certificate rotation scheduled node=%s not_after=%s renew_at=%s", self.node_name,
-                         not_after.isoformat(), renew_at.isoformat())
-                await asyncio.sleep(min(wait, LONGEST_SLEEP))
-                continue
+            not_after = None
+            if cert_pem is not None:
+                not_before, not_after = pki.cert_validity(cert_pem)
+                renew_at = self._renewal_time(not_before, not_after)
+                wait = (renew_at - _now()).total_seconds()
+                if wait > 0:
+                    log.info("%s certificate rotation scheduled node=%s not_after=%s renew_at=%s", what,
+                             self.node_name, not_after.isoformat(), renew_at.isoformat())
+                    await asyncio.sleep(min(wait, LONGEST_SLEEP))
+                    continue
+            else:
+                log.info("requesting a %s certificate node=%s signer=%s", what, self.node_name, self.kind.signer)
             try:
                 await self.renew()
                 delay = RETRY_MIN
             except asyncio.CancelledError:
                 raise
             except BootstrapError as error:
-                if _now() >= not_after:
-                    raise CertificateExpired(f"the client certificate expired at {not_after.isoformat()} and could "
+                if self.kind.fatal_when_expired and not_after is not None and _now() >= not_after:
+                    raise CertificateExpired(f"the {what} certificate expired at {not_after.isoformat()} and could "
                                              f"not be renewed ({error}); restart the agent with --token to join "
                                              "again") from None
-                log.warning("client certificate renewal failed node=%s error=%s retry_in=%.0fs", self.node_name,
+                log.warning("%s certificate request failed node=%s error=%s retry_in=%.0fs", what, self.node_name,
                             error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -82,16 +110,29 @@ class CertificateRotator:
             self._deadlines = {not_after: renewal_time(not_before, not_after, self.jitter())}
         return self._deadlines[not_after]
 
-    def _read_certificate(self) -> bytes:
-        with open(self.paths.client_pem, "rb") as handle:
-            return handle.read()
+    def _read_certificate(self) -> bytes | None:
+        """The current certificate; None when there is none (or none that parses) yet."""
+        try:
+            with open(self.kind.path(self.paths), "rb") as handle:
+                pem = handle.read()
+            pki.cert_validity(pem)
+            return pem
+        except (FileNotFoundError, ValueError):
+            if self.kind.fatal_when_expired:
+                raise
+            return None
 
     async def renew(self) -> None:
         key_pem = pki.new_key_pem()
-        csr_pem = pki.make_csr(key_pem, f"system:node:{self.node_name}", (NODES_GROUP,))
-        cert_pem = await request_certificate(self.client, csr_pem, csr_name("csr-", csr_pem), self.csr_timeout)
-        await asyncio.to_thread(write_client_pem, self.paths.client_pem, cert_pem, key_pem)
-        self.client.reload_credentials()
+        dns_names, ip_addresses = self.names()
+        csr_pem = pki.make_csr(key_pem, f"system:node:{self.node_name}", (NODES_GROUP,), dns_names, ip_addresses)
+        cert_pem = await request_certificate(self.client, csr_pem, csr_name("csr-", csr_pem), self.csr_timeout,
+                                             signer=self.kind.signer, usages=self.kind.usages)
+        await asyncio.to_thread(write_client_pem, self.kind.path(self.paths), cert_pem, key_pem)
+        if self.on_rotated is not None:
+            self.on_rotated()
+        else:
+            self.client.reload_credentials()
         not_before, not_after = pki.cert_validity(cert_pem)
-        log.info("client certificate rotated node=%s subject=%s not_before=%s not_after=%s", self.node_name,
-                 pki.cert_subject(cert_pem)[0], not_before.isoformat(), not_after.isoformat())
+        log.info("%s certificate rotated node=%s subject=%s not_before=%s not_after=%s", self.kind.name,
+                 self.node_name, pki.cert_subject(cert_pem)[0], not_before.isoformat(), not_after.isoformat())

@@ -16,7 +16,7 @@ from netns.install import install_cni
 from netns.service import CNIService
 
 from agent.bootstrap import CredentialPaths, load_credentials
-from agent.cert_rotation import CertificateRotator
+from agent.cert_rotation import SERVING, CertificateRotator
 from agent.config import AgentConfig
 from agent.dns import parse_resolv_conf
 from agent.events import EventRecorder
@@ -24,6 +24,7 @@ from agent.image_gc import ImageGC, policy_from_config
 from agent.image_manager import ImageManager
 from agent.log_rotation import LogRotator, RotationPolicy
 from agent.node_server import NodeMetrics, NodeServer, NodeServerConfig, WebhookAuthorizer, subject_access_review_sender
+from agent.node_server.tls import serving_names
 from agent.node_info import gather_node_facts
 from agent.mirror_pods import MirrorPodManager, mirror_for
 from agent.node_manager import NodeManager
@@ -109,9 +110,10 @@ class Agent:
                 ready=self.pods.synced.is_set)
             self.metrics = NodeMetrics()
             self.metrics.track_queue_depth(self.workers.queue_depth)
+            paths = CredentialPaths(cfg.root_dir)
             self.node_server = NodeServer(runtime, self._pod_by_name, NodeServerConfig(
-                cfg.node_server_port, os.path.join(cfg.root_dir, "pki"), cfg.node_name, credentials.ca_file,
-                [cfg.node_ip]), self.metrics, WebhookAuthorizer(subject_access_review_sender(client)))
+                cfg.node_server_port, paths.serving_pem, cfg.node_name, credentials.ca_file), self.metrics,
+                WebhookAuthorizer(subject_access_review_sender(client)))
             self.log_rotator = LogRotator(runtime, cfg.node_name,
                                           RotationPolicy(cfg.container_log_max_size, cfg.container_log_max_files))
 
@@ -134,7 +136,7 @@ class Agent:
             tasks += [asyncio.create_task(self.node_server.run(), name="node-server"),
                       asyncio.create_task(self.log_rotator.run(), name="log-rotation")]
             if credentials.rotate:
-                rotator = CertificateRotator(client, CredentialPaths(cfg.root_dir), cfg.node_name)
+                rotator = CertificateRotator(client, paths, cfg.node_name)
                 tasks.append(asyncio.create_task(rotator.run(), name="certificate-rotation"))
             try:
                 node = await self.node_manager.register()
@@ -146,7 +148,12 @@ class Agent:
                 self.node_manager.runtime_changed()
                 notifier = Notifier.from_environment()
                 notifier.ready(f"node {cfg.node_name} registered, podCIDR {pod_cidr}")
+                # the serving certificate's names are the registered Node's addresses, which the approver checks
+                serving = CertificateRotator(client, paths, cfg.node_name, kind=SERVING,
+                                             names=lambda: serving_names(self.node_manager.node),
+                                             on_rotated=self.node_server.reload_certificate)
                 tasks += [
+                    asyncio.create_task(serving.run(), name="serving-certificate"),
                     asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
                     asyncio.create_task(self.nodes.run(), name="node-informer"),
                     asyncio.create_task(self.node_routes.run(self.nodes.synced), name="node-routes"),

@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from apiserver.node_tls import node_client_context
 from apiserver.storage.interface import KeyExists, Storage
 from shipmate import pki
 from shipmate.files import read_if_exists, write_atomically
@@ -110,15 +111,10 @@ class ServerPKI:
         context.verify_mode = ssl.CERT_OPTIONAL
         return context
 
-    def kubelet_client_ssl_context(self) -> ssl.SSLContext:
-        """TLS towards node servers: presents the apiserver-kubelet-client certificate. The node's own
-        serving certificate is not verified, as upstream with --kubelet-certificate-authority unset."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.load_cert_chain(self.kubelet_client_cert, self.kubelet_client_key)
-        return context
+    def kubelet_client_ssl_context(self, node_name: str) -> ssl.SSLContext:
+        """TLS towards one node's server: presents the apiserver-kubelet-client certificate and verifies the
+        node's kubelet-serving certificate (cluster CA, the dialed address, the node's name: node_tls.py)."""
+        return node_client_context(self.ca_cert_pem, self.kubelet_client_cert, self.kubelet_client_key, node_name)
 
 
 def server_sans(hostname: str, advertise_address: str, service_cluster_ip_range: str,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from agent.node_server.pod_lookup import ContainerLookupError, has_container, lo
 from agent.node_server.remotecommand import (RUNTIME_PROTOCOL, WEBSOCKET_PROTOCOLS, RemoteCommandError, bridge,
                                              parse_stream_options)
 from agent.node_server.spdy import SpdyError, SpdySession
-from agent.node_server.tls import ensure_certificate, server_context
+from agent.node_server.tls import server_context
 from cri.client import CRIClient
 from cri.errors import CRIError
 from cri.gen import api_pb2
@@ -36,11 +37,11 @@ PodGetter = Callable[[str, str], "Obj | None"]   # (namespace, name) → the pod
 @dataclass(frozen=True)
 class NodeServerConfig:
     port: int
-    pki_dir: str
+    serving_pem: str                     # kubelet-serving certificate + key (agent/cert_rotation.py keeps it)
     node_name: str
     client_ca_file: str                  # the cluster CA: clients must present a certificate it signed
-    addresses: list[str] = field(default_factory=list)
     bind_address: str | None = None      # None: every address
+    certificate_poll: float = 1.0        # how often to look for the first serving certificate
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -52,6 +53,7 @@ class NodeServer:
                  metrics: NodeMetrics, authorizer: WebhookAuthorizer) -> None:
         self.runtime, self.get_pod, self.config, self.metrics = runtime, get_pod, config, metrics
         self.authorizer = authorizer
+        self._tls: ssl.SSLContext | None = None
         self.app = web.Application(middlewares=[self.authorize])
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/metrics", self.metrics_text)
@@ -60,14 +62,32 @@ class NodeServer:
             for method in ("GET", "POST"):
                 self.app.router.add_route(method, f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self.remote_command)
 
+    async def _first_certificate(self) -> None:
+        """Returns once the serving certificate file exists (issued through the node's kubelet-serving CSR)."""
+        told = False
+        while not await asyncio.to_thread(os.path.exists, self.config.serving_pem):
+            if not told:
+                log.info("node server waiting for its kubelet-serving certificate (a CSR the server approves when "
+                         "its names are this node's addresses) node=%s file=%s", self.config.node_name,
+                         self.config.serving_pem)
+                told = True
+            await asyncio.sleep(self.config.certificate_poll)
+
+    def reload_certificate(self) -> None:
+        """A rotated serving certificate: new connections get it (called by the certificate rotator)."""
+        if self._tls is not None:
+            self._tls.load_cert_chain(self.config.serving_pem)
+            log.info("node server certificate reloaded node=%s", self.config.node_name)
+
     async def run(self) -> None:
         """Serve until cancelled (a root task of the agent)."""
         cfg = self.config
-        cert, key = await ensure_certificate(cfg.pki_dir, cfg.node_name, cfg.addresses)
+        await self._first_certificate()
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=server_context(cert, key, cfg.client_ca_file))
+            self._tls = await asyncio.to_thread(server_context, cfg.serving_pem, cfg.client_ca_file)
+            site = web.TCPSite(runner, cfg.bind_address, cfg.port, ssl_context=self._tls)
             await site.start()
             log.info("node server listening port=%d node=%s client_ca=%s", cfg.port, cfg.node_name,
                      cfg.client_ca_file)

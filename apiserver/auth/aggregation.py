@@ -1,5 +1,9 @@
 """ClusterRole aggregation controller: a ClusterRole with an aggregationRule gets the rules of the ClusterRoles
-its selectors match, rewritten whenever any ClusterRole changes (labels, rules, creation, deletion)."""
+its selectors match, rewritten whenever any ClusterRole changes (labels, rules, creation, deletion).
+
+It writes as the server itself, unchecked; what keeps it from being an escalation path is that only a writer
+with `escalate` on clusterroles or `*` on everything can give a ClusterRole an aggregationRule (or change a
+role that has one): auth/escalation.py, on every write path."""
 from __future__ import annotations
 
 import asyncio

@@ -2,7 +2,10 @@
 
 Writing a Role/ClusterRole needs the rules it grants already held by the writer (in the role's namespace,
 cluster-wide for a ClusterRole) or verb `escalate` on it; writing a binding needs the bound role's rules
-already held in the binding's namespace or verb `bind` on the role. system:masters and the server's own
+already held in the binding's namespace or verb `bind` on the role. Without `escalate`, setting, changing or
+removing a ClusterRole's aggregationRule also needs `*` on every resource and URL (`must have cluster-admin
+privileges to use the aggregationRule`): the aggregation controller copies rules into such a role on its own,
+so only a writer who already holds everything may point it at other roles. system:masters and the server's own
 control loops (no user) are exempt. Refusals are 403 with upstream's message:
 `user "jane" (groups=["devs" "system:authenticated"]) is attempting to grant RBAC permissions not currently
 held:` followed by one `{APIGroups:[...], Resources:[...], Verbs:[...]}` line per missing permission.
@@ -19,6 +22,8 @@ from apiserver.auth.user import SYSTEM_MASTERS, UserInfo
 from apiserver.kinds.base import Obj, ResourceInfo
 from apiserver.kinds.rbac import GROUP
 
+FULL_AUTHORITY = (PolicyRule((ALL,), (ALL,), (ALL,)), PolicyRule((ALL,), non_resource_urls=(ALL,)))
+AGGREGATION_MESSAGE = "must have cluster-admin privileges to use the aggregationRule"
 _GC_FIELDS = ("ownerReferences", "finalizers", "managedFields", "resourceVersion")
 
 
@@ -100,6 +105,11 @@ def escalation_message(user: UserInfo, missing: list[PolicyRule], resolution_err
     return message
 
 
+def has_aggregation_rule(role: Obj | None) -> bool:
+    rule = role.get("aggregationRule") if isinstance(role, dict) else None
+    return isinstance(rule, dict) and bool(rule.get("clusterRoleSelectors"))
+
+
 def _only_gc_fields_changed(new: Obj, old: Obj | None) -> bool:
     if old is None:
         return False
@@ -131,6 +141,13 @@ class EscalationGuard:
             raise errors.forbidden_error(GROUP, info.plural, name, escalation_message(user, missing,
                                                                                      resolution_errors))
 
+    def _confirm_full_authority(self, user: UserInfo, info: ResourceInfo, name: str) -> None:
+        """An aggregationRule gathers rules from any ClusterRole, now or later, and keeps a role from being
+        tightened: setting, changing or removing one needs `*` on everything (upstream's fullAuthority)."""
+        owned = [rule for source in self.index.sources(user, "") for rule in source.rules]
+        if uncovered(owned, FULL_AUTHORITY):
+            raise errors.forbidden_error(GROUP, info.plural, name, AGGREGATION_MESSAGE)
+
     def check(self, info: ResourceInfo, new: Obj, old: Obj | None) -> None:
         """Raise 403 when the requesting user would grant permissions it does not hold."""
         user = current_user()
@@ -139,8 +156,11 @@ class EscalationGuard:
         meta = new.get("metadata") or {}
         namespace, name = (meta.get("namespace") or "") if info.namespaced else "", meta.get("name") or ""
         if info.kind in ("Role", "ClusterRole"):
-            if not self._allowed_by_verb(user, "escalate", namespace, info.plural, name):
-                self._confirm_held(user, namespace, info, name, rules_of(new))
+            if self._allowed_by_verb(user, "escalate", namespace, info.plural, name):
+                return
+            self._confirm_held(user, namespace, info, name, rules_of(new))
+            if info.kind == "ClusterRole" and (has_aggregation_rule(new) or has_aggregation_rule(old)):
+                self._confirm_full_authority(user, info, name)
             return
         ref = new.get("roleRef") if isinstance(new.get("roleRef"), dict) else {}
         role_kind, role_name = ref.get("kind") or "", ref.get("name") or ""

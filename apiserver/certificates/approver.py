@@ -1,10 +1,13 @@
-"""The kubelet client CSR auto-approver (kube-controller-manager's csrapproving controller).
+"""The kubelet CSR auto-approver (kube-controller-manager's csrapproving controller, plus kubelet serving
+certificates: see policy.py for why and under which rule).
 
 A pending kubernetes.io/kube-apiserver-client-kubelet request that passes the kubelet client rules is
 approved when its requester may create certificatesigningrequests/selfnodeclient (a node renewing its own
 certificate) or .../nodeclient (a new node), asked of the server's authorizer as upstream asks a
 SubjectAccessReview (the default RBAC policy grants them to system:nodes and system:bootstrappers, as
-kubeadm's bindings). Anything else is left for an administrator (`kubectl certificate approve|deny`)."""
+kubeadm's bindings). A kubernetes.io/kubelet-serving request is approved when the node it names made it and
+its SANs are that Node's addresses. Anything else is left for an administrator (`kubectl certificate
+approve|deny`)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +15,10 @@ import logging
 from apiserver.auth.authorizer import Attributes
 from apiserver.auth.user import UserInfo
 from apiserver.certificates.csr_controller import CSRController
-from apiserver.certificates.policy import Recognized, approved_condition, awaiting_approval, recognize
+from apiserver import errors
+from apiserver.certificates.policy import (SELF_NODE_SERVING_MESSAGE, Recognized, approved_condition,
+                                           awaiting_approval, recognize, self_serving_request, serving_names_problem)
+from apiserver.certificates.requests import ParsedRequest
 from apiserver.kinds.base import Obj
 from apiserver.kinds.certificates import CSR_INFO
 from apiserver.kinds.csr_rules import parsed_request, spec_of
@@ -40,18 +46,41 @@ class CSRApprover(CSRController):
         except ValueError as exc:  # validation keeps these out; an old stored object may still have one
             log.warning("csr request does not parse csr=%s error=%s", name, exc)
             return
+        if self_serving_request(csr, request):
+            await self._handle_serving(csr, request)
+            return
         candidates = recognize(csr, request)
         for candidate in candidates:
             if await self._authorized(csr, candidate):
-                conditions = csr.setdefault("status", {}).setdefault("conditions", [])
-                conditions.append(approved_condition(candidate.message, rfc3339(self.api.clock())))
-                await self.api.update(self.registry, "", name, csr, "approval")
+                await self._approve(csr, candidate.message)
                 log.info("approved csr=%s requester=%s subject=%s permission=%s", name, spec_of(csr).get("username"),
                          request.common_name, candidate.subresource)
                 return
         if candidates:  # upstream's IgnorableError: looked at again on the next resync
             log.debug("csr recognized but the requester may not have it approved csr=%s requester=%s tried=%s", name,
                       spec_of(csr).get("username"), ",".join(c.subresource for c in candidates))
+
+    async def _approve(self, csr: Obj, message: str) -> None:
+        conditions = csr.setdefault("status", {}).setdefault("conditions", [])
+        conditions.append(approved_condition(message, rfc3339(self.api.clock())))
+        await self.api.update(self.registry, "", csr["metadata"]["name"], csr, "approval")
+
+    async def _handle_serving(self, csr: Obj, request: ParsedRequest) -> None:
+        node_name = request.common_name.removeprefix("system:node:")
+        try:
+            node = await self.api.registry("", "nodes").get("", node_name)
+        except errors.APIError as exc:
+            if exc.code != 404:
+                raise
+            node = None
+        problem = serving_names_problem(request, node)
+        if problem:  # left pending for an administrator; looked at again on the next resync
+            log.info("kubelet serving csr not auto-approved csr=%s node=%s reason=%s", csr["metadata"]["name"],
+                     node_name, problem)
+            return
+        await self._approve(csr, SELF_NODE_SERVING_MESSAGE)
+        log.info("approved kubelet serving csr=%s node=%s dns=%s ips=%s", csr["metadata"]["name"], node_name,
+                 ",".join(request.dns_names), ",".join(request.ip_addresses))
 
     async def _authorized(self, csr: Obj, candidate: Recognized) -> bool:
         """Upstream's SubjectAccessReview for the requester, asked of the server's authorizer."""

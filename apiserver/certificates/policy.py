@@ -1,6 +1,12 @@
-"""Pure rules of the in-tree signers and the kubelet client auto-approver (upstream's certificates helpers,
-approver and signer): what a kubelet client certificate request must look like, which requests the approver
-recognizes and with which permission, and how long an issued certificate lives."""
+"""Pure rules of the in-tree signers and the kubelet auto-approver (upstream's certificates helpers, approver
+and signer): what kubelet client and serving certificate requests must look like, which requests the approver
+recognizes and with which permission, and how long an issued certificate lives.
+
+Kubelet serving certificates (kubernetes.io/kubelet-serving) are auto-approved here, unlike upstream (where an
+operator or an external approver must): only when the node itself asks (requester = the request's CN,
+system:node:<name>, in system:nodes) and every SAN is one of that Node's status.addresses (IPs among its
+InternalIP/ExternalIP, DNS names among its Hostname/InternalDNS/ExternalDNS). The API server verifies node
+servers against these certificates (apiserver/http/node_tls.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,10 +15,14 @@ from apiserver.auth.user import NODE_USER_PREFIX, SYSTEM_NODES
 from apiserver.certificates.requests import ParsedRequest
 from apiserver.kinds.base import Obj
 from apiserver.kinds.csr_rules import (APISERVER_CLIENT_SIGNER, APPROVED, DENIED, FAILED, KUBELET_CLIENT_SIGNER,
-                                       certificate_pem, has_condition, spec_of)
+                                       KUBELET_SERVING_SIGNER, certificate_pem, has_condition, spec_of)
 
 KUBELET_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "client auth"})
 KUBELET_CLIENT_USAGES_NO_RSA = frozenset({"digital signature", "client auth"})
+KUBELET_SERVING_USAGES = frozenset({"digital signature", "key encipherment", "server auth"})
+KUBELET_SERVING_USAGES_NO_RSA = frozenset({"digital signature", "server auth"})
+_ADDRESS_IP_TYPES = ("InternalIP", "ExternalIP")
+_ADDRESS_DNS_TYPES = ("Hostname", "InternalDNS", "ExternalDNS")
 _OPTIONAL_CLIENT_USAGES = frozenset({"digital signature", "key encipherment"})
 DEFAULT_SIGNING_SECONDS = 8760 * 3600  # --cluster-signing-duration
 MIN_SIGNING_SECONDS = 600  # upstream's sanity floor: twice the signer's backdating
@@ -20,6 +30,7 @@ MIN_SIGNING_SECONDS = 600  # upstream's sanity floor: twice the signer's backdat
 AUTO_APPROVED = "AutoApproved"
 SELF_NODE_CLIENT_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
 NODE_CLIENT_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
+SELF_NODE_SERVING_MESSAGE = "Auto approving self kubelet serving certificate: its names are the node's addresses."
 SIGNER_VALIDATION_FAILURE = "SignerValidationFailure"
 
 
@@ -46,6 +57,46 @@ def kubelet_client_problem(request: ParsedRequest, usages: set[str]) -> str | No
     if usages != KUBELET_CLIENT_USAGES and usages != KUBELET_CLIENT_USAGES_NO_RSA:
         return f"usages did not match [{' '.join(sorted(KUBELET_CLIENT_USAGES))}]"
     return None
+
+
+def kubelet_serving_problem(request: ParsedRequest, usages: set[str]) -> str | None:
+    """Upstream's ValidateKubeletServingCSR: O exactly [system:nodes], a DNS or IP SAN, no email/URI SANs,
+    the usages of a serving certificate, CN system:node:<name>."""
+    if list(request.organizations) != [SYSTEM_NODES]:
+        return "subject organization is not system:nodes"
+    if not request.dns_names and not request.ip_addresses:
+        return "DNS or IP subjectAltName is required"
+    if request.email_addresses:
+        return "Email subjectAltNames are not allowed"
+    if request.uris:
+        return "URI subjectAltNames are not allowed"
+    if usages != KUBELET_SERVING_USAGES and usages != KUBELET_SERVING_USAGES_NO_RSA:
+        return f"usages did not match [{' '.join(sorted(KUBELET_SERVING_USAGES))}]"
+    if not request.common_name.startswith(NODE_USER_PREFIX):
+        return "subject common name does not begin with system:node:"
+    return None
+
+
+def serving_names_problem(request: ParsedRequest, node: Obj | None) -> str | None:
+    """Why the node's own serving request may not be auto-approved: names that are not its addresses."""
+    if node is None:
+        return "the node does not exist"
+    addresses = ((node.get("status") or {}).get("addresses")) or []
+    ips = {str(a.get("address")) for a in addresses if isinstance(a, dict) and a.get("type") in _ADDRESS_IP_TYPES}
+    names = {str(a.get("address")) for a in addresses
+             if isinstance(a, dict) and a.get("type") in _ADDRESS_DNS_TYPES}
+    foreign = [ip for ip in request.ip_addresses if ip not in ips] + \
+        [name for name in request.dns_names if name not in names]
+    if foreign:
+        return f"subjectAltNames {', '.join(foreign)} are not addresses of node {node['metadata']['name']}"
+    return None
+
+
+def self_serving_request(csr: Obj, request: ParsedRequest) -> bool:
+    """A kubelet-serving request of the right shape that the node it names made itself."""
+    spec = spec_of(csr)
+    return (spec.get("signerName") == KUBELET_SERVING_SIGNER and not kubelet_serving_problem(request, usages_of(csr))
+            and spec.get("username") == request.common_name and SYSTEM_NODES in (spec.get("groups") or []))
 
 
 def apiserver_client_problem(usages: list[str]) -> str | None:
@@ -102,7 +153,13 @@ def signer_problem(csr: Obj, request: ParsedRequest) -> tuple[bool, str | None]:
         return True, kubelet_client_problem(request, usages_of(csr))
     if spec.get("signerName") == APISERVER_CLIENT_SIGNER:
         return True, apiserver_client_problem(usages)
+    if spec.get("signerName") == KUBELET_SERVING_SIGNER:
+        return True, kubelet_serving_problem(request, usages_of(csr))
     return False, None
+
+
+def is_serving(csr: Obj) -> bool:
+    return spec_of(csr).get("signerName") == KUBELET_SERVING_SIGNER
 
 
 def signing_seconds(max_seconds: int, expiration_seconds: object) -> int:

@@ -1,5 +1,6 @@
-"""The CA signer for kubernetes.io/kube-apiserver-client-kubelet and kubernetes.io/kube-apiserver-client
-(kube-controller-manager's csrsigning controller): an approved request gets status.certificate signed by the
+"""The CA signer for kubernetes.io/kube-apiserver-client-kubelet, kubernetes.io/kube-apiserver-client and
+kubernetes.io/kubelet-serving (kube-controller-manager's csrsigning controller; serving certificates carry the
+request's DNS and IP SANs): an approved request gets status.certificate signed by the
 cluster CA for --cluster-signing-duration, or spec.expirationSeconds when shorter. A request the signer's
 rules refuse gets a Failed condition instead (reason SignerValidationFailure), as upstream."""
 from __future__ import annotations
@@ -10,10 +11,11 @@ import logging
 
 from apiserver.api import API
 from apiserver.certificates.csr_controller import CSRController
-from apiserver.certificates.policy import awaiting_signature, failed_condition, signer_problem, signing_seconds
+from apiserver.certificates.policy import (awaiting_signature, failed_condition, is_serving, signer_problem,
+                                           signing_seconds)
 from apiserver.informer import SharedInformers
 from apiserver.kinds.base import Obj
-from apiserver.kinds.csr_rules import parsed_request, request_pem, spec_of
+from apiserver.kinds.csr_rules import parsed_request, spec_of
 from apiserver.timeutil import rfc3339
 from shipmate import pki
 
@@ -50,8 +52,11 @@ class CSRSigner(CSRController):
         if authority is None:
             raise RuntimeError("the server has no cluster CA to sign with")
         seconds = signing_seconds(self.max_seconds, spec_of(csr).get("expirationSeconds"))
-        certificate = await asyncio.to_thread(pki.sign_csr, authority.ca_cert_pem, authority.ca_key_pem,
-                                              request_pem(csr), seconds, True, False)
+        # the DER the checks above read (one parse: apiserver/certificates/requests.py), never spec.request again
+        serving = is_serving(csr)
+        certificate = await asyncio.to_thread(
+            pki.sign_csr_der, authority.ca_cert_pem, authority.ca_key_pem, request.der, seconds, not serving, serving,
+            request.dns_names if serving else (), request.ip_addresses if serving else ())
         status["certificate"] = base64.b64encode(certificate).decode()
         await self.api.update(self.registry, "", name, csr, "status")
         log.info("issued certificate csr=%s signer=%s subject=%s seconds=%d", name, spec_of(csr).get("signerName"),

@@ -3,9 +3,10 @@ node server of the pod's node (its InternalIP and `status.daemonEndpoints.kubele
 
 Logs stream through chunk by chunk (a follow never buffers); exec and attach relay the upgraded
 WebSocket message by message, with the subprotocol the node chose. The server authenticates to the
-node with its apiserver-kubelet-client certificate (CN kube-apiserver-kubelet-client, O system:masters);
-the node's own serving certificate is self-signed and not verified, as upstream does while
---kubelet-certificate-authority is unset.
+node with its apiserver-kubelet-client certificate (CN kube-apiserver-kubelet-client, O system:masters)
+and verifies the node's kubelet-serving certificate (cluster CA, the dialed address, subject
+system:node:<node>; apiserver/node_tls.py): a node server without one (a node still waiting for its
+serving CSR) or with another node's gets no request, and the client a 500 saying why.
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ class PodProxy:
     def __init__(self, api: API) -> None:
         self.api = api
         self._session: aiohttp.ClientSession | None = None
-        self._tls: ssl.SSLContext | None = None
+        self._tls: dict[str, ssl.SSLContext] = {}
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(POD_PATH + "/log", self.log)
@@ -126,13 +127,14 @@ class PodProxy:
                 app.router.add_route(method, f"{POD_PATH}/{verb}", self.remote_command)
         app.on_cleanup.append(self._close)
 
-    def _node_tls(self) -> ssl.SSLContext | bool:
-        """The client-certificate TLS context towards nodes (built once, on first use)."""
-        if self._tls is None:
+    def _node_tls(self, node: Obj) -> ssl.SSLContext | bool:
+        """The TLS context towards this node (built on first use, kept per node name)."""
+        name = node["metadata"]["name"]
+        if name not in self._tls:
             if self.api.pki is None:   # an API without PKI (unit tests): no certificate to present
                 return False
-            self._tls = self.api.pki.kubelet_client_ssl_context()
-        return self._tls
+            self._tls[name] = self.api.pki.kubelet_client_ssl_context(name)
+        return self._tls[name]
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -163,7 +165,7 @@ class PodProxy:
         url = _node_url(host, port, f"/containerLogs/{quote(meta['namespace'])}/{quote(meta['name'])}/"
                                     f"{quote(container)}", params)
         try:
-            upstream = await self._client().get(url, ssl=self._node_tls())
+            upstream = await self._client().get(url, ssl=self._node_tls(node))
         except aiohttp.ClientError as error:
             raise errors.APIError(500, "InternalError", f'Get "{url}": {error}') from None
         async with upstream:
@@ -178,9 +180,9 @@ class PodProxy:
         return response
 
     # ------------------------------------------------------------------ exec / attach
-    async def _node_explanation(self, url: str) -> tuple[int, str]:
+    async def _node_explanation(self, url: str, node: Obj) -> tuple[int, str]:
         try:
-            async with self._client().get(url, ssl=self._node_tls()) as answer:
+            async with self._client().get(url, ssl=self._node_tls(node)) as answer:
                 return answer.status, (await answer.text()).strip()
         except aiohttp.ClientError as error:
             return 500, str(error)
@@ -198,15 +200,15 @@ class PodProxy:
                         stream_query(request.query, verb))
         if request.headers.get("Upgrade", "").lower() != "websocket":
             # SPDY (kubectl's fallback) is not served; the node still says why a session could not start.
-            status, explanation = await self._node_explanation(url)
+            status, explanation = await self._node_explanation(url, node)
             raise node_error(status, f"unable to upgrade connection: {explanation}")
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
-            upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(), max_msg_size=0,
-                                                       autoclose=False)
+            upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(node),
+                                                       max_msg_size=0, autoclose=False)
         except aiohttp.WSServerHandshakeError:
             # The node explains a refusal in its body, which the handshake error drops: ask again plainly.
-            status, explanation = await self._node_explanation(url)
+            status, explanation = await self._node_explanation(url, node)
             raise node_error(status, f"unable to upgrade connection: {explanation}") from None
         except aiohttp.ClientError as error:
             raise errors.APIError(500, "InternalError", f"error dialing backend: {error}") from None

@@ -1,7 +1,8 @@
 """What a CertificateSigningRequest is made of and the rules it must follow: the well-known signer names and
 condition types, readers of its fields, and upstream's validation (pkg/apis/certificates/validation).
 
-spec.request must be a correctly signed PEM CERTIFICATE REQUEST, signerName a qualified `domain/path`, usages
+spec.request must be exactly one correctly signed PEM CERTIFICATE REQUEST (certificates/requests.py, the one
+parser every reader uses), signerName a qualified `domain/path`, usages
 from the known list without repeats, expirationSeconds at least 600, conditions of known status values with
 Approved and Denied exclusive; conditions can never be removed, Approved/Denied only change through /approval
 and the certificate only through /status, once. What a write path may do comes in as ValidationOptions.
@@ -23,6 +24,7 @@ from apiserver.validation import (dns1123_label, dns1123_subdomain, path_segment
 
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 APISERVER_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 LEGACY_UNKNOWN_SIGNER = "kubernetes.io/legacy-unknown"
 
 APPROVED, DENIED, FAILED = "Approved", "Denied", "Failed"
@@ -64,7 +66,8 @@ def certificate_pem(csr: Obj) -> bytes:
 
 
 def parsed_request(csr: Obj) -> ParsedRequest:
-    """The CSR's request (ValueError when it is not a valid CERTIFICATE REQUEST)."""
+    """The CSR's request (ValueError when it is not exactly one valid CERTIFICATE REQUEST): validation,
+    admission, the approver and the signer all read it through here."""
     return parse_request(request_pem(csr))
 
 
@@ -234,7 +237,7 @@ def validate_csr(csr: Obj, options: ValidationOptions) -> list[FieldError]:
     problems = validate_object_meta(csr, False, path_segment_name)
     spec = spec_of(csr)
     try:
-        parse_request(request_pem(csr))
+        parsed_request(csr)
     except ValueError as exc:
         problems.append(invalid("spec.request", go_bytes(request_pem(csr)), str(exc)))
     usages = spec.get("usages")

@@ -78,6 +78,8 @@ def test_node_server_lets_in_only_certificates_of_the_cluster_ca(node: PrivateNo
     stranger = tmp_path / "stranger.pem"
     stranger.write_bytes(cert + key)
 
+    # the node server listens once its kubelet-serving CSR (asked for after registration) is signed
+    wait_for(lambda: "node server listening" in node.agent.log(100000), 30, "the node server's serving certificate")
     allowed = _curl_node_server(node, "--cert", str(admin))
     assert allowed.returncode == 0 and allowed.stdout == "ok\n", allowed.stderr
     for refused in (_curl_node_server(node), _curl_node_server(node, "--cert", str(stranger))):

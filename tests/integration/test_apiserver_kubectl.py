@@ -402,12 +402,15 @@ def test_https_only_admin_identity_and_cacerts(server):
 
 
 class FakeNodeServer:
-    """A node server on 127.0.0.1 as :10250 will be: self-signed serving certificate, client certificate
-    REQUIRED and verified against the cluster CA. Answers container logs with the caller's subject."""
+    """A node server on 127.0.0.1 as :10250 is: client certificate REQUIRED and verified against the cluster CA,
+    serving `serving` (certificate, key) — by default a self-signed one. Answers container logs with the
+    caller's subject and records every request path it received in `received`."""
 
-    def __init__(self, directory, cluster_ca_path: str):
-        own_ca = pki.make_ca("fake-node-ca")
-        cert, key = pki.issue(*own_ca, "fake-node", ip_addresses=["127.0.0.1"], server=True)
+    def __init__(self, directory, cluster_ca_path: str, serving: tuple[bytes, bytes] | None = None):
+        cert, key = serving or pki.issue(*pki.make_ca("fake-node-ca"), "fake-node", ip_addresses=["127.0.0.1"],
+                                         server=True)
+        received: list[str] = []
+        self.received = received
         (directory / "node.crt").write_bytes(cert)
         (directory / "node.key").write_bytes(key)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -417,6 +420,7 @@ class FakeNodeServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                received.append(self.path)
                 subject = dict(item for rdn in self.connection.getpeercert()["subject"] for item in rdn)
                 body = f"{self.path} from {subject['commonName']}/{subject['organizationName']}\n".encode()
                 self.send_response(200)
@@ -443,8 +447,11 @@ class FakeNodeServer:
 
 def test_pod_logs_reach_the_node_with_the_apiserver_kubelet_client_certificate(server, tmp_path):
     """pods/log is proxied to the node's InternalIP:kubeletEndpoint over TLS, presenting
-    kube-apiserver-kubelet-client (O system:masters); the node's self-signed certificate is accepted."""
-    with FakeNodeServer(tmp_path, os.path.join(server.data_dir, "pki", "ca.crt")) as node_server:
+    kube-apiserver-kubelet-client (O system:masters); the node's kubelet-serving certificate is verified."""
+    pki_dir = os.path.join(server.data_dir, "pki")
+    ca = (open(os.path.join(pki_dir, "ca.crt"), "rb").read(), open(os.path.join(pki_dir, "ca.key"), "rb").read())
+    serving = pki.issue(*ca, "system:node:tls-node", ("system:nodes",), ip_addresses=["127.0.0.1"], server=True)
+    with FakeNodeServer(tmp_path, os.path.join(pki_dir, "ca.crt"), serving) as node_server:
         node = json.loads(json.dumps(NODE))
         node["metadata"]["name"] = "tls-node"
         node["status"]["addresses"] = [{"type": "InternalIP", "address": "127.0.0.1"}]

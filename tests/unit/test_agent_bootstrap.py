@@ -18,9 +18,9 @@ from cryptography import x509
 
 from agent.bootstrap import (BootstrapError, CertState, CredentialPaths, Plan, ca_matching_hash, cert_state,
                              csr_object, issued_certificate, load_credentials, plan)
-from agent.cert_rotation import CertificateRotator, renewal_time
+from agent.cert_rotation import SERVING, CertificateRotator, renewal_time
 from agent.config import parse_args
-from agent.node_server.tls import ensure_certificate, server_context
+from agent.node_server.tls import server_context
 from shipmate import pki
 from shipmate.kubeclient import NODES, KubeClient
 from tests.unit.https_fake import ClusterCA, HttpsServer, peer_common_name, serving
@@ -286,6 +286,31 @@ async def test_rotation_replaces_the_certificate_and_the_client_uses_it(ca: Clus
             assert stat.S_IMODE(os.stat(paths.client_pem).st_mode) == 0o600
 
 
+async def test_serving_certificate_is_asked_for_at_once_with_the_node_addresses(ca: ClusterCA, tmp_path) -> None:
+    api = FakeCsrApi(ca, lifetime=7200)
+    root = str(tmp_path / "agent")
+    rotated = []
+    async with serving(api.server):
+        flags = agent_flags(root, api.server.url, "--token", TOKEN, "--ca-file", ca.cert_path)
+        credentials = await load_credentials(parse_args(flags), timeout=10)
+        paths = CredentialPaths(root)
+        async with KubeClient(credentials.kubeconfig) as client:
+            rotator = CertificateRotator(client, paths, "n1", csr_timeout=10, kind=SERVING,
+                                         names=lambda: (["host1"], ["127.0.0.1"]),
+                                         on_rotated=lambda: rotated.append(True))
+            assert rotator._read_certificate() is None      # none yet: run() asks at once
+            await rotator.renew()
+    csr = list(api.csrs.values())[-1]
+    assert csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+    assert csr["spec"]["usages"] == ["digital signature", "server auth"]
+    request = x509.load_pem_x509_csr(base64.b64decode(csr["spec"]["request"]))
+    names = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["host1"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert pki.cert_subject(open(paths.serving_pem, "rb").read())[0] == "system:node:n1"
+    assert rotated == [True] and stat.S_IMODE(os.stat(paths.serving_pem).st_mode) == 0o600
+
+
 async def test_rotator_renews_when_due_and_keeps_one_jitter_per_certificate(ca: ClusterCA, tmp_path) -> None:
     rotator = CertificateRotator(None, CredentialPaths(str(tmp_path)), "n1", jitter=iter([0.5, 0.0]).__next__)
     end = NOW + datetime.timedelta(seconds=1000)
@@ -298,15 +323,16 @@ async def test_rotator_renews_when_due_and_keeps_one_jitter_per_certificate(ca: 
 # ---------------------------------------------------------------- the node server's TLS
 
 async def test_node_server_tls_requires_a_client_certificate_of_the_cluster_ca(ca: ClusterCA, tmp_path) -> None:
-    cert, key = await ensure_certificate(str(tmp_path / "pki"), "n1", ["127.0.0.1"])
-    chain = open(cert, "rb").read()
-    assert pki.cert_subject(chain)[0].startswith("n1@") and chain.count(b"BEGIN CERTIFICATE") == 2
-    assert pki.cert_sans(chain) == ({"n1", "localhost"}, {"127.0.0.1"})
+    cert, key = pki.issue(ca.cert, ca.key, "system:node:n1", ("system:nodes",), ip_addresses=["127.0.0.1"],
+                          server=True)
+    serving_pem = tmp_path / "kubelet-server-current.pem"
+    serving_pem.write_bytes(cert + key)
+
     async def ok(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
     app = web.Application()
     app.router.add_get("/healthz", ok)
-    server = HttpsServer(app, server_context(cert, key, ca.cert_path))
+    server = HttpsServer(app, server_context(str(serving_pem), ca.cert_path))
     stranger = ClusterCA.create(tmp_path / "stranger")
 
     async def healthz(pem: str | None) -> str:

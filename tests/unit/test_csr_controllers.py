@@ -198,3 +198,50 @@ async def test_admin_approved_client_csr_is_signed_and_bad_usages_fail(api):
     assert (condition["reason"], condition["message"]) == ("SignerValidationFailure",
                                                            "invalid usage for client certificate: server auth")
     assert "certificate" not in failed["status"]
+
+
+SERVING = "kubernetes.io/kubelet-serving"
+SERVING_USAGES = ["digital signature", "server auth"]
+NODE_N1 = UserInfo("system:node:n1", ("system:nodes", "system:authenticated"))
+
+
+def serving_csr(name, dns=("host1",), ips=("10.0.0.1",), common_name="system:node:n1"):
+    request = pki.make_csr(pki.new_key_pem(), common_name, ("system:nodes",), dns_names=dns, ip_addresses=ips)
+    return {"metadata": {"name": name}, "spec": {"request": base64.b64encode(request).decode(), "signerName": SERVING,
+                                                 "usages": SERVING_USAGES}}
+
+
+async def _node_n1(api):
+    await api.create(api.nodes, "", {"metadata": {"name": "n1"}, "status": {"addresses": [
+        {"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": "host1"}]}})
+
+
+async def test_a_nodes_own_serving_csr_for_its_addresses_is_approved_and_signed(api):
+    await _node_n1(api)
+    await submit(api, NODE_N1, serving_csr("serving-1"))
+    issued = await until(api, "serving-1", lambda o: o.get("status", {}).get("certificate"))
+    approved = issued["status"]["conditions"][0]
+    assert (approved["type"], approved["reason"]) == ("Approved", "AutoApproved")
+    assert approved["message"] == "Auto approving self kubelet serving certificate: its names are the node's addresses."
+    cert = certificate(issued)
+    assert pki.cert_subject(cert) == ("system:node:n1", ("system:nodes",))
+    assert pki.cert_sans(cert) == ({"host1"}, {"10.0.0.1"})
+    assert pki.verify_issued_by(cert, CA_CERT)
+    from cryptography import x509
+    usages = x509.load_pem_x509_certificate(cert).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert [u.dotted_string for u in usages] == ["1.3.6.1.5.5.7.3.1"]  # server auth only
+
+
+@pytest.mark.parametrize("body,user", [
+    (serving_csr("serving-x", ips=("10.0.0.1", "10.0.0.9")), NODE_N1),          # an address the node lacks
+    (serving_csr("serving-x", dns=("host1", "kubernetes.default")), NODE_N1),   # a name the node lacks
+    (serving_csr("serving-x", common_name="system:node:n2"), NODE_N1),          # another node's name
+    (serving_csr("serving-x"), UserInfo("system:node:n2", ("system:nodes",))),  # asked by another node
+    (serving_csr("serving-x"), BOOTSTRAPPER),                                    # asked by a bootstrapper
+])
+async def test_other_serving_csrs_stay_pending(api, body, user):
+    await _node_n1(api)
+    await submit(api, user, body)
+    await asyncio.sleep(0.5)
+    obj = await api.registry(CSR_INFO.group, CSR_INFO.plural).get("", "serving-x")
+    assert condition_summary(obj) == "Pending"

@@ -85,7 +85,9 @@ def test_channel_framing() -> None:
         unframe(b"")
 
 
-def test_serving_names() -> None:
-    assert serving_names("vm", ["192.0.2.2"]) == (["vm", "localhost"], ["192.0.2.2", "127.0.0.1"])
-    with pytest.raises(ValueError):
-        serving_names("vm", ["not-an-ip"])
+def test_serving_names_are_the_node_addresses() -> None:
+    node = {"status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.2"},
+                                     {"type": "Hostname", "address": "vm"}, {"type": "Hostname", "address": "vm"},
+                                     {"type": "ExternalDNS", "address": "vm.example.com"}]}}
+    assert serving_names(node) == (["vm", "vm.example.com"], ["192.0.2.2"])
+    assert serving_names({}) == ([], [])

@@ -86,7 +86,7 @@ async def test_bootstrap_writes_files_and_reissues_only_what_changed(storage, tm
     assert isinstance(server_pki.server_ssl_context(), ssl.SSLContext)
     assert server_pki.server_ssl_context().verify_mode == ssl.CERT_OPTIONAL
     assert server_pki.server_ssl_context().minimum_version == ssl.TLSVersion.TLSv1_2
-    assert isinstance(server_pki.kubelet_client_ssl_context(), ssl.SSLContext)
+    assert isinstance(server_pki.kubelet_client_ssl_context("n1"), ssl.SSLContext)
 
     def contents() -> dict[str, bytes]:
         return {name: open(os.path.join(server_pki.directory, name), "rb").read()

@@ -120,3 +120,56 @@ async def test_escalate_and_bind_verbs_and_system_masters_skip_the_check(api):
     assert caught.value.code == 403
     context.set_user(None)  # the server's own loops
     await api.create(bindings, "", binding("internal", "ClusterRole", "cluster-admin"))
+
+
+async def _bound(api, user, rules, name):
+    """`user` gets `rules` cluster-wide (created by the admin); waits until the index has the binding."""
+    as_user("kubernetes-admin", "system:masters")
+    roles, bindings = api.registry(GROUP, "clusterroles"), api.registry(GROUP, "clusterrolebindings")
+    await api.create(roles, "", {"metadata": {"name": name}, "rules": rules})
+    await api.create(bindings, "", {**binding(name, "ClusterRole", name), "subjects": [{"kind": "User", "name": user}]})
+    index = roles.strategy.guard.index
+    for _ in range(250):
+        if any(source.binding.name == name for source in index.sources(UserInfo(user))):
+            break
+        await asyncio.sleep(0.02)
+    as_user(user)
+
+
+AGGREGATING = {"metadata": {"name": "grab"}, "aggregationRule": {"clusterRoleSelectors": [
+    {"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}]}, "rules": []}
+WRITE_CLUSTERROLES = [{"verbs": ["get", "create", "update", "patch"], "apiGroups": [GROUP],
+                       "resources": ["clusterroles"]}]
+
+
+async def test_aggregation_rule_needs_escalate_or_full_authority(api):
+    roles = api.registry(GROUP, "clusterroles")
+    await _bound(api, "mallory", WRITE_CLUSTERROLES, "clusterrole-writer")
+    with pytest.raises(errors.APIError) as caught:
+        await api.create(roles, "", AGGREGATING)
+    assert (caught.value.code, caught.value.message) == (
+        403, 'clusterroles.rbac.authorization.k8s.io "grab" is forbidden: must have cluster-admin privileges to use '
+             "the aggregationRule")
+    await api.create(roles, "", {"metadata": {"name": "plain"}, "rules": []})  # no aggregationRule: fine
+    with pytest.raises(errors.APIError) as caught:
+        await api.patch(roles, "", "plain", "application/merge-patch+json",
+                        {"aggregationRule": AGGREGATING["aggregationRule"]})
+    assert caught.value.code == 403 and caught.value.message.endswith("to use the aggregationRule")
+    as_user("kubernetes-admin", "system:masters")
+    await api.create(roles, "", {"metadata": {"name": "gathers-nothing"}, "rules": [], "aggregationRule": {
+        "clusterRoleSelectors": [{"matchLabels": {"nobody": "has-this"}}]}})
+    as_user("mallory")
+    with pytest.raises(errors.APIError) as caught:  # removing one from a role that has it is a change too
+        await api.patch(roles, "", "gathers-nothing", "application/merge-patch+json", {"aggregationRule": None})
+    assert caught.value.code == 403 and caught.value.message.endswith("to use the aggregationRule")
+    with pytest.raises(errors.APIError) as caught:  # any other change of an aggregating role too (as upstream)
+        await api.patch(roles, "", "gathers-nothing", "application/merge-patch+json",
+                        {"metadata": {"labels": {"team": "a"}}})
+    assert caught.value.code == 403 and caught.value.message.endswith("to use the aggregationRule")
+
+    await _bound(api, "erin", [*WRITE_CLUSTERROLES, {"verbs": ["escalate"], "apiGroups": [GROUP],
+                                                     "resources": ["clusterroles"]}], "clusterrole-escalator")
+    await api.create(roles, "", AGGREGATING)  # `escalate` skips every check, as upstream
+    await _bound(api, "root", [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                               {"verbs": ["*"], "nonResourceURLs": ["*"]}], "root-everything")
+    await api.create(roles, "", {**AGGREGATING, "metadata": {"name": "grab2"}})  # full authority
