@@ -1,0 +1,58 @@
+"""Bounds: what one client can make a real `shipmate server` (own port and data dir) spend. Each test
+reproduces an exhaustion attempt and asserts upstream's refusal and that nothing was written."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+
+from apiserver.patch import LIMITS
+
+pytestmark = pytest.mark.integration
+
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+
+
+def _session(server, **kwargs) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(server.url, connector=aiohttp.TCPConnector(ssl=server.ssl_context(), limit=0),
+                                 **kwargs)
+
+
+async def _patch(session: aiohttp.ClientSession, name: str, body, content_type: str) -> tuple[int, dict]:
+    async with session.patch(f"{CONFIGMAPS}/{name}", data=json.dumps(body),
+                             headers={"Content-Type": content_type}) as response:
+        return response.status, await response.json()
+
+
+async def test_amplifying_patches_are_refused_before_the_result_is_built(server):
+    async with _session(server) as session:
+        async with session.post(CONFIGMAPS, json={"apiVersion": "v1", "kind": "ConfigMap",
+                                                  "metadata": {"name": "amp"},
+                                                  "data": {"a": "x" * 200_000}}) as response:
+            assert response.status == 201
+            before = await response.json()
+        # 40 copies of a 200 kB value: 8 MB if built (and a doubling copy of the root would be 2^40 times).
+        copies = [{"op": "copy", "from": "/data/a", "path": f"/data/b{i}"} for i in range(40)]
+        started = time.monotonic()
+        status, body = await _patch(session, "amp", copies, "application/json-patch+json")
+        assert (status, body["reason"]) == (422, "Invalid"), body
+        assert body["message"].startswith("Unable to complete the copy, the accumulated size increase of copy is ")
+        assert body["message"].endswith(f"exceeding the limit {LIMITS.max_copy_bytes}")
+        doubling = [{"op": "copy", "from": "", "path": f"/k{i}"} for i in range(60)]
+        status, body = await _patch(session, "amp", doubling, "application/json-patch+json")
+        assert status == 422 and "accumulated size increase of copy" in body["message"]
+        # Merge and strategic merge: the result is bounded by the request limit (413).
+        grow = {"metadata": {"annotations": {"big": "y" * (3 * 1024 * 1024 - 100_000)}}}
+        for content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            status, body = await _patch(session, "amp", grow, content_type)
+            assert (status, body["reason"], body["message"]) == (
+                413, "RequestEntityTooLarge", f"Request entity too large: limit is {LIMITS.max_result_bytes}"), body
+        assert time.monotonic() - started < 10
+        async with session.get(f"{CONFIGMAPS}/amp") as response:
+            after = await response.json()
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]  # nothing written
+        assert after["data"] == {"a": "x" * 200_000}
+    assert server.process.poll() is None
