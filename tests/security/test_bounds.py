@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import aiohttp
@@ -55,4 +56,49 @@ async def test_amplifying_patches_are_refused_before_the_result_is_built(server)
             after = await response.json()
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]  # nothing written
         assert after["data"] == {"a": "x" * 200_000}
+    assert server.process.poll() is None
+
+
+def _series(metrics_text: str) -> set[str]:
+    """The label sets of the request counter (each one also has a duration histogram)."""
+    return {line.split(" ")[0] for line in metrics_text.splitlines() if line.startswith("apiserver_request_total{")}
+
+
+async def test_random_urls_from_anonymous_and_authenticated_clients_add_no_metric_series(server):
+    import random
+    import ssl
+    import string
+    rng = random.Random(11)
+
+    def word() -> str:
+        return "".join(rng.choice(string.ascii_lowercase + string.digits + "-.") for _ in range(rng.randint(3, 10)))
+
+    shapes = ["/api/{}/{}", "/apis/{}/{}/{}", "/apis/{}/{}/namespaces/{}/{}/{}/{}", "/api/v1/namespaces/{}/pods/{}/{}",
+              "/api/v1/{}", "/{}/{}"]
+    anonymous_tls = ssl.create_default_context()
+    anonymous_tls.check_hostname = False
+    anonymous_tls.verify_mode = ssl.CERT_NONE
+    async with _session(server) as admin, aiohttp.ClientSession(
+            server.url, connector=aiohttp.TCPConnector(ssl=anonymous_tls)) as anonymous:
+        async def scrape() -> set[str]:
+            async with admin.get("/metrics") as response:
+                return _series(await response.text())
+
+        async def send_random(count: int) -> None:
+            for index in range(count):
+                shape = rng.choice(shapes)
+                path = shape.format(*(word() for _ in range(shape.count("{}"))))
+                method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "PROPFIND"])
+                async with (admin if index % 2 else anonymous).request(method, path) as response:
+                    await response.read()
+
+        start = await scrape()
+        await send_random(1000)  # every (verb, scope, code) shape these requests can have appears once
+        middle = await scrape()
+        await send_random(1000)
+        end = await scrape()
+    assert len(middle - start) <= 80, sorted(middle - start)
+    assert len(end - middle) <= 5, sorted(end - middle)  # 1000 more random URLs: (almost) nothing new
+    resources = {re.search(r'[{,]resource="([^"]*)"', labels).group(1) for labels in end}
+    assert resources <= {"", "unknown", "pods", "namespaces"}, resources  # never a word from a URL
     assert server.process.poll() is None
