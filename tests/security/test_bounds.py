@@ -102,3 +102,29 @@ async def test_random_urls_from_anonymous_and_authenticated_clients_add_no_metri
     resources = {re.search(r'[{,]resource="([^"]*)"', labels).group(1) for labels in end}
     assert resources <= {"", "unknown", "pods", "namespaces"}, resources  # never a word from a URL
     assert server.process.poll() is None
+
+
+async def test_pathological_selectors_are_answered_400_at_once_and_others_stay_served(server):
+    async with _session(server) as session:
+        async def status_of(query: str) -> tuple[int, float]:
+            started = time.monotonic()
+            async with session.get(f"{CONFIGMAPS}?{query}") as response:
+                await response.read()
+                return response.status, time.monotonic() - started
+
+        # A run of blanks ("+" in a query) without an operator: a backtracking parser spends ~1 s on each.
+        blanks = "fieldSelector=a" + "+" * 8000 + "x"
+        started = time.monotonic()
+        results = await asyncio.gather(*(status_of(blanks) for _ in range(5)), status_of("limit=1"))
+        assert [status for status, _ in results] == [400] * 5 + [200]
+        assert time.monotonic() - started < 2, results
+        async with session.get(f"{CONFIGMAPS}?{blanks}") as response:
+            body = await response.json()
+        assert (body["reason"], body["code"]) == ("BadRequest", 400)
+        assert "can't understand" in body["message"]
+        for query in ("labelSelector=" + ",".join(f"a{i}%3Db" for i in range(10_000)),  # 10k terms
+                      "labelSelector=a+in+(" + ",".join(f"v{i}" for i in range(10_000)) + ")",
+                      "labelSelector=" + "a" * 7000 + "!"):
+            status, seconds = await status_of(query)
+            assert status == 400 and seconds < 1, (query[:40], status, seconds)
+    assert server.process.poll() is None
