@@ -60,6 +60,8 @@ class ServerConfig:
     tls_sans: tuple[str, ...] = ()  # --tls-san: more DNS names / IPs for the serving certificate
     token_auth_file: str = ""  # --token-auth-file: static bearer tokens (upstream CSV)
     cluster_signing_duration: float = 8760 * 3600.0  # longest certificate the CSR signer issues
+    max_requests_inflight: int = 400  # non-mutating requests served at once (0: no limit)
+    max_mutating_requests_inflight: int = 200  # mutating requests served at once (0: no limit)
 
     @property
     def database_path(self) -> str:
@@ -109,7 +111,17 @@ def parse_args(argv: list[str]) -> ServerConfig:
                              "(repeatable, or a comma-separated list)")
     parser.add_argument("--token-auth-file", default="", metavar="FILE",
                         help='static bearer tokens, one per line: token,user,uid[,"group1,group2"]')
+    parser.add_argument("--max-requests-inflight", type=int, default=400,
+                        help="the maximum number of non-mutating requests in flight at a given time; past it "
+                             "requests get 429 (zero for no limit)")
+    parser.add_argument("--max-mutating-requests-inflight", type=int, default=200,
+                        help="the maximum number of mutating requests in flight at a given time; past it "
+                             "requests get 429 (zero for no limit)")
     args = parser.parse_args(argv)
+    for flag, value in (("--max-requests-inflight", args.max_requests_inflight),
+                        ("--max-mutating-requests-inflight", args.max_mutating_requests_inflight)):
+        if value < 0:
+            parser.error(f"{flag} can not be negative")
     if args.token_auth_file:
         from apiserver.auth.authentication import load_token_file
         try:
@@ -165,4 +177,6 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         datastore_cafile=args.datastore_cafile, datastore_certfile=args.datastore_certfile,
                         datastore_keyfile=args.datastore_keyfile, snapshot_path=args.snapshot,
                         restore_path=args.restore, tls_sans=tls_sans, token_auth_file=args.token_auth_file,
-                        cluster_signing_duration=args.cluster_signing_duration)
+                        cluster_signing_duration=args.cluster_signing_duration,
+                        max_requests_inflight=args.max_requests_inflight,
+                        max_mutating_requests_inflight=args.max_mutating_requests_inflight)
