@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 
 from apiserver import errors
 from apiserver.api import API
+from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,8 @@ class PodProxy:
             raise node_error(status, f"unable to upgrade connection: {explanation}")
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
-            upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(), max_msg_size=0,
+            upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(),
+                                                       max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=0,
                                                        autoclose=False)
         except aiohttp.WSServerHandshakeError:
             # The node explains a refusal in its body, which the handshake error drops: ask again plainly.
@@ -212,7 +214,8 @@ class PodProxy:
             raise errors.APIError(500, "InternalError", f"error dialing backend: {error}") from None
         async with upstream:
             client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
-                                           max_msg_size=0, autoclose=False)
+                                           max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=False,
+                                           autoclose=False)
             await client.prepare(request)
             await _relay(client, upstream)
         return client
