@@ -63,6 +63,8 @@ class ServerConfig:
     cluster_signing_duration: float = 8760 * 3600.0  # longest certificate the CSR signer issues
     pod_security_default: str = ""  # --pod-security-default: enforce=baseline,warn=restricted (empty: privileged)
     pod_security_exempt_namespaces: tuple[str, ...] = ()  # namespaces Pod Security admission skips
+    max_requests_inflight: int = 400  # non-mutating requests served at once (0: no limit)
+    max_mutating_requests_inflight: int = 200  # mutating requests served at once (0: no limit)
 
     @property
     def database_path(self) -> str:
@@ -119,12 +121,22 @@ def parse_args(argv: list[str]) -> ServerConfig:
                              "kube-apiserver without an admission configuration)")
     parser.add_argument("--pod-security-exempt-namespaces", default="", metavar="NS,...",
                         help="namespaces Pod Security admission does not evaluate")
+    parser.add_argument("--max-requests-inflight", type=int, default=400,
+                        help="the maximum number of non-mutating requests in flight at a given time; past it "
+                             "requests get 429 (zero for no limit)")
+    parser.add_argument("--max-mutating-requests-inflight", type=int, default=200,
+                        help="the maximum number of mutating requests in flight at a given time; past it "
+                             "requests get 429 (zero for no limit)")
     args = parser.parse_args(argv)
     try:
         parse_default(args.pod_security_default)
     except ValueError as exc:
         parser.error(f"--pod-security-default: {exc}")
     exempt_namespaces = tuple(n.strip() for n in args.pod_security_exempt_namespaces.split(",") if n.strip())
+    for flag, value in (("--max-requests-inflight", args.max_requests_inflight),
+                        ("--max-mutating-requests-inflight", args.max_mutating_requests_inflight)):
+        if value < 0:
+            parser.error(f"{flag} can not be negative")
     if args.token_auth_file:
         from apiserver.auth.authentication import load_token_file
         try:
@@ -182,4 +194,6 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         restore_path=args.restore, tls_sans=tls_sans, token_auth_file=args.token_auth_file,
                         cluster_signing_duration=args.cluster_signing_duration,
                         pod_security_default=args.pod_security_default,
-                        pod_security_exempt_namespaces=exempt_namespaces)
+                        pod_security_exempt_namespaces=exempt_namespaces,
+                        max_requests_inflight=args.max_requests_inflight,
+                        max_mutating_requests_inflight=args.max_mutating_requests_inflight)

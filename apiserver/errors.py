@@ -80,12 +80,13 @@ class APIError(Exception):
     message: str
     details: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    list_meta: dict[str, Any] = field(default_factory=dict)  # the Status's metadata (e.g. a continue token)
 
     def __str__(self) -> str:
         return self.message
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": dict(self.list_meta),
                                 "status": "Failure", "message": self.message,
                                 "reason": self.reason, "code": self.code}
         if self.details is not None:

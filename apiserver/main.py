@@ -13,6 +13,8 @@ from apiserver.api import API
 from apiserver.auth import bootstrap_policy
 from apiserver.config import ServerConfig, parse_args
 from apiserver.control_plane import run_term
+from apiserver.http.limits import HEADER_READ_TIMEOUT, InflightLimiter
+from apiserver.http.serving import BoundedTCPSite
 from apiserver.http.server import HTTPServer
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
 from apiserver.leader_election import LeaderElector
@@ -62,11 +64,13 @@ async def serve(config: ServerConfig) -> None:
     kubernetes = kubernetes_service.KubernetesService(api, config.advertise_address, config.port)
     await kubernetes.reconcile()
     local_host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::") else config.bind_address
-    http = HTTPServer(api, f"{local_host}:{config.port}", token_auth_file=config.token_auth_file)
-    runner = web.AppRunner(http.app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    http = HTTPServer(api, f"{local_host}:{config.port}", token_auth_file=config.token_auth_file,
+                      inflight=InflightLimiter(config.max_requests_inflight, config.max_mutating_requests_inflight))
+    runner = web.AppRunner(http.app, handler_cancellation=True, access_log=None, shutdown_timeout=5,
+                           keepalive_timeout=HEADER_READ_TIMEOUT)
     await runner.setup()
-    site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=api.pki.server_ssl_context(),
-                       reuse_address=True)
+    site = BoundedTCPSite(runner, config.bind_address, config.port, ssl_context=api.pki.server_ssl_context(),
+                          reuse_address=True)
     await site.start()
     admin_cert, admin_key = await asyncio.to_thread(api.pki.admin_credentials)
     write_kubeconfig(config.admin_kubeconfig, admin_kubeconfig(f"https://{local_host}:{config.port}",

@@ -7,7 +7,12 @@ e.g. "spec.containers" → "name") instead of being replaced, plus the `$patch` 
 from __future__ import annotations
 
 import copy
+import json
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+from apiserver.http.limits import MAX_NESTING_DEPTH, exceeds_depth
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -51,11 +56,55 @@ MERGE_KEYS: dict[str, str] = {
 
 
 class PatchError(ValueError):
-    """The patch cannot be applied (HTTP 422 for JSON patch test failures, 400 otherwise)."""
+    """The patch cannot be applied (HTTP 422 for JSON patch test failures, 413 for a result past the size
+    limit, 400 otherwise)."""
 
     def __init__(self, message: str, code: int = 400):
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class PatchLimits:
+    """What one patch may build. Upstream: JSON patch copies may add at most `JSONPatchMaxCopyBytes` (3 MiB,
+    evanphx/json-patch's AccumulatedCopySizeLimit), and no object is larger than a request body (3 MiB).
+    Nesting as apiserver.http.limits.MAX_NESTING_DEPTH (our recursive pipeline stops far before upstream)."""
+    max_result_bytes: int = 3 * 1024 * 1024
+    max_copy_bytes: int = 3 * 1024 * 1024
+    max_depth: int = MAX_NESTING_DEPTH
+
+
+LIMITS = PatchLimits()
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def json_size(value: Any, stop_above: int) -> int:
+    """The length of `value` encoded as compact JSON (strings counted without escapes), computed
+    iteratively and abandoned as soon as it exceeds `stop_above` (then any number above it is returned):
+    the cost is bounded by `stop_above`, never by the value."""
+    size = 0
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            size += 2 * len(node) + 1 if node else 2  # braces, colons and commas
+            for key, item in node.items():
+                size += len(key) + 2
+                pending.append(item)
+        elif isinstance(node, list):
+            size += len(node) + 1 if node else 2
+            pending.extend(node)
+        elif isinstance(node, str):
+            size += len(node) + 2
+        elif isinstance(node, bool):
+            size += 4 if node else 5
+        elif node is None:
+            size += 4
+        else:
+            size += len(repr(node))
+        if size > stop_above:
+            return size
+    return size
 
 
 # --- RFC 7386 -------------------------------------------------------------------------------
@@ -152,10 +201,23 @@ def _remove(doc: Any, path: str) -> tuple[Any, Any]:
     raise PatchError(f"path not found: {path}")
 
 
-def json_patch(target: Any, operations: Any) -> Any:
+def _copied(doc: Any, source: str, copied_so_far: int, limit: int) -> tuple[Any, int]:
+    """A copy of the value at `source` and the accumulated size of all copies, refused (422, as
+    evanphx/json-patch's AccumulatedCopySizeError) before anything is copied once the copies of one patch
+    would add more than `limit` bytes: repeated copies of a subtree cannot build a huge document."""
+    value = _get(doc, source)
+    total = copied_so_far + json_size(value, limit - copied_so_far)
+    if total > limit:
+        raise PatchError(f"Unable to complete the copy, the accumulated size increase of copy is {total}, "
+                         f"exceeding the limit {limit}", code=422)
+    return copy.deepcopy(value), total
+
+
+def json_patch(target: Any, operations: Any, limits: PatchLimits = LIMITS) -> Any:
     if not isinstance(operations, list):
         raise PatchError("json patch must be a list of operations")
     doc = copy.deepcopy(target)
+    copied = 0
     for operation in operations:
         if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
             raise PatchError(f"invalid json patch operation: {operation!r}")
@@ -173,7 +235,8 @@ def json_patch(target: Any, operations: Any) -> Any:
             doc, value = _remove(doc, operation["from"])
             doc = _add(doc, path, value)
         elif op == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, operation["from"])))
+            value, copied = _copied(doc, operation["from"], copied, limits.max_copy_bytes)
+            doc = _add(doc, path, value)
         elif op == "test":
             if _get(doc, path) != operation["value"]:
                 raise PatchError(f"testing value {path} failed: test failed", code=422)
@@ -272,16 +335,16 @@ def _ordered(items: list, order: list, server: list, merge_key: str) -> list:
     earlier in the server's list goes first; a head the server did not have goes first."""
     position = {_identity(entry, merge_key): index for index, entry in enumerate(order)}
     server_index = {_identity(item, merge_key): index for index, item in enumerate(server)}
-    listed = sorted((item for item in items if _identity(item, merge_key) in position),
-                    key=lambda item: position[_identity(item, merge_key)])
-    unlisted = [item for item in items if _identity(item, merge_key) not in position]
+    listed = deque(sorted((item for item in items if _identity(item, merge_key) in position),
+                          key=lambda item: position[_identity(item, merge_key)]))
+    unlisted = deque(item for item in items if _identity(item, merge_key) not in position)
     result: list = []
     while listed and unlisted:
         listed_at = server_index.get(_identity(listed[0], merge_key))
         unlisted_at = server_index.get(_identity(unlisted[0], merge_key))
         take_unlisted = listed_at is not None and unlisted_at is not None and unlisted_at < listed_at
-        result.append(unlisted.pop(0) if take_unlisted else listed.pop(0))
-    return result + listed + unlisted
+        result.append(unlisted.popleft() if take_unlisted else listed.popleft())
+    return result + list(listed) + list(unlisted)
 
 
 def _merge_list(original: list, patch: list, path: str, merge_keys: Mapping[str, str]) -> list:
@@ -295,27 +358,45 @@ def _merge_list(original: list, patch: list, path: str, merge_keys: Mapping[str,
             if item not in result:
                 result.append(copy.deepcopy(item))
         return result
+    # Indexes of the elements by merge key value, built in one pass, so a long patch list against a long
+    # list stays linear; deleted elements become None and are dropped at the end.
+    slots: list[Any] = list(result)
+    positions: dict[Any, deque[int]] = {}
+    for index, existing in enumerate(slots):
+        if isinstance(existing, dict):
+            positions.setdefault(_hashable(existing.get(merge_key)), deque()).append(index)
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"{path}: expected a map with merge key {merge_key!r}, got {item!r}")
         if merge_key not in item:
             raise PatchError(f"map: {item} does not contain declared merge key: {merge_key}")
-        index = next((i for i, existing in enumerate(result)
-                      if isinstance(existing, dict) and existing.get(merge_key) == item[merge_key]), None)
+        same_key = positions.setdefault(_hashable(item[merge_key]), deque())
         if item.get(PATCH_DIRECTIVE) == "delete":
-            if index is not None:
-                result.pop(index)
+            if same_key:
+                slots[same_key.popleft()] = None
             continue
-        if index is None:
-            result.append(_merge_map({}, item, path, merge_keys))
+        if not same_key:
+            same_key.append(len(slots))
+            slots.append(_merge_map({}, item, path, merge_keys))
         else:
-            result[index] = _merge_map(result[index], item, path, merge_keys)
-    return result
+            slots[same_key[0]] = _merge_map(slots[same_key[0]], item, path, merge_keys)
+    return [slot for slot in slots if slot is not None]
 
 
-def apply_patch(patch_type: str, target: dict, patch: Any) -> dict:
+def _hashable(value: Any) -> Any:
+    """A merge key value usable as a dict key (keys are strings or numbers; anything else by its JSON)."""
+    try:
+        hash(value)
+        return (type(value).__name__, value)
+    except TypeError:
+        return ("json", json.dumps(value, sort_keys=True))
+
+
+def apply_patch(patch_type: str, target: dict, patch: Any, limits: PatchLimits = LIMITS) -> dict:
+    """The patched object; a result nesting deeper than `limits.max_depth` is refused (422) and one larger
+    than `limits.max_result_bytes` (413) before anything else sees it."""
     if patch_type == JSON_PATCH:
-        result = json_patch(target, patch)
+        result = json_patch(target, patch, limits)
     elif patch_type == MERGE_PATCH:
         if not isinstance(patch, dict):
             raise PatchError("merge patch must be a JSON object")
@@ -326,4 +407,14 @@ def apply_patch(patch_type: str, target: dict, patch: Any) -> dict:
         raise PatchError(f"unsupported patch type {patch_type}", code=415)
     if not isinstance(result, dict):
         raise PatchError("the patch produced a non-object document")
+    _check_result(result, limits)
     return result
+
+
+def _check_result(result: dict, limits: PatchLimits) -> None:
+    if exceeds_depth(result, limits.max_depth):  # before anything recursive (copies, encoding) sees it
+        raise PatchError("the patched object nests deeper than the allowed maximum depth of "
+                         f"{limits.max_depth}", code=422)
+    size = len(_ENCODER.encode(result))  # bounded: the body and the copies are, and so is the target
+    if size > limits.max_result_bytes:
+        raise PatchError(f"Request entity too large: limit is {limits.max_result_bytes}", code=413)

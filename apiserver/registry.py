@@ -17,7 +17,7 @@ from apiserver import errors
 from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
 from apiserver.timeutil import rfc3339
-from apiserver.patch import APPLY_PATCH, PatchError, apply_patch
+from apiserver.patch import APPLY_PATCH, PatchError, apply_patch, json_size
 from apiserver.apply.request import apply_config, track
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,
                                          RevisionMismatch, Storage, StorageEvent, Watch)
@@ -63,6 +63,32 @@ class _UidSource:
 
 
 new_uid = _UidSource().new
+
+
+# A patch past these runs off the event loop (its application costs about its size, or its copies').
+_HEAVY_PATCH_OPERATIONS = 64
+_HEAVY_PATCH_BYTES = 64 * 1024
+
+
+def is_heavy_patch(patch_type: str, patch: Any) -> bool:
+    if patch_type == APPLY_PATCH:
+        return False
+    if isinstance(patch, list):
+        return len(patch) > _HEAVY_PATCH_OPERATIONS or any(
+            isinstance(operation, dict) and operation.get("op") == "copy" for operation in patch)
+    return json_size(patch, _HEAVY_PATCH_BYTES) > _HEAVY_PATCH_BYTES
+
+
+def patch_status(exc: PatchError) -> errors.APIError:
+    """A patch that cannot be applied, as upstream answers it: 413 past the size limit, 422 for a JSON
+    patch that fails (test, copy limit, depth), 415 for an unknown patch type, else 400."""
+    if exc.code == 415:
+        return errors.unsupported_media_type([])
+    if exc.code == 413:
+        return errors.APIError(413, "RequestEntityTooLarge", str(exc))
+    if exc.code == 422:
+        return errors.APIError(422, "Invalid", str(exc))
+    return errors.bad_request(str(exc))
 
 
 def copy_object(value: Any) -> Any:
@@ -343,15 +369,17 @@ class Registry:
         return await self._store_update(namespace, name, new, kv.mod_revision, dry_run), False
 
     async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[Obj], Obj],
-                                subresource: str = "", dry_run: bool = False, admit: Admit | None = None) -> Obj:
+                                subresource: str = "", dry_run: bool = False, admit: Admit | None = None,
+                                offload: bool = False) -> Obj:
         """Read-modify-write with retries on conflicting concurrent writes (patches, bindings); `admit(new,
-        old)` (validating admission) sees every attempt and may refuse by raising."""
+        old)` (validating admission) sees every attempt and may refuse by raising. `offload`: `mutate` may
+        take long (a big patch), so it runs in a thread and other requests stay answered meanwhile."""
         for _ in range(_UPDATE_RETRIES):
             kv = await self.storage.get(self.key(namespace, name))
             if kv is None:
                 raise self._not_found(name)
             old = self.decode(kv)
-            new = mutate(copy.deepcopy(old))
+            new = await asyncio.to_thread(mutate, copy.deepcopy(old)) if offload else mutate(copy.deepcopy(old))
             new = self._validate_body(new, namespace, name)
             requested_rv = new["metadata"].get("resourceVersion")
             if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
@@ -377,11 +405,7 @@ class Registry:
             try:
                 patched = apply_patch(patch_type, current, patch)
             except PatchError as exc:
-                if exc.code == 415:
-                    raise errors.unsupported_media_type([]) from None
-                if exc.code == 422:
-                    raise errors.APIError(422, "Invalid", str(exc)) from None
-                raise errors.bad_request(str(exc)) from None
+                raise patch_status(exc) from None
             patched_meta = patched.get("metadata")
             if isinstance(patched_meta, dict) and patched_meta.get("resourceVersion") == \
                     current["metadata"]["resourceVersion"]:
@@ -390,7 +414,8 @@ class Registry:
                 if not (isinstance(patch_meta, dict) and "resourceVersion" in patch_meta):
                     patched_meta.pop("resourceVersion")
             return patched
-        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run, admit)
+        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run, admit,
+                                            offload=is_heavy_patch(patch_type, patch))
 
     async def delete(self, namespace: str, name: str, options: DeleteOptions = DeleteOptions()) -> DeleteResult:
         for _ in range(_UPDATE_RETRIES):

@@ -221,6 +221,27 @@ def _unescape(text: str) -> str:
     return "".join(result)
 
 
+_FIELD_OPERATORS = (("!=", Operator.NOT_EQUALS), ("==", Operator.EQUALS), ("=", Operator.EQUALS))
+
+
+def _split_field_term(term: str) -> tuple[str, Operator, str] | None:
+    """`field op value` at the first unescaped operator, as upstream's splitTerm: one pass over the term
+    (a regular expression here backtracked quadratically on long runs of blanks)."""
+    index = 0
+    while index < len(term):
+        char = term[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char in "!=":
+            for text, operator in _FIELD_OPERATORS:
+                if term.startswith(text, index):
+                    return term[:index], operator, term[index + len(text):]
+            return None
+        index += 1
+    return None
+
+
 def parse_field_selector(text: str | None) -> FieldSelector:
     text = (text or "").strip()
     if not text:
@@ -229,10 +250,9 @@ def parse_field_selector(text: str | None) -> FieldSelector:
     for part in _split_unescaped(text, ","):
         if not part:
             continue
-        match = re.match(r"^(?P<field>[^=!]+?)\s*(?P<op>!=|==|=)(?P<value>.*)$", part)
-        if not match:
+        split = _split_field_term(part)
+        if split is None or not split[0].strip():
             raise SelectorError(f"invalid selector: '{text}'; can't understand '{part}'")
-        operator = Operator.NOT_EQUALS if match["op"] == "!=" else Operator.EQUALS
-        requirements.append(FieldRequirement(_unescape(match["field"].strip()), operator,
-                                             _unescape(match["value"])))
+        name, operator, value = split
+        requirements.append(FieldRequirement(_unescape(name.strip()), operator, _unescape(value)))
     return FieldSelector(tuple(requirements))

@@ -24,6 +24,7 @@ from agent.node_server.remotecommand import (RUNTIME_PROTOCOL, WEBSOCKET_PROTOCO
                                              parse_stream_options)
 from agent.node_server.spdy import SpdyError, SpdySession
 from agent.node_server.tls import server_context
+from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
 from cri.client import CRIClient
 from cri.errors import CRIError
 from cri.gen import api_pb2
@@ -185,7 +186,8 @@ class NodeServer:
             return _text(400, str(error))
         except ContainerLookupError as error:
             return _text(error.http_status, str(error))
-        ws = web.WebSocketResponse(protocols=WEBSOCKET_PROTOCOLS)
+        ws = web.WebSocketResponse(protocols=WEBSOCKET_PROTOCOLS, max_msg_size=MAX_STREAM_MESSAGE_BYTES,
+                                   compress=False)
         ready = ws.can_prepare(request)
         if not ready.ok or ready.protocol is None:
             return _text(400, "remote command needs a WebSocket upgrade with subprotocol "

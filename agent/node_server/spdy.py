@@ -16,11 +16,18 @@ import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
+
 VERSION = 3
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
 FLAG_FIN = 0x01
 RST_CANCEL = 5
 MAX_DATA_LENGTH = (1 << 24) - 1
+# What one incoming frame may make us hold: its payload (the protocol allows 16 MiB; the runtime writes
+# 32 KiB chunks) and its decompressed header block (a few hundred bytes in practice; a zlib "bomb" of
+# repeated bytes would otherwise inflate ~1000-fold).
+MAX_FRAME_LENGTH = MAX_STREAM_MESSAGE_BYTES
+MAX_HEADER_BLOCK_BYTES = 256 * 1024
 
 # The preset zlib dictionary of SPDY/3 header blocks (draft 3, section 2.6.10.1): a protocol constant.
 HEADER_DICTIONARY = (
@@ -85,9 +92,11 @@ class HeaderCodec:
 
     def decode(self, compressed: bytes) -> dict[str, str]:
         try:
-            block = self._decompressor.decompress(compressed)
+            block = self._decompressor.decompress(compressed, MAX_HEADER_BLOCK_BYTES + 1)
         except zlib.error as error:
             raise SpdyError(f"bad header block: {error}") from None
+        if len(block) > MAX_HEADER_BLOCK_BYTES or self._decompressor.unconsumed_tail:
+            raise SpdyError(f"header block larger than {MAX_HEADER_BLOCK_BYTES} bytes once decompressed")
         return parse_header_block(block)
 
 
@@ -142,6 +151,8 @@ class FrameParser:
         while len(self._buffer) >= 8:
             first, second = struct.unpack_from(">II", self._buffer)
             length = second & 0xFFFFFF
+            if length > MAX_FRAME_LENGTH:  # refused before its payload is buffered
+                raise SpdyError(f"frame of {length} bytes is larger than the limit of {MAX_FRAME_LENGTH}")
             if len(self._buffer) < 8 + length:
                 break
             payload = bytes(self._buffer[8:8 + length])

@@ -17,13 +17,13 @@ import asyncio
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from apiserver.http.requestinfo import parse_resource_path
+from apiserver.http.requestinfo import RequestInfo, parse_resource_path
 
 if TYPE_CHECKING:  # the control loops record here and the API imports some of them: no import at run time
     from apiserver.api import API
@@ -37,6 +37,13 @@ REQUEST_DURATION_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.
 WORK_DURATION_BUCKETS = tuple(1e-6 * 10 ** i for i in range(10))
 SCHEDULING_BUCKETS = tuple(0.001 * 2 ** i for i in range(15))
 _CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
+# Upstream's cleanVerb: any other method is counted as "other", so clients cannot mint label values.
+_VERBS = frozenset({"APPLY", "CONNECT", "CREATE", "DELETE", "DELETECOLLECTION", "GET", "HEAD", "LIST", "OPTIONS",
+                    "PATCH", "POST", "PROXY", "PUT", "UPDATE", "WATCH", "WATCHLIST"})
+OTHER_VERB = "other"
+# A resource path naming no served resource (group, version, resource, subresource) is counted under this
+# one value for each of those labels: the series stay bounded whatever URLs clients send.
+UNKNOWN = "unknown"
 _REQUEST_LABELS = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")
 
 
@@ -60,14 +67,24 @@ class RequestLabels:
                 self.component)
 
 
-def request_labels(method: str, path: str, query: Mapping[str, str], content_type: str = "") -> RequestLabels:
+def clean_verb(method: str) -> str:
+    method = method.upper()
+    return method if method in _VERBS else OTHER_VERB
+
+
+def request_labels(method: str, path: str, query: Mapping[str, str], content_type: str = "",
+                   served: Callable[[RequestInfo], bool] = lambda info: True) -> RequestLabels:
     """Upstream's labels for one request (pure): verbs GET/LIST/WATCH/POST/PUT/PATCH/APPLY/DELETE/
-    DELETECOLLECTION/CONNECT, scope resource/namespace/cluster; non-resource paths get the method only."""
+    DELETECOLLECTION/CONNECT, scope resource/namespace/cluster; non-resource paths get the method only.
+    Only resources `served` are named; any other resource path is labelled `unknown`."""
     dry_run = "All" if query.get("dryRun") else ""
     info = parse_resource_path(path)
     if info is None:
-        return RequestLabels(method.upper(), dry_run, "", "", "", "", "")
-    method = method.upper()
+        return RequestLabels(clean_verb(method), dry_run, "", "", "", "", "")
+    if not served(info):
+        info = RequestInfo(UNKNOWN, UNKNOWN, UNKNOWN, info.namespace, info.name,
+                           UNKNOWN if info.subresource else "")
+    method = clean_verb(method)
     if info.subresource in _CONNECT_SUBRESOURCES:
         verb = "CONNECT"
     elif method == "GET" and query.get("watch") in ("1", "true", "True"):
@@ -148,9 +165,22 @@ class ServerMetrics:
         app.middlewares.insert(0, self._middleware)  # outermost: sees the final status of every request
         app.router.add_get("/metrics", self.handle)
 
+    def served(self, info: RequestInfo) -> bool:
+        """Whether the request names a resource (and subresource) this server serves."""
+        registry = self.api.registries.get((info.group, info.resource))
+        if registry is None:
+            return False
+        resource = getattr(registry, "info", None)
+        if resource is None:  # a registry without its description (tests): the name is enough
+            return True
+        return info.version == resource.version and (
+            not info.subresource or info.subresource in resource.subresources
+            or info.subresource in resource.proxied_subresources)
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler):
-        labels = request_labels(request.method, request.path, request.query, request.headers.get("Content-Type", ""))
+        labels = request_labels(request.method, request.path, request.query, request.headers.get("Content-Type", ""),
+                                self.served)
         gauge = None
         if labels.long_running:
             gauge = self.long_running.labels(labels.verb, labels.group, labels.version, labels.resource,

@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 
 from apiserver import errors
 from apiserver.api import API
+from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,8 @@ class PodProxy:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
             upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(node),
-                                                       max_msg_size=0, autoclose=False)
+                                                       max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=0,
+                                                       autoclose=False)
         except aiohttp.WSServerHandshakeError:
             # The node explains a refusal in its body, which the handshake error drops: ask again plainly.
             status, explanation = await self._node_explanation(url, node)
@@ -214,7 +216,8 @@ class PodProxy:
             raise errors.APIError(500, "InternalError", f"error dialing backend: {error}") from None
         async with upstream:
             client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
-                                           max_msg_size=0, autoclose=False)
+                                           max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=False,
+                                           autoclose=False)
             await client.prepare(request)
             await _relay(client, upstream)
         return client

@@ -14,8 +14,8 @@ from apiserver import errors, eviction, request_warnings
 from apiserver.api import API
 from apiserver.auth import middleware as auth_middleware
 from apiserver.fieldcheck import unknown_fields
-from apiserver.http import body as request_body, discovery, openapi
-from apiserver.http.limits import WatchLimiter, client_key, read_body
+from apiserver.http import body as request_body, discovery, openapi, paging
+from apiserver.http.limits import InflightLimiter, WatchLimiter, client_key, read_body
 from apiserver.http.metrics import ServerMetrics
 from apiserver.http.pod_proxy import PodProxy
 from apiserver.http.review_routes import ReviewRoutes
@@ -100,7 +100,8 @@ def _optional_bool(value: str | None) -> bool | None:
 
 
 class HTTPServer:
-    def __init__(self, api: API, server_address: str = "127.0.0.1:6443", token_auth_file: str = ""):
+    def __init__(self, api: API, server_address: str = "127.0.0.1:6443", token_auth_file: str = "",
+                 inflight: InflightLimiter | None = None):
         self.api = api
         self.server_address = server_address
         self.app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._errors])
@@ -119,6 +120,8 @@ class HTTPServer:
         ReviewRoutes(api).add_routes(self.app)  # access/rules/identity reviews (create-only, not stored)
         ServerMetrics(api).install(self.app)  # /metrics + the request-metrics middleware
         auth_middleware.install(self.app, api, token_auth_file)  # 401/403 inside _errors; sets api.authorizer
+        self.inflight = inflight or InflightLimiter()
+        self.app.middlewares.append(self.inflight.middleware)  # 429 past --max-*-requests-inflight (after auth)
         self.app.router.add_route("*", "/api/{tail:.*}", self.resource)
         self.app.router.add_route("*", "/apis/{tail:.*}", self.resource)
 
@@ -248,7 +251,7 @@ class HTTPServer:
                 obj = await registry.get(info.namespace, info.name)
                 return self._object_response(request, registry, obj)
             if _bool(request.query.get("watch")):
-                with self.watch_limits.hold(client_key(request)):  # 429 past the per-client/total caps
+                with self.watch_limits.hold(client_key(request)):  # 429 past the per-user/total caps
                     return await self._watch(request, registry, info)
             return await self._list(request, registry, info)
         if method == "POST" and not info.name:
@@ -346,19 +349,39 @@ class HTTPServer:
 
     async def _list(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         labels, fields = self._selectors(request)
+        limit = paging.parse_limit(request.query)
+        token = paging.decode_continue(request.query["continue"]) if request.query.get("continue") else None
+        if token is not None:
+            paging.check_expired(token, registry.storage.compacted_revision)  # 410 Expired past the history
         items, revision = await registry.list(info.namespace, labels, fields)
+        list_meta: dict[str, Any] = {"resourceVersion": str(revision)}
+        if limit or token is not None:
+            prefix_length = len(registry.prefix(info.namespace))
+            keyed = [(registry.key(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])[prefix_length:],
+                      obj) for obj in items]
+            if token is not None and token.revision != -1:
+                revision = token.revision  # every page of a list reports the first page's resourceVersion
+            chunk = paging.page(keyed, limit, token.start if token else "", revision)
+            items = chunk.items
+            list_meta = {"resourceVersion": str(revision)}
+            if chunk.continue_token:
+                list_meta["continue"] = chunk.continue_token
+                if labels.empty() and fields.empty():
+                    list_meta["remainingItemCount"] = chunk.remaining
         rendering = negotiate(request.headers.get("Accept", ""))
         if rendering.as_kind == "Table":
             spec = registry.strategy.table(utc_now())
-            return json_response(render_table(spec, items, request.query.get("includeObject", "Metadata"),
-                                              rendering.version, str(revision)))
+            table = render_table(spec, items, request.query.get("includeObject", "Metadata"), rendering.version,
+                                 str(revision))
+            table.setdefault("metadata", {}).update(list_meta)
+            return json_response(table)
         if rendering.as_kind == "PartialObjectMetadata":
             api_version = f"meta.k8s.io/{rendering.version}"
             return json_response({"kind": "PartialObjectMetadataList", "apiVersion": api_version,
-                                  "metadata": {"resourceVersion": str(revision)},
+                                  "metadata": list_meta,
                                   "items": [partial_object_metadata(obj, api_version) for obj in items]})
         return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
-                              "metadata": {"resourceVersion": str(revision)}, "items": items})
+                              "metadata": list_meta, "items": items})
 
     async def _create(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         body = await self._body(request)

@@ -7,7 +7,7 @@ from apiserver import errors
 from apiserver.kinds.base import Obj
 from apiserver.kinds.workload_tables import map_selector_string, selector_string
 from apiserver.patch import PatchError, apply_patch
-from apiserver.registry import Registry
+from apiserver.registry import Registry, patch_status
 
 
 def scale_of(obj: Obj) -> Obj:
@@ -62,7 +62,7 @@ async def patch_scale(registry: Registry, namespace: str, name: str, patch_type:
         try:
             patched = apply_patch(patch_type, current, patch)
         except PatchError as exc:
-            raise errors.bad_request(str(exc)) from None
+            raise patch_status(exc) from None
         patched_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if patched_rv and patched_rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(registry.info.group, registry.info.plural, name, errors.STALE_OBJECT)

@@ -1,4 +1,2 @@
-"""Fixtures of the security tests: the integration ones, shared (a private `shipmate server` per test)."""
-from tests.integration.conftest import server
-
-__all__ = ["server"]  # re-exported fixture
+"""Security tests reuse the integration fixtures (a private `shipmate server` per test)."""
+from tests.integration.conftest import server  # noqa: F401 - the fixture, shared
