@@ -93,11 +93,13 @@ class API:
             if conflicts:
                 log.warning("service allocations held twice service=%s/%s values=%s", meta["namespace"],
                             meta["name"], ",".join(conflicts))
-        nodes, _ = await self.nodes.list()
-        for node in nodes:
-            for cidr in (node.get("spec") or {}).get("podCIDRs") or []:
-                if not self.cidrs.occupy(cidr):
-                    log.warning("node podCIDR outside the cluster CIDR node=%s cidr=%s", node["metadata"]["name"], cidr)
+        for name, cidr in await self._stored_pod_cidrs():
+            try:
+                inside = self.cidrs.occupy(cidr, name)
+            except ValueError:
+                inside = False
+            if not inside:
+                log.warning("node podCIDR outside the cluster CIDR node=%s cidr=%s", name, cidr)
 
     # create ----------------------------------------------------------------------------------
     async def _check_namespace(self, registry: Registry, namespace: str) -> None:
@@ -185,15 +187,54 @@ class API:
         await follow_services(Informer(self.services), self.service_allocator,
                               lambda owner: owner in self._service_writes)
 
-    async def _stored_pod_cidrs(self) -> list[str]:
+    async def _stored_pod_cidrs(self) -> list[tuple[str, str]]:
+        """(node, podCIDR) of every stored Node."""
         nodes, _ = await self.nodes.list()
-        return [cidr for node in nodes for cidr in (node.get("spec") or {}).get("podCIDRs") or []]
+        return [(node["metadata"]["name"], cidr) for node in nodes
+                for cidr in (node.get("spec") or {}).get("podCIDRs") or []]
+
+    def _pod_cidr_problems(self, node_name: str, cidrs: list[Any]) -> list[errors.FieldError]:
+        """A requested podCIDR (an admin's: nodes may not set theirs, NodeRestriction) must lie in the cluster
+        CIDR and overlap no other node's, or the node routes would send one node's pod traffic to another.
+        Values that are not CIDRs are left to the kind's validation."""
+        problems = []
+        for index, cidr in enumerate(cidrs):
+            try:
+                why = self.cidrs.conflict(cidr, node_name)
+            except (ValueError, TypeError):
+                continue
+            if why:
+                problems.append(errors.invalid(f"spec.podCIDRs[{index}]", cidr, why))
+        return problems
+
+    def _node_cidr_admission(self, name: str) -> Callable[[Obj, Obj], None]:
+        """Validating admission of a Node update: NodeRestriction (for nodes), then podCIDRs set now are checked
+        against the cluster CIDR and the other nodes' (they may only change from empty, Node validation)."""
+        restriction = node_restriction.node_update_admission(name)
+
+        def admit(new: Obj, old: Obj) -> None:
+            if restriction is not None:
+                restriction(new, old)
+            old_cidrs = (old.get("spec") or {}).get("podCIDRs") or []
+            new_cidrs = (new.get("spec") or {}).get("podCIDRs") or []
+            if new_cidrs != old_cidrs:
+                problems = self._pod_cidr_problems(name, new_cidrs)
+                if problems:
+                    raise errors.invalid_object("", "Node", name, problems)
+        return admit
+
+    def _occupy_pod_cidrs(self, node: Obj) -> None:
+        for cidr in (node.get("spec") or {}).get("podCIDRs") or []:
+            self.cidrs.occupy(cidr, node["metadata"]["name"])
 
     async def _create_node(self, body: Any, dry_run: bool) -> Obj:
         if not isinstance(body, dict):
             return await self.nodes.create("", body, dry_run)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
-        if spec.get("podCIDR") or spec.get("podCIDRs") or dry_run:
+        requested = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        if requested:
+            return await self._create_node_with_cidrs(body, requested, dry_run)
+        if dry_run:
             return await self.nodes.create("", body, dry_run)
         async with self._cidr_lock:
             node_name = str((body.get("metadata") or {}).get("name") or "")
@@ -212,6 +253,43 @@ class API:
         log.info("assigned podCIDR node=%s cidr=%s", node["metadata"]["name"], cidr)
         return node
 
+    async def _create_node_with_cidrs(self, body: Obj, requested: Any, dry_run: bool) -> Obj:
+        """A Node created with its podCIDRs: checked as an update setting them is, and claimed in the shared
+        store like an allocated one, so no other node gets it (nor this one twice)."""
+        node_name = str((body.get("metadata") or {}).get("name") or "")
+        if not isinstance(requested, list):
+            return await self.nodes.create("", body, dry_run)  # the kind refuses the wrong type
+        async with self._cidr_lock:
+            problems = self._pod_cidr_problems(node_name, requested)
+            if problems:
+                raise errors.invalid_object("", "Node", node_name, problems)
+            if dry_run:
+                return await self.nodes.create("", body, dry_run)
+            claimed = []
+            try:
+                for cidr in requested:
+                    await self.shared_cidrs.claims.claim(str(cidr), node_name, "")
+                    claimed.append(str(cidr))
+                node = await self.nodes.create("", body, dry_run)
+            except ClaimConflict as conflict:
+                await asyncio.shield(self._release_claims(claimed, node_name))
+                raise errors.invalid_object("", "Node", node_name, [errors.invalid(
+                    "spec.podCIDRs", requested, f'podCIDR {conflict.value} is already allocated to node '
+                                                f'"{conflict.holder}"')]) from None
+            except BaseException:
+                await asyncio.shield(self._release_claims(claimed, node_name))
+                raise
+            self._occupy_pod_cidrs(node)
+        return node
+
+    async def _release_claims(self, cidrs: list[str], node_name: str) -> None:
+        """Claims of a Node create that failed (its subnets were not marked used in memory yet)."""
+        for cidr in cidrs:
+            try:
+                await self.shared_cidrs.claims.release(cidr, node_name, "")
+            except Exception as exc:  # noqa: BLE001 - a leaked claim turns stale and is taken over later
+                log.warning("podCIDR claim not released node=%s cidr=%s error=%r", node_name, cidr, exc)
+
     # update / patch --------------------------------------------------------------------------
     async def update(self, registry: Registry, namespace: str, name: str, body: Any, subresource: str = "",
                      dry_run: bool = False) -> tuple[Obj, bool]:
@@ -224,8 +302,10 @@ class API:
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name,
                                             lambda: registry.update(namespace, name, body, subresource, dry_run))
-        admit = node_restriction.node_update_admission(name) if registry is self.nodes else None
+        admit = self._node_cidr_admission(name) if registry is self.nodes else None
         obj, created = await registry.update(namespace, name, body, subresource, dry_run, admit)
+        if registry is self.nodes and not dry_run:
+            self._occupy_pod_cidrs(obj)
         return obj, created
 
     async def patch(self, registry: Registry, namespace: str, name: str, patch_type: str, patch: Any,
@@ -237,8 +317,11 @@ class API:
             async with self._service_write(namespace, name):
                 return await self._claiming(namespace, name, lambda: registry.patch(
                     namespace, name, patch_type, patch, subresource, dry_run))
-        admit = node_restriction.node_update_admission(name) if registry is self.nodes else None
-        return await registry.patch(namespace, name, patch_type, patch, subresource, dry_run, admit)
+        admit = self._node_cidr_admission(name) if registry is self.nodes else None
+        obj = await registry.patch(namespace, name, patch_type, patch, subresource, dry_run, admit)
+        if registry is self.nodes and not dry_run:
+            self._occupy_pod_cidrs(obj)
+        return obj
 
     async def finalize_namespace(self, name: str, body: Any, dry_run: bool = False) -> Obj:
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []

@@ -264,7 +264,7 @@ class Registry:
             raise errors.APIError(400, "BadRequest", f'{self.info.kind} in version "{self.info.version}" cannot be '
                                   f"handled as a {self.info.kind}: a field has the wrong type ({error})", {}) from None
 
-    def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> Obj:
+    def _prepare_update(self, new: Obj, old: Obj, subresource: str, admit: Admit | None = None) -> Obj:
         new_meta, old_meta = new["metadata"], old["metadata"]
         if new_meta.get("uid") and new_meta["uid"] != old_meta.get("uid"):
             raise self._conflict(old_meta["name"], f"Precondition failed: UID in precondition: {new_meta['uid']}, "
@@ -281,6 +281,8 @@ class Registry:
             self.strategy.prepare_for_update(new, old)
         with self._typed_decoding():
             self.strategy.default(new)
+            if admit is not None:
+                admit(new, old)  # admission sees the defaulted object and refuses before validation, as upstream's
             if subresource == "status":
                 problems = self.strategy.validate_status_update(new, old)
             else:
@@ -319,7 +321,7 @@ class Registry:
 
     async def update(self, namespace: str, name: str, body: Any, subresource: str = "",
                      dry_run: bool = False, admit: Admit | None = None) -> tuple[Obj, bool]:
-        """PUT. Returns (object, created). `admit(new, old)` (validating admission) may refuse by raising."""
+        """PUT. Returns (object, created). `admit(new, old)` (admission) may refuse by raising."""
         new = self._validate_body(body, namespace, name)
         requested_rv = new["metadata"].get("resourceVersion")
         kv = await self.storage.get(self.key(namespace, name))
@@ -331,9 +333,7 @@ class Registry:
         old = self.decode(kv)
         if requested_rv and parse_resource_version(requested_rv) != kv.mod_revision:
             raise self._conflict(name)
-        self._prepare_update(new, old, subresource)
-        if admit is not None:
-            admit(new, old)
+        self._prepare_update(new, old, subresource, admit)
         if new == old:
             return old, False
         return await self._store_update(namespace, name, new, kv.mod_revision, dry_run), False
@@ -352,9 +352,7 @@ class Registry:
             requested_rv = new["metadata"].get("resourceVersion")
             if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
-            self._prepare_update(new, old, subresource)
-            if admit is not None:
-                admit(new, old)
+            self._prepare_update(new, old, subresource, admit)
             if new == old:
                 return old
             try:
