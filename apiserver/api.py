@@ -38,7 +38,7 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 class API:
     def __init__(self, storage: Storage, cluster_cidr: str = "10.244.0.0/16", node_cidr_mask_size: int = 24,
                  clock: Clock = utc_now, service_cluster_ip_range: str = "10.96.0.0/12",
-                 service_node_port_range: tuple[int, int] = (30000, 32767)):
+                 service_node_port_range: tuple[int, int] = (30000, 32767), allow_service_external_ips: bool = False):
         self.storage = storage
         self.clock = clock
         self.service_allocator = ServiceAllocator(service_cluster_ip_range, service_node_port_range)
@@ -56,6 +56,7 @@ class API:
         self.pods = self.registry("", "pods")
         self.events = self.registry("", "events")
         self.services = self.registry("", "services")
+        self.services.strategy.allow_external_ips = allow_service_external_ips  # type: ignore[attr-defined]
         self.services.storage = ClaimingStorage(storage, self.services.key)  # ClusterIPs/NodePorts claimed shared
         self.endpoints = self.registry("", "endpoints")
         self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")

@@ -59,6 +59,7 @@ class ServerConfig:
     restore_path: str = ""  # --restore: replace the SQLite store with a snapshot and exit
     tls_sans: tuple[str, ...] = ()  # --tls-san: more DNS names / IPs for the serving certificate
     token_auth_file: str = ""  # --token-auth-file: static bearer tokens (upstream CSV)
+    allow_service_external_ips: bool = False  # --allow-service-external-ips (CVE-2020-8554: off by default)
     cluster_signing_duration: float = 8760 * 3600.0  # longest certificate the CSR signer issues
 
     @property
@@ -109,6 +110,10 @@ def parse_args(argv: list[str]) -> ServerConfig:
                              "(repeatable, or a comma-separated list)")
     parser.add_argument("--token-auth-file", default="", metavar="FILE",
                         help='static bearer tokens, one per line: token,user,uid[,"group1,group2"]')
+    parser.add_argument("--allow-service-external-ips", action="store_true",
+                        help="accept Services with spec.externalIPs (refused by default, as upstream's "
+                             "DenyServiceExternalIPs admission: any Service owner could capture traffic to "
+                             "those addresses, CVE-2020-8554)")
     args = parser.parse_args(argv)
     if args.token_auth_file:
         from apiserver.auth.authentication import load_token_file
@@ -165,4 +170,5 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         datastore_cafile=args.datastore_cafile, datastore_certfile=args.datastore_certfile,
                         datastore_keyfile=args.datastore_keyfile, snapshot_path=args.snapshot,
                         restore_path=args.restore, tls_sans=tls_sans, token_auth_file=args.token_auth_file,
-                        cluster_signing_duration=args.cluster_signing_duration)
+                        cluster_signing_duration=args.cluster_signing_duration,
+                        allow_service_external_ips=args.allow_service_external_ips)

@@ -50,7 +50,8 @@ async def serve(config: ServerConfig) -> None:
     await storage.start()
     api = API(storage, config.cluster_cidr, config.node_cidr_mask_size,
               service_cluster_ip_range=config.service_cluster_ip_range,
-              service_node_port_range=config.service_node_port_range)
+              service_node_port_range=config.service_node_port_range,
+              allow_service_external_ips=config.allow_service_external_ips)
     api.default_toleration_seconds = int(config.pod_eviction_timeout)
     await api.start()
     await bootstrap_policy.reconcile(api)  # default ClusterRoles/ClusterRoleBindings (RBAC)
