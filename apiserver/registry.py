@@ -9,13 +9,14 @@ import json
 import logging
 import os
 import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from apiserver import errors
 from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
+from apiserver.fieldcheck import WrongType, check_types, definition_name
+from apiserver.openapi_schemas import DEFINITIONS
 from apiserver.timeutil import rfc3339
 from apiserver.patch import APPLY_PATCH, PatchError, apply_patch
 from apiserver.apply.request import apply_config, track
@@ -203,6 +204,11 @@ class Registry:
             raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                                      f"({self.info.kind})")
         obj = copy_object(obj)
+        try:
+            check_types(DEFINITIONS, definition_name(self.info.group, self.info.kind), obj)
+        except WrongType as wrong:
+            raise errors.bad_request(f'{self.info.kind} in version "{self.info.version}" cannot be handled as a '
+                                     f"{self.info.kind}: {wrong}") from None
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -237,11 +243,10 @@ class Registry:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        with self._typed_decoding():
-            self.strategy.default(obj)
-            self.strategy.prepare_for_create(obj)
-            track(obj, None, "", now)  # metadata.managedFields
-            problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
+        self.strategy.default(obj)
+        self.strategy.prepare_for_create(obj)
+        track(obj, None, "", now)  # metadata.managedFields
+        problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
         if problems:
             raise self._invalid(meta.get("name") or "", problems)
         if dry_run:
@@ -251,18 +256,6 @@ class Registry:
         except KeyExists:
             raise errors.already_exists(self.info.group, self.info.plural, meta["name"]) from None
         return self.decode(kv)
-
-    @contextmanager
-    def _typed_decoding(self) -> Iterator[None]:
-        """Defaulting and validation read fields as the types the schema gives them; a body with a field of
-        another JSON type (`spec: 1`, `containers: true`) is a 400, as upstream's typed decoding answers,
-        not a crash."""
-        try:
-            yield
-        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as error:
-            log.info("body of the wrong shape resource=%s error=%r", self.info.plural, error, exc_info=True)
-            raise errors.APIError(400, "BadRequest", f'{self.info.kind} in version "{self.info.version}" cannot be '
-                                  f"handled as a {self.info.kind}: a field has the wrong type ({error})", {}) from None
 
     def _prepare_update(self, new: Obj, old: Obj, subresource: str, admit: Admit | None = None) -> Obj:
         new_meta, old_meta = new["metadata"], old["metadata"]
@@ -279,14 +272,13 @@ class Registry:
             self.strategy.prepare_for_status_update(new, old)
         else:
             self.strategy.prepare_for_update(new, old)
-        with self._typed_decoding():
-            self.strategy.default(new)
-            if admit is not None:
-                admit(new, old)  # admission sees the defaulted object and refuses before validation, as upstream's
-            if subresource == "status":
-                problems = self.strategy.validate_status_update(new, old)
-            else:
-                problems = self.strategy.validate_update(new, old) or self.strategy.admit(new, old)
+        self.strategy.default(new)
+        if admit is not None:
+            admit(new, old)  # admission sees the defaulted object and refuses before validation, as upstream's
+        if subresource == "status":
+            problems = self.strategy.validate_status_update(new, old)
+        else:
+            problems = self.strategy.validate_update(new, old) or self.strategy.admit(new, old)
         if problems:
             raise self._invalid(old_meta["name"], problems)
         track(new, old, subresource, rfc3339(self.clock()))  # metadata.managedFields
