@@ -59,14 +59,16 @@ def _internal_ipv4(node: Obj) -> ipaddress.IPv4Address | None:
     return None
 
 
-def desired_routes(nodes: Iterable[Obj], own_node: str) -> dict[str, str]:
+def desired_routes(nodes: Iterable[Obj], own_node: str, cluster_cidr: str) -> dict[str, str]:
     """podCIDR → gateway (the owning node's InternalIP) for every other node that has both.
 
-    Two nodes claiming one podCIDR is a server bug: the first by name wins and the other is logged,
-    so the answer does not depend on list order. A podCIDR overlapping ours is never routed away.
+    A route sends pod traffic to the node that claims the subnet, so a claim is only believed when the
+    server could have made it: inside the cluster CIDR, overlapping neither our podCIDR nor another
+    node's. Anything else is logged and not routed: a podCIDR over the Service range, the node network or
+    another node's pods would hand that traffic to whoever wrote it. Two nodes overlapping each other both
+    lose their route (we cannot tell which claim is the real one), independent of list order.
     """
-    routes: dict[str, str] = {}
-    owners: dict[str, str] = {}
+    cluster = ipaddress.ip_network(cluster_cidr, strict=False)
     own_cidr: ipaddress.IPv4Network | None = None
     candidates: list[tuple[str, ipaddress.IPv4Network, ipaddress.IPv4Address]] = []
     for node in nodes:
@@ -78,15 +80,24 @@ def desired_routes(nodes: Iterable[Obj], own_node: str) -> dict[str, str]:
         gateway = _internal_ipv4(node)
         if cidr is not None and gateway is not None:
             candidates.append((name, cidr, gateway))
-    for name, cidr, gateway in sorted(candidates, key=lambda c: c[0]):
-        if own_cidr is not None and cidr.overlaps(own_cidr):
+    candidates.sort(key=lambda c: c[0])
+    plausible = []
+    for name, cidr, gateway in candidates:
+        if cluster.version != cidr.version or not cidr.subnet_of(cluster):  # type: ignore[arg-type]
+            log.warning("node podCIDR outside the cluster CIDR; not routed node=%s pod_cidr=%s cluster_cidr=%s",
+                        name, cidr, cluster)
+        elif own_cidr is not None and cidr.overlaps(own_cidr):
             log.warning("node podCIDR overlaps ours; not routed node=%s pod_cidr=%s", name, cidr)
-            continue
-        if str(cidr) in routes:
-            log.warning("podCIDR claimed by two nodes node=%s other=%s pod_cidr=%s", name, owners[str(cidr)], cidr)
+        else:
+            plausible.append((name, cidr, gateway))
+    routes: dict[str, str] = {}
+    for name, cidr, gateway in plausible:
+        others = [other for other, other_cidr, _ in plausible if other != name and cidr.overlaps(other_cidr)]
+        if others:
+            log.warning("node podCIDR overlaps another node's; not routed node=%s pod_cidr=%s other=%s",
+                        name, cidr, ",".join(others))
             continue
         routes[str(cidr)] = str(gateway)
-        owners[str(cidr)] = name
     return routes
 
 
@@ -184,7 +195,7 @@ class NodeRoutes:
         self.wake.set()
 
     async def sync_routes(self) -> dict[str, str]:
-        desired = desired_routes(list(self.nodes()), self.node_name)
+        desired = desired_routes(list(self.nodes()), self.node_name, self.cluster_cidr)
         observed = await asyncio.to_thread(self.routes.observed)
         diff = route_diff(desired, observed)
         if diff.replace or diff.delete:

@@ -44,7 +44,7 @@ async def _nothing() -> None:
 class API:
     def __init__(self, storage: Storage, cluster_cidr: str = "10.244.0.0/16", node_cidr_mask_size: int = 24,
                  clock: Clock = utc_now, service_cluster_ip_range: str = "10.96.0.0/12",
-                 service_node_port_range: tuple[int, int] = (30000, 32767)):
+                 service_node_port_range: tuple[int, int] = (30000, 32767), allow_service_external_ips: bool = False):
         self.storage = storage
         self.clock = clock
         self.service_allocator = ServiceAllocator(service_cluster_ip_range, service_node_port_range)
@@ -62,6 +62,7 @@ class API:
         self.pods = self.registry("", "pods")
         self.events = self.registry("", "events")
         self.services = self.registry("", "services")
+        self.services.strategy.allow_external_ips = allow_service_external_ips  # type: ignore[attr-defined]
         self.services.storage = ClaimingStorage(storage, self.services.key)  # ClusterIPs/NodePorts claimed shared
         self.endpoints = self.registry("", "endpoints")
         self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")
@@ -100,11 +101,13 @@ class API:
             if conflicts:
                 log.warning("service allocations held twice service=%s/%s values=%s", meta["namespace"],
                             meta["name"], ",".join(conflicts))
-        nodes, _ = await self.nodes.list()
-        for node in nodes:
-            for cidr in (node.get("spec") or {}).get("podCIDRs") or []:
-                if not self.cidrs.occupy(cidr):
-                    log.warning("node podCIDR outside the cluster CIDR node=%s cidr=%s", node["metadata"]["name"], cidr)
+        for name, cidr in await self._stored_pod_cidrs():
+            try:
+                inside = self.cidrs.occupy(cidr, name)
+            except ValueError:
+                inside = False
+            if not inside:
+                log.warning("node podCIDR outside the cluster CIDR node=%s cidr=%s", name, cidr)
 
     # create ----------------------------------------------------------------------------------
     async def _check_namespace(self, registry: Registry, namespace: str) -> None:
@@ -195,15 +198,54 @@ class API:
         await follow_services(Informer(self.services), self.service_allocator,
                               lambda owner: owner in self._service_writes)
 
-    async def _stored_pod_cidrs(self) -> list[str]:
+    async def _stored_pod_cidrs(self) -> list[tuple[str, str]]:
+        """(node, podCIDR) of every stored Node."""
         nodes, _ = await self.nodes.list()
-        return [cidr for node in nodes for cidr in (node.get("spec") or {}).get("podCIDRs") or []]
+        return [(node["metadata"]["name"], cidr) for node in nodes
+                for cidr in (node.get("spec") or {}).get("podCIDRs") or []]
+
+    def _pod_cidr_problems(self, node_name: str, cidrs: list[Any]) -> list[errors.FieldError]:
+        """A requested podCIDR (an admin's: nodes may not set theirs, NodeRestriction) must lie in the cluster
+        CIDR and overlap no other node's, or the node routes would send one node's pod traffic to another.
+        Values that are not CIDRs are left to the kind's validation."""
+        problems = []
+        for index, cidr in enumerate(cidrs):
+            try:
+                why = self.cidrs.conflict(cidr, node_name)
+            except (ValueError, TypeError):
+                continue
+            if why:
+                problems.append(errors.invalid(f"spec.podCIDRs[{index}]", cidr, why))
+        return problems
+
+    def _node_cidr_admission(self, name: str) -> Callable[[Obj, Obj], None]:
+        """Validating admission of a Node update: NodeRestriction (for nodes), then podCIDRs set now are checked
+        against the cluster CIDR and the other nodes' (they may only change from empty, Node validation)."""
+        restriction = node_restriction.node_update_admission(name)
+
+        def admit(new: Obj, old: Obj) -> None:
+            if restriction is not None:
+                restriction(new, old)
+            old_cidrs = (old.get("spec") or {}).get("podCIDRs") or []
+            new_cidrs = (new.get("spec") or {}).get("podCIDRs") or []
+            if new_cidrs != old_cidrs:
+                problems = self._pod_cidr_problems(name, new_cidrs)
+                if problems:
+                    raise errors.invalid_object("", "Node", name, problems)
+        return admit
+
+    def _occupy_pod_cidrs(self, node: Obj) -> None:
+        for cidr in (node.get("spec") or {}).get("podCIDRs") or []:
+            self.cidrs.occupy(cidr, node["metadata"]["name"])
 
     async def _create_node(self, body: Any, dry_run: bool) -> Obj:
         if not isinstance(body, dict):
             return await self.nodes.create("", body, dry_run)
         spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
-        if spec.get("podCIDR") or spec.get("podCIDRs") or dry_run:
+        requested = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        if requested:
+            return await self._create_node_with_cidrs(body, requested, dry_run)
+        if dry_run:
             return await self.nodes.create("", body, dry_run)
         async with self._cidr_lock:
             node_name = str((body.get("metadata") or {}).get("name") or "")
@@ -222,6 +264,43 @@ class API:
         log.info("assigned podCIDR node=%s cidr=%s", node["metadata"]["name"], cidr)
         return node
 
+    async def _create_node_with_cidrs(self, body: Obj, requested: Any, dry_run: bool) -> Obj:
+        """A Node created with its podCIDRs: checked as an update setting them is, and claimed in the shared
+        store like an allocated one, so no other node gets it (nor this one twice)."""
+        node_name = str((body.get("metadata") or {}).get("name") or "")
+        if not isinstance(requested, list):
+            return await self.nodes.create("", body, dry_run)  # the kind refuses the wrong type
+        async with self._cidr_lock:
+            problems = self._pod_cidr_problems(node_name, requested)
+            if problems:
+                raise errors.invalid_object("", "Node", node_name, problems)
+            if dry_run:
+                return await self.nodes.create("", body, dry_run)
+            claimed = []
+            try:
+                for cidr in requested:
+                    await self.shared_cidrs.claims.claim(str(cidr), node_name, "")
+                    claimed.append(str(cidr))
+                node = await self.nodes.create("", body, dry_run)
+            except ClaimConflict as conflict:
+                await asyncio.shield(self._release_claims(claimed, node_name))
+                raise errors.invalid_object("", "Node", node_name, [errors.invalid(
+                    "spec.podCIDRs", requested, f'podCIDR {conflict.value} is already allocated to node '
+                                                f'"{conflict.holder}"')]) from None
+            except BaseException:
+                await asyncio.shield(self._release_claims(claimed, node_name))
+                raise
+            self._occupy_pod_cidrs(node)
+        return node
+
+    async def _release_claims(self, cidrs: list[str], node_name: str) -> None:
+        """Claims of a Node create that failed (its subnets were not marked used in memory yet)."""
+        for cidr in cidrs:
+            try:
+                await self.shared_cidrs.claims.release(cidr, node_name, "")
+            except Exception as exc:  # noqa: BLE001 - a leaked claim turns stale and is taken over later
+                log.warning("podCIDR claim not released node=%s cidr=%s error=%r", node_name, cidr, exc)
+
     # update / patch --------------------------------------------------------------------------
     async def update(self, registry: Registry, namespace: str, name: str, body: Any, subresource: str = "",
                      dry_run: bool = False) -> tuple[Obj, bool]:
@@ -236,6 +315,8 @@ class API:
                                             lambda: registry.update(namespace, name, body, subresource, dry_run))
         admit, finish = await self._update_admission(registry, namespace, name, subresource)
         obj, created = await registry.update(namespace, name, body, subresource, dry_run, admit)
+        if registry is self.nodes and not dry_run:
+            self._occupy_pod_cidrs(obj)
         await finish()
         return obj, created
 
@@ -250,15 +331,18 @@ class API:
                     namespace, name, patch_type, patch, subresource, dry_run))
         admit, finish = await self._update_admission(registry, namespace, name, subresource)
         obj = await registry.patch(namespace, name, patch_type, patch, subresource, dry_run, admit)
+        if registry is self.nodes and not dry_run:
+            self._occupy_pod_cidrs(obj)
         await finish()
         return obj
 
     async def _update_admission(self, registry: Registry, namespace: str, name: str, subresource: str
                                 ) -> tuple[Callable[[Obj, Obj], None] | None, Callable[[], Awaitable[None]]]:
         """Validating admission of an update, run by the registry on (new, old) before storing, and what runs
-        once the write went through: NodeRestriction for Nodes, PodSecurity for namespaces, pods and workloads."""
+        once the write went through: NodeRestriction and podCIDR checks for Nodes, PodSecurity for namespaces,
+        pods and workloads."""
         if registry is self.nodes:
-            return node_restriction.node_update_admission(name), _nothing
+            return self._node_cidr_admission(name), _nothing
         if registry is self.namespaces and not subresource:
             namespace_update = self.pod_security.namespace_update()
             return namespace_update.admit, namespace_update.finish

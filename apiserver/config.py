@@ -60,6 +60,7 @@ class ServerConfig:
     restore_path: str = ""  # --restore: replace the SQLite store with a snapshot and exit
     tls_sans: tuple[str, ...] = ()  # --tls-san: more DNS names / IPs for the serving certificate
     token_auth_file: str = ""  # --token-auth-file: static bearer tokens (upstream CSV)
+    allow_service_external_ips: bool = False  # --allow-service-external-ips (CVE-2020-8554: off by default)
     cluster_signing_duration: float = 8760 * 3600.0  # longest certificate the CSR signer issues
     pod_security_default: str = ""  # --pod-security-default: enforce=baseline,warn=restricted (empty: privileged)
     pod_security_exempt_namespaces: tuple[str, ...] = ()  # namespaces Pod Security admission skips
@@ -127,6 +128,10 @@ def parse_args(argv: list[str]) -> ServerConfig:
     parser.add_argument("--max-mutating-requests-inflight", type=int, default=200,
                         help="the maximum number of mutating requests in flight at a given time; past it "
                              "requests get 429 (zero for no limit)")
+    parser.add_argument("--allow-service-external-ips", action="store_true",
+                        help="accept Services with spec.externalIPs (refused by default, as upstream's "
+                             "DenyServiceExternalIPs admission: any Service owner could capture traffic to "
+                             "those addresses, CVE-2020-8554)")
     args = parser.parse_args(argv)
     try:
         parse_default(args.pod_security_default)
@@ -196,4 +201,5 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         pod_security_default=args.pod_security_default,
                         pod_security_exempt_namespaces=exempt_namespaces,
                         max_requests_inflight=args.max_requests_inflight,
-                        max_mutating_requests_inflight=args.max_mutating_requests_inflight)
+                        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                        allow_service_external_ips=args.allow_service_external_ips)

@@ -153,3 +153,114 @@ def unknown_fields(kind: str, obj: Any) -> list[str]:
                     children.append((child, child_shape, f"{path}.{key}" if path else key))
             pending.extend(reversed(children))
     return found
+
+
+# Field types ------------------------------------------------------------------------------------
+# The types come from the schemas the server publishes (openapi_schemas: what `kubectl explain` shows), so
+# what a client is told and what it is held to are one table. Upstream decodes a body into Go structs
+# before anything reads it; a value of another JSON type is a 400 there. Checking every body against the
+# schema first gives the kinds' defaulting and validation well-typed objects, as upstream's typed code has.
+
+_INT64_FIELDS = frozenset({"terminationGracePeriodSeconds", "activeDeadlineSeconds", "generation",
+                           "deletionGracePeriodSeconds", "tolerationSeconds", "runAsUser", "runAsGroup", "fsGroup",
+                           "expirationSeconds"})
+_GO_SCALARS = {"string": "string", "boolean": "bool", "number": "float64", "Time": "v1.Time",
+               "IntOrString": "intstr.IntOrString", "Quantity": "resource.Quantity", "object": "object"}
+
+
+class WrongType(Exception):
+    """A field whose JSON value does not fit its declared type; `str()` is Go's decoding error."""
+
+
+def definition_name(group: str, kind: str) -> str:
+    """The schema definition of a kind: "core.Pod", "apps.Deployment", "discovery.EndpointSlice"."""
+    return f"{group.split('.')[0] if group else 'core'}.{kind}"
+
+
+def _go_type(type_name: str, field: str) -> str:
+    if type_name.startswith("[]"):
+        return "[]" + _go_type(type_name[2:], field)
+    if type_name.startswith("map[string]"):
+        return "map[string]" + _go_type(type_name[len("map[string]"):], field)
+    if type_name == "integer":
+        return "int64" if field in _INT64_FIELDS else "int32"
+    if type_name in _GO_SCALARS:
+        return _GO_SCALARS[type_name]
+    return "v1." + type_name.partition(".")[2]
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _fits(type_name: str, value: Any) -> bool:
+    if type_name.startswith("[]"):
+        return isinstance(value, list)
+    if type_name.startswith("map[string]") or type_name == "object":
+        return isinstance(value, dict)
+    if type_name in ("string", "Time"):
+        return isinstance(value, str)
+    if type_name == "boolean":
+        return isinstance(value, bool)
+    if type_name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "IntOrString":
+        return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    if type_name == "Quantity":
+        return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    return isinstance(value, dict)  # a definition: a struct
+
+
+def _zero(type_name: str) -> Any:
+    """What Go leaves in a list item or map value decoded from null."""
+    if type_name.startswith("[]") or type_name in ("Quantity", "IntOrString"):
+        return None
+    return {"string": "", "Time": None, "boolean": False, "integer": 0, "number": 0}.get(type_name, {})
+
+
+def check_types(definitions: dict[str, Any], root: str, obj: dict[str, Any]) -> None:
+    """Checks `obj` (in place) against definition `root` and the ones it references. Raises WrongType for the
+    first field (document order) whose value has another JSON type, worded as Go's encoding/json. Nulls are
+    what Go makes of them: a struct field set to null is dropped, a null list item or map value becomes its
+    type's zero value. Fields the schema does not declare, and free-form objects, are left as they are."""
+    pending: list[tuple[Any, str, str, str, str]] = [(obj, root, root.partition(".")[2], "", "")]
+    while pending:
+        value, type_name, struct, path, field = pending.pop()
+        if not _fits(type_name, value):
+            kind = _json_kind(value)
+            if kind == "number" and type_name == "integer":
+                kind = f"number {value}"
+            where = f"Go struct field {struct}.{path}" if path else "Go value"
+            raise WrongType(f"json: cannot unmarshal {kind} into {where} of type {_go_type(type_name, field)}")
+        children: list[tuple[Any, str, str, str, str]] = []
+        if type_name.startswith("[]") or type_name.startswith("map[string]"):
+            item_type = type_name[2:] if type_name.startswith("[]") else type_name[len("map[string]"):]
+            items = enumerate(value) if isinstance(value, list) else value.items()
+            for key, item in items:
+                if item is None:
+                    value[key] = item = _zero(item_type)
+                    if item is None:
+                        continue
+                children.append((item, item_type, struct, path, field))
+        else:
+            definition = definitions.get(type_name)
+            if definition is None:
+                continue
+            own = type_name.partition(".")[2]
+            for key in list(value):
+                declared = definition.fields.get(key)
+                if declared is None:
+                    continue
+                if value[key] is None:
+                    del value[key]
+                    continue
+                children.append((value[key], declared[0], own, f"{path}.{key}" if path else key, key))
+        pending.extend(reversed(children))

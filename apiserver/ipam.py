@@ -23,31 +23,46 @@ class CIDRAllocator:
         if mask_size < self.cluster.prefixlen or mask_size > self.cluster.max_prefixlen:
             raise ValueError(f"node CIDR mask size {mask_size} does not fit cluster CIDR {cluster_cidr}")
         self.mask_size = mask_size
-        self._used: set[ipaddress._BaseNetwork] = set()
+        self._used: dict[ipaddress._BaseNetwork, str] = {}  # subnet -> node holding it ("" if unknown)
 
-    def occupy(self, cidr: str) -> bool:
+    def occupy(self, cidr: str, owner: str = "") -> bool:
         """Mark a subnet used (from an existing Node); False if it is outside the cluster CIDR."""
         network = ipaddress.ip_network(cidr, strict=False)
-        if network.prefixlen != self.mask_size or not network.subnet_of(self.cluster):
+        if network.version != self.cluster.version or not network.subnet_of(self.cluster):  # type: ignore[arg-type]
             return False
-        self._used.add(network)
+        self._used[network] = owner
         return True
 
-    def release(self, cidr: str) -> None:
-        self._used.discard(ipaddress.ip_network(cidr, strict=False))
+    def conflict(self, cidr: str, owner: str) -> str | None:
+        """Why `owner` may not hold `cidr` (None: it may): outside the cluster CIDR, or overlapping a subnet
+        another node holds. A node only ever gets subnets of the cluster CIDR that nobody else routes."""
+        network = ipaddress.ip_network(cidr, strict=False)
+        if network.version != self.cluster.version or not network.subnet_of(self.cluster):  # type: ignore[arg-type]
+            return f"must be within the cluster CIDR {self.cluster}"
+        for used, holder in sorted(self._used.items(), key=lambda item: str(item[0])):
+            if holder != owner and used.overlaps(network):
+                shown = f'node "{holder}"' if holder else "another node"
+                return f"overlaps the podCIDR {used} of {shown}"
+        return None
 
-    def allocate(self) -> str:
+    def release(self, cidr: str) -> None:
+        self._used.pop(ipaddress.ip_network(cidr, strict=False), None)
+
+    def allocate(self, owner: str = "") -> str:
         for subnet in self.cluster.subnets(new_prefix=self.mask_size):
-            if subnet not in self._used:
-                self._used.add(subnet)
+            if not any(subnet.overlaps(used) for used in self._used):
+                self._used[subnet] = owner
                 return str(subnet)
         raise CIDRExhausted(f"no free /{self.mask_size} left in {self.cluster}")
 
-    def reset(self, cidrs: list[str]) -> None:
-        """Forget every claim but these (the podCIDRs of the Nodes stored now)."""
+    def reset(self, held: list[tuple[str, str]]) -> None:
+        """Forget every claim but these (node, podCIDR) pairs (the Nodes stored now)."""
         self._used.clear()
-        for cidr in cidrs:
-            self.occupy(cidr)
+        for owner, cidr in held:
+            try:
+                self.occupy(cidr, owner)
+            except ValueError:
+                log.warning("node podCIDR is not a CIDR node=%s cidr=%s", owner, cidr)
 
 
 POD_CIDRS = "podcidrs"
@@ -59,7 +74,7 @@ class SharedCIDRAllocator:
     The holder is the node name (the Node has no uid yet when its subnet is picked)."""
 
     def __init__(self, allocator: CIDRAllocator, storage: Storage, node_key: Callable[[str], str],
-                 stored_cidrs: Callable[[], Awaitable[list[str]]]):
+                 stored_cidrs: Callable[[], Awaitable[list[tuple[str, str]]]]):
         self.allocator = allocator
         self._node_key = node_key
         self._stored_cidrs = stored_cidrs
@@ -81,7 +96,7 @@ class SharedCIDRAllocator:
                 self.allocator.reset(await self._stored_cidrs())
             while True:
                 try:
-                    cidr = self.allocator.allocate()
+                    cidr = self.allocator.allocate(node_name)
                 except CIDRExhausted:
                     if refreshed:
                         raise

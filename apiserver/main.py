@@ -53,7 +53,8 @@ async def serve(config: ServerConfig) -> None:
     await storage.start()
     api = API(storage, config.cluster_cidr, config.node_cidr_mask_size,
               service_cluster_ip_range=config.service_cluster_ip_range,
-              service_node_port_range=config.service_node_port_range)
+              service_node_port_range=config.service_node_port_range,
+              allow_service_external_ips=config.allow_service_external_ips)
     api.default_toleration_seconds = int(config.pod_eviction_timeout)
     api.pod_security.default = parse_default(config.pod_security_default)
     api.pod_security.exempt_namespaces = frozenset(config.pod_security_exempt_namespaces)

@@ -9,13 +9,14 @@ import json
 import logging
 import os
 import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from apiserver import errors
 from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
+from apiserver.fieldcheck import WrongType, check_types, definition_name
+from apiserver.openapi_schemas import DEFINITIONS
 from apiserver.timeutil import rfc3339
 from apiserver.patch import APPLY_PATCH, PatchError, apply_patch, json_size
 from apiserver.apply.request import apply_config, track
@@ -229,6 +230,11 @@ class Registry:
             raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                                      f"({self.info.kind})")
         obj = copy_object(obj)
+        try:
+            check_types(DEFINITIONS, definition_name(self.info.group, self.info.kind), obj)
+        except WrongType as wrong:
+            raise errors.bad_request(f'{self.info.kind} in version "{self.info.version}" cannot be handled as a '
+                                     f"{self.info.kind}: {wrong}") from None
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -265,11 +271,10 @@ class Registry:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        with self._typed_decoding():
-            self.strategy.default(obj)
-            self.strategy.prepare_for_create(obj)
-            track(obj, None, "", now)  # metadata.managedFields
-            problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
+        self.strategy.default(obj)
+        self.strategy.prepare_for_create(obj)
+        track(obj, None, "", now)  # metadata.managedFields
+        problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
         if problems:
             raise self._invalid(meta.get("name") or "", problems)
         if admit is not None:
@@ -282,19 +287,7 @@ class Registry:
             raise errors.already_exists(self.info.group, self.info.plural, meta["name"]) from None
         return self.decode(kv)
 
-    @contextmanager
-    def _typed_decoding(self) -> Iterator[None]:
-        """Defaulting and validation read fields as the types the schema gives them; a body with a field of
-        another JSON type (`spec: 1`, `containers: true`) is a 400, as upstream's typed decoding answers,
-        not a crash."""
-        try:
-            yield
-        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as error:
-            log.info("body of the wrong shape resource=%s error=%r", self.info.plural, error, exc_info=True)
-            raise errors.APIError(400, "BadRequest", f'{self.info.kind} in version "{self.info.version}" cannot be '
-                                  f"handled as a {self.info.kind}: a field has the wrong type ({error})", {}) from None
-
-    def _prepare_update(self, new: Obj, old: Obj, subresource: str) -> Obj:
+    def _prepare_update(self, new: Obj, old: Obj, subresource: str, admit: Admit | None = None) -> Obj:
         new_meta, old_meta = new["metadata"], old["metadata"]
         if new_meta.get("uid") and new_meta["uid"] != old_meta.get("uid"):
             raise self._conflict(old_meta["name"], f"Precondition failed: UID in precondition: {new_meta['uid']}, "
@@ -309,12 +302,13 @@ class Registry:
             self.strategy.prepare_for_status_update(new, old)
         else:
             self.strategy.prepare_for_update(new, old)
-        with self._typed_decoding():
-            self.strategy.default(new)
-            if subresource == "status":
-                problems = self.strategy.validate_status_update(new, old)
-            else:
-                problems = self.strategy.validate_update(new, old) or self.strategy.admit(new, old)
+        self.strategy.default(new)
+        if admit is not None:
+            admit(new, old)  # admission sees the defaulted object and refuses before validation, as upstream's
+        if subresource == "status":
+            problems = self.strategy.validate_status_update(new, old)
+        else:
+            problems = self.strategy.validate_update(new, old) or self.strategy.admit(new, old)
         if problems:
             raise self._invalid(old_meta["name"], problems)
         track(new, old, subresource, rfc3339(self.clock()))  # metadata.managedFields
@@ -349,7 +343,7 @@ class Registry:
 
     async def update(self, namespace: str, name: str, body: Any, subresource: str = "",
                      dry_run: bool = False, admit: Admit | None = None) -> tuple[Obj, bool]:
-        """PUT. Returns (object, created). `admit(new, old)` (validating admission) may refuse by raising."""
+        """PUT. Returns (object, created). `admit(new, old)` (admission) may refuse by raising."""
         new = self._validate_body(body, namespace, name)
         requested_rv = new["metadata"].get("resourceVersion")
         kv = await self.storage.get(self.key(namespace, name))
@@ -361,9 +355,7 @@ class Registry:
         old = self.decode(kv)
         if requested_rv and parse_resource_version(requested_rv) != kv.mod_revision:
             raise self._conflict(name)
-        self._prepare_update(new, old, subresource)
-        if admit is not None:
-            admit(new, old)
+        self._prepare_update(new, old, subresource, admit)
         if new == old:
             return old, False
         return await self._store_update(namespace, name, new, kv.mod_revision, dry_run), False
@@ -384,9 +376,7 @@ class Registry:
             requested_rv = new["metadata"].get("resourceVersion")
             if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
-            self._prepare_update(new, old, subresource)
-            if admit is not None:
-                admit(new, old)
+            self._prepare_update(new, old, subresource, admit)
             if new == old:
                 return old
             try:

@@ -171,6 +171,33 @@ def validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> list[Field
     return errors
 
 
+def endpoint_ip_problems(value: str) -> list[str]:
+    """Why an address may not be a Service backend or external IP (upstream's ValidateEndpointIP): the
+    unspecified address, loopback, link-local unicast (169.254.169.254 is the cloud metadata service) and
+    link-local multicast. Traffic to such an endpoint would stay on the node that proxies it. An IPv4-mapped
+    IPv6 address counts as its IPv4 address, as Go parses it. Not an IP at all: ["must be a valid IP address"]."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return ["must be a valid IP address"]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    problems = []
+    if address.is_unspecified:
+        problems.append(f"may not be unspecified ({value})")
+    if address.is_loopback:
+        problems.append("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+    if address.is_link_local:
+        problems.append("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+    if address in _LINK_LOCAL_MULTICAST_V4 or (address.version == 6 and address.packed[0] == 0xFF
+                                               and address.packed[1] & 0x0F == 0x02):
+        problems.append("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+    return problems
+
+
+_LINK_LOCAL_MULTICAST_V4 = ipaddress.ip_network("224.0.0.0/24")
+
+
 def is_ip(value: Any) -> bool:
     """An IPv4 or IPv6 address in its text form."""
     try:

@@ -8,8 +8,10 @@ runs after authorization, twice:
   the node authorizer's pod index, confirmed by a storage read when the index does not say "yours");
 - `admit_create`, from API.create, for what only the body names (the new pod, Node or Lease);
 - `node_update_admission`, from API.update / API.patch of a Node, on the old and the new object: a
-  node may not change its own taints (the node lifecycle controller owns them), ownerReferences, a
-  non-nil configSource, or labels outside the kubelet's set.
+  node may not change its own taints (the node lifecycle controller owns them), podCIDR/podCIDRs (the
+  server's allocator owns them: a node choosing its pod subnet could take over another node's pod
+  traffic), ownerReferences, a non-nil configSource, or labels outside the kubelet's set. Nor may it
+  create its Node with a podCIDR (stricter than upstream, whose node-ipam controller would not overwrite it).
 Requests of other users, and the server's own control loops (no user), pass untouched."""
 from __future__ import annotations
 
@@ -104,6 +106,8 @@ def node_create_problem(node_name: str, node: Obj) -> str | None:
     spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
     if spec.get("configSource") is not None:
         return f'node "{node_name}" is not allowed to create pods with a non-nil configSource'
+    if spec.get("podCIDR") or spec.get("podCIDRs"):
+        return f'node "{node_name}" is not allowed to set podCIDR or podCIDRs: the server allocates them'
     labels = forbidden_labels((_meta(node).get("labels") or {}).keys())
     if labels:
         return f'node "{node_name}" is not allowed to set the following labels: {", ".join(labels)}'
@@ -126,6 +130,9 @@ def node_update_problem(node_name: str, new: Obj, old: Obj) -> str | None:
         return f'node "{node_name}" is not allowed to update configSource to a new non-nil configSource'
     if (new_spec.get("taints") or []) != (old_spec.get("taints") or []):
         return f'node "{node_name}" is not allowed to modify taints'
+    if (new_spec.get("podCIDR") or "") != (old_spec.get("podCIDR") or "") or \
+            (new_spec.get("podCIDRs") or []) != (old_spec.get("podCIDRs") or []):
+        return f'node "{node_name}" is not allowed to modify podCIDR or podCIDRs'
     if (_meta(new).get("ownerReferences") or []) != (_meta(old).get("ownerReferences") or []):
         return f'node "{node_name}" is not allowed to modify ownerReferences'
     labels = forbidden_labels(modified_labels(_meta(new).get("labels"), _meta(old).get("labels")))

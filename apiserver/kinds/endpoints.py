@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from apiserver import printers
+from apiserver.auth.context import current_user
 from apiserver.errors import FieldError, invalid, not_supported, required
 from apiserver.kinds.base import Obj, ResourceInfo, Strategy
 from apiserver.kinds.services import PORT_RANGE_MESSAGE, PROTOCOLS
 from apiserver.tables import TableSpec
-from apiserver.validation import dns1123_label, dns1123_subdomain
+from apiserver.validation import dns1123_label, dns1123_subdomain, endpoint_ip_problems
 
 ENDPOINTS_INFO = ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, short_names=("ep",),
                               deprecation="v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 "
@@ -29,6 +30,16 @@ def _ip_version(value: Any) -> int | None:
         return ipaddress.ip_address(value).version
     except ValueError:
         return None
+
+
+def _special_ip_problems(obj: Obj, path: str, ip: str) -> list[FieldError]:
+    """Loopback, link-local, multicast-local and unspecified backends are refused (upstream's
+    ValidateEndpointIP), but for the server's own `default/kubernetes` endpoints: a server advertising a
+    loopback address (a single-host setup) still lists itself there, as only it can write them."""
+    meta = obj.get("metadata") or {}
+    if current_user() is None and meta.get("namespace") == "default" and meta.get("name") == "kubernetes":
+        return []
+    return [invalid(path, ip, problem) for problem in endpoint_ip_problems(ip)]
 
 
 def _default_ports(ports: Any) -> None:
@@ -82,6 +93,8 @@ class EndpointsStrategy(Strategy):
                     ip = address.get("ip") if isinstance(address, dict) else None
                     if _ip_version(ip) is None:
                         problems.append(invalid(f"{path}.{key}[{position}].ip", ip, IP_MESSAGE))
+                    else:
+                        problems += _special_ip_problems(obj, f"{path}.{key}[{position}].ip", ip)
             ports = subset.get("ports") or []
             for position, port in enumerate(ports):
                 problems += _validate_port(port, f"{path}.ports[{position}]", len(ports) > 1)
@@ -122,7 +135,11 @@ class EndpointSliceStrategy(Strategy):
                 problems.append(required(f"{path}.addresses", "must contain at least 1 address"))
                 continue
             for position, address in enumerate(addresses):
-                problems += self._validate_address(address, address_type, f"{path}.addresses[{position}]")
+                address_path = f"{path}.addresses[{position}]"
+                address_problems = self._validate_address(address, address_type, address_path)
+                if not address_problems and address_type in ("IPv4", "IPv6"):
+                    address_problems = _special_ip_problems(obj, address_path, address)
+                problems += address_problems
             node_name = endpoint.get("nodeName")
             if node_name:
                 problems += [invalid(f"{path}.nodeName", node_name, p) for p in dns1123_subdomain(node_name)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass, field
 
 from apiserver import printers
@@ -22,6 +23,22 @@ def _validate_resources(resources: object, path: str) -> list[FieldError]:
             parse_quantity(value)
         except QuantityError:
             errors.append(invalid(f"{path}[{name}]", value, "must be a valid quantity"))
+    return errors
+
+
+CIDR_MESSAGE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+
+
+def validate_pod_cidrs(cidrs: list[str]) -> list[FieldError]:
+    """Each a CIDR; more than one only as a dual-stack pair (upstream's ValidateNode)."""
+    errors, versions = [], []
+    for index, value in enumerate(cidrs):
+        try:
+            versions.append(ipaddress.ip_network(value, strict=False).version)
+        except (ValueError, TypeError):
+            errors.append(invalid(f"spec.podCIDRs[{index}]", value, CIDR_MESSAGE))
+    if not errors and len(cidrs) > 1 and (len(cidrs) > 2 or versions[0] == versions[1]):
+        errors.append(invalid("spec.podCIDRs", cidrs, "may specify no more than one CIDR for each IP family"))
     return errors
 
 
@@ -51,6 +68,7 @@ class NodeStrategy(Strategy):
         cidrs = spec.get("podCIDRs") or []
         if spec.get("podCIDR") and cidrs and cidrs[0] != spec["podCIDR"]:
             errors.append(invalid("spec.podCIDRs", cidrs, "first entry must match spec.podCIDR"))
+        errors += validate_pod_cidrs(cidrs)
         return errors
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:

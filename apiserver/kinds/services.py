@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from apiserver import printers
+from apiserver import errors, printers
 from apiserver.errors import FieldError, GoLiteral, duplicate, forbidden, invalid, not_supported, required
 from apiserver.kinds.base import Obj, ResourceInfo, Strategy
 from apiserver.service_allocation import AlreadyAllocated, OutOfRange, RangeFull, ServiceAllocator
 from apiserver.tables import TableSpec
-from apiserver.validation import dns1123_label, dns1123_subdomain, is_ip, validate_labels
+from apiserver.validation import dns1123_label, dns1123_subdomain, endpoint_ip_problems, is_ip, validate_labels
 
 SERVICE_INFO = ResourceInfo("", "v1", "Service", "services", "service", True, short_names=("svc",),
                             categories=("all",), subresources=("status",))
@@ -155,7 +155,20 @@ def validate_service_spec(spec: Any) -> list[FieldError]:
         if not is_ip(address):
             problems.append(invalid(f"spec.externalIPs[{index}]", address,
                                     "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+        else:
+            problems += [invalid(f"spec.externalIPs[{index}]", address, p) for p in endpoint_ip_problems(address)]
     return problems
+
+
+EXTERNAL_IPS_DENIED = "Use of external IPs is denied by admission control"
+
+
+def new_external_ips(new: Obj, old: Obj | None) -> bool:
+    """Whether a write adds externalIPs the Service did not have (upstream's DenyServiceExternalIPs lets an
+    update keep or drop existing ones)."""
+    ips = (new.get("spec") or {}).get("externalIPs") or []
+    held = set((old.get("spec") or {}).get("externalIPs") or []) if old else set()
+    return any(ip not in held for ip in ips)
 
 
 
@@ -206,6 +219,9 @@ class ServiceStrategy(Strategy):
     field_labels: tuple[str, ...] = field(default=("metadata.name", "metadata.namespace", "spec.clusterIP",
                                                    "spec.type"))
     allocator: ServiceAllocator = field(default_factory=ServiceAllocator)
+    # --allow-service-external-ips: off, as upstream's DenyServiceExternalIPs admission (CVE-2020-8554: an
+    # externalIP lets any Service owner intercept the cluster's traffic to that address).
+    allow_external_ips: bool = False
 
     def default(self, obj: Obj) -> None:
         spec = obj.get("spec")
@@ -309,6 +325,8 @@ class ServiceStrategy(Strategy):
     def admit(self, new: Obj, old: Obj | None) -> list[FieldError]:
         spec = new.get("spec") or {}
         meta = new.get("metadata") or {}
+        if not self.allow_external_ips and new_external_ips(new, old):
+            raise errors.forbidden_error("", "services", meta.get("name") or "", EXTERNAL_IPS_DENIED)
         owner = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         if spec.get("type") == "ExternalName":
             return []

@@ -6,6 +6,8 @@ import asyncio
 from agent.node_routes import (MASQUERADE_CHAIN, MASQUERADE_JUMP, NodeRoutes, RouteDiff, desired_routes,
                                jump_rule_text, masquerade_rules, route_diff)
 
+CLUSTER = "10.244.0.0/16"
+
 
 def node(name: str, cidr: str | None, ip: str | None, *, cidrs: list[str] | None = None) -> dict:
     spec = {}
@@ -22,33 +24,49 @@ def node(name: str, cidr: str | None, ip: str | None, *, cidrs: list[str] | None
 def test_routes_to_every_other_node_via_its_internal_ip() -> None:
     nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.1.0/24", "192.168.1.2"),
              node("c", "10.244.2.0/24", "192.168.1.3")]
-    assert desired_routes(nodes, "a") == {"10.244.1.0/24": "192.168.1.2", "10.244.2.0/24": "192.168.1.3"}
+    assert desired_routes(nodes, "a", CLUSTER) == {"10.244.1.0/24": "192.168.1.2", "10.244.2.0/24": "192.168.1.3"}
 
 
 def test_nodes_without_pod_cidr_or_address_are_skipped() -> None:
     nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", None, "192.168.1.2"),
              node("c", "10.244.2.0/24", None), node("d", "not-a-cidr", "192.168.1.4")]
-    assert desired_routes(nodes, "a") == {}
+    assert desired_routes(nodes, "a", CLUSTER) == {}
 
 
 def test_ipv4_pod_cidr_from_dual_stack_list() -> None:
     nodes = [node("b", None, "192.168.1.2", cidrs=["fd00::/64", "10.244.1.0/24"])]
-    assert desired_routes(nodes, "a") == {"10.244.1.0/24": "192.168.1.2"}
+    assert desired_routes(nodes, "a", CLUSTER) == {"10.244.1.0/24": "192.168.1.2"}
 
 
 def test_ipv6_internal_ip_is_not_a_gateway_for_ipv4() -> None:
     b = node("b", "10.244.1.0/24", "fd00::2")
-    assert desired_routes([b], "a") == {}
+    assert desired_routes([b], "a", CLUSTER) == {}
 
 
-def test_duplicate_pod_cidr_first_name_wins_regardless_of_order() -> None:
+def test_duplicate_pod_cidr_is_routed_to_neither_node_regardless_of_order() -> None:
     x, y = node("x", "10.244.5.0/24", "192.168.1.24"), node("y", "10.244.5.0/24", "192.168.1.25")
-    assert desired_routes([y, x], "a") == desired_routes([x, y], "a") == {"10.244.5.0/24": "192.168.1.24"}
+    assert desired_routes([y, x], "a", CLUSTER) == desired_routes([x, y], "a", CLUSTER) == {}
 
 
 def test_pod_cidr_overlapping_ours_is_not_routed_away() -> None:
     nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.0.0/23", "192.168.1.2")]
-    assert desired_routes(nodes, "a") == {}
+    assert desired_routes(nodes, "a", CLUSTER) == {}
+
+
+def test_pod_cidr_outside_the_cluster_cidr_is_not_routed(caplog) -> None:
+    nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.1.0/24", "192.168.1.2"),
+             node("evil", "10.96.0.0/12", "192.168.1.66"), node("wide", "0.0.0.0/0", "192.168.1.67"),
+             node("host", "192.168.1.0/24", "192.168.1.68"), node("cover", "10.0.0.0/8", "192.168.1.69")]
+    assert desired_routes(nodes, "a", CLUSTER) == {"10.244.1.0/24": "192.168.1.2"}
+    assert "outside the cluster CIDR" in caplog.text and "node=evil" in caplog.text
+
+
+def test_pod_cidr_overlapping_another_nodes_is_routed_to_neither(caplog) -> None:
+    """A wider claim over another node's subnet takes neither route, whichever name sorts first."""
+    nodes = [node("a", "10.244.0.0/24", "192.168.1.1"), node("b", "10.244.2.0/24", "192.168.1.2"),
+             node("aa-evil", "10.244.2.0/23", "192.168.1.66"), node("c", "10.244.5.0/24", "192.168.1.3")]
+    assert desired_routes(nodes, "a", CLUSTER) == {"10.244.5.0/24": "192.168.1.3"}
+    assert "overlaps another node's" in caplog.text
 
 
 def test_diff_replaces_changed_and_deletes_stale() -> None:

@@ -10,7 +10,7 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from apiserver import errors, protobuf
@@ -23,22 +23,7 @@ from apiserver.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, Patc
 from apiserver.registry import Registry
 
 set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "shipmate-hypothesis"))  # not in the work tree
-FUZZ = settings(max_examples=100, deadline=1000, database=None, suppress_health_check=[HealthCheck.too_slow])
-# Crashes found by this file in the kinds' validation (behind the registry's 400 safety net): xfails, no
-# shrinking (CI time). When the kinds check their fields' types, the markers go.
-KNOWN_CRASH = settings(FUZZ, phases=[Phase.generate])
-
-
-def known_crash(reason: str):
-    # Not strict: 100 random examples do not always hit the crash, and a test must not flake. The API
-    # path is safe already (the registry turns these crashes into 400s, tests/unit/test_apiserver_hostile.py).
-    return pytest.mark.xfail(strict=False, reason=reason)
-
-
-VALIDATION_CRASH = ("kinds/pods.py, services.py, workloads.py index/iterate fields without checking their JSON type "
-                    "(e.g. spec: 1, containers: true, selector.matchLabels: []): AttributeError/TypeError → 500 "
-                    "where upstream's typed decoding answers 400")
-
+FUZZ = settings(max_examples=int(os.environ.get("SHIPMATE_FUZZ_EXAMPLES", "100")), deadline=1000, database=None, suppress_health_check=[HealthCheck.too_slow])
 scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False) \
     | st.text(max_size=12)
 keys = st.sampled_from(["name", "image", "ports", "port", "containers", "spec", "metadata", "labels", "env",
@@ -152,22 +137,19 @@ def _validates_cleanly(strategy, obj) -> None:
         pass
 
 
-@known_crash(VALIDATION_CRASH)
-@KNOWN_CRASH
+@FUZZ
 @given(pods)
 def test_pod_validation_never_raises(obj):
     _validates_cleanly(PodStrategy(), obj)
 
 
-@known_crash(VALIDATION_CRASH)
-@KNOWN_CRASH
+@FUZZ
 @given(services)
 def test_service_validation_never_raises(obj):
     _validates_cleanly(ServiceStrategy(), obj)
 
 
-@known_crash(VALIDATION_CRASH)
-@KNOWN_CRASH
+@FUZZ
 @given(deployments)
 def test_deployment_validation_never_raises(obj):
     _validates_cleanly(DeploymentStrategy(), obj)

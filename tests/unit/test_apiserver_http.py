@@ -85,6 +85,20 @@ def test_cidr_allocator():
     assert allocator.allocate() == "10.244.2.0/24"
 
 
+def test_cidr_allocator_conflicts():
+    """What a requested podCIDR must not be: outside the cluster CIDR or over another node's subnet."""
+    allocator = CIDRAllocator("10.244.0.0/16", 24)
+    assert allocator.occupy("10.244.3.0/24", "n3")
+    assert allocator.conflict("10.244.4.0/24", "n4") is None
+    assert allocator.conflict("10.244.3.0/24", "n3") is None  # its own
+    assert allocator.conflict("10.244.3.128/25", "n4") == 'overlaps the podCIDR 10.244.3.0/24 of node "n3"'
+    assert allocator.conflict("10.244.0.0/16", "n4") == 'overlaps the podCIDR 10.244.3.0/24 of node "n3"'
+    for outside in ("10.96.0.0/24", "0.0.0.0/0", "10.0.0.0/8", "fd00::/64"):
+        assert allocator.conflict(outside, "n4") == "must be within the cluster CIDR 10.244.0.0/16"
+    assert allocator.occupy("10.244.0.0/23", "admin-set")  # any prefix inside: allocation skips what it overlaps
+    assert allocator.allocate("n5") == "10.244.2.0/24"
+
+
 def test_openapi_v2_is_an_empty_protobuf_document():
     document = openapi.v2_document()
     assert document.startswith(b"\x0a\x032.0\x12")  # swagger = "2.0", then info

@@ -4,6 +4,7 @@ node's updates of its own Node (no taints, no restricted labels)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 
@@ -338,3 +339,16 @@ async def test_node_updates_of_its_own_node_go_through_admission(api):
     # The node lifecycle controller (no user) owns the taints.
     untainted = await api.patch(api.nodes, "", "n1", STRATEGIC_MERGE_PATCH, {"spec": {"taints": None}})
     assert not untainted["spec"].get("taints")
+
+
+def test_node_may_not_choose_its_pod_cidr():
+    own = {"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.9.0/24"}}
+    assert node_restriction.node_create_problem("n1", own) == \
+        'node "n1" is not allowed to set podCIDR or podCIDRs: the server allocates them'
+    assert node_restriction.node_create_problem("n1", {"metadata": {"name": "n1"}, "spec": {"podCIDRs": []}}) is None
+    old = {"metadata": {"name": "n1"}, "spec": {}}
+    for spec in ({"podCIDR": "10.244.9.0/24"}, {"podCIDRs": ["10.244.9.0/24"]}):
+        assert node_restriction.node_update_problem("n1", {**old, "spec": spec}, old) == \
+            'node "n1" is not allowed to modify podCIDR or podCIDRs'
+    kept = {"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}}
+    assert node_restriction.node_update_problem("n1", copy.deepcopy(kept), kept) is None
