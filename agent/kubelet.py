@@ -31,6 +31,7 @@ from agent.node_manager import NodeManager
 from agent.node_pressure import PressureTracker, parse_thresholds
 from agent.node_routes import NodeRoutes
 from agent.pleg import ExitCache, LastSync, Relister
+from agent.runtime_state import ContainerPhase
 from agent.pod_status import TERMINAL_PHASES, generate_pod_status
 from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome, needs_sync
 from agent.volumes import VolumeError, VolumeManager
@@ -331,6 +332,9 @@ class Agent:
         last = self.last_sync.get(uid)
         announced = self.exits.overlaid(last.observed) if last is not None else None
         if announced is not None:
+            running_before = {c.id for c in last.observed.containers if c.phase == ContainerPhase.RUNNING}
+            await self.runtime_manager.add_termination_messages(
+                [c for c in announced.containers if c.id in running_before and c.phase == ContainerPhase.EXITED])
             self._write_status(pod, announced, last.waiting)
             return SyncOutcome(retry_in=EXIT_SETTLE_RETRY)
         observed = await self.runtime_manager.inspect_pod(uid)

@@ -26,10 +26,10 @@ from agent.hooks import HookError, run_hook
 from agent.image_manager import ImageError, ImageManager
 from agent.pod_actions import ContainerToStart, compute_pod_actions, first_exited, is_sidecar
 from agent.pod_status import CONTAINER_CREATING, POD_INITIALIZING, ContainerWaiting, rfc3339
-from agent.runtime_state import (ContainerPhase, PodRuntimeStatus, container_from_status, newest_first,
+from agent.runtime_state import (ContainerPhase, ContainerState, PodRuntimeStatus, container_from_status, newest_first,
                                  sandbox_from_status)
 from agent.sandbox_config import managed_hosts_file, pod_log_directory, sandbox_config
-from agent.termination_message import create_message_file, termination_message
+from agent.termination_message import create_message_file, read_termination_message
 from agent.volumes import VolumeError, VolumeManager
 from shipmate.kubeclient import CONFIG_MAPS, SECRETS, SERVICES, ApiError, KubeClient, NotFound as ApiNotFound
 
@@ -99,14 +99,23 @@ class RuntimeManager:
         status.sandboxes = [sandbox_from_status(r.status) for r in sandbox_statuses if r is not None]
         found = [(container_from_status(r.status, c.pod_sandbox_id), r.status)
                  for c, r in zip(containers, container_statuses) if r is not None]
-        exited = [(state, raw) for state, raw in found if state.phase == ContainerPhase.EXITED]
-        if exited:
-            messages = await asyncio.to_thread(lambda: [termination_message(raw, self.root_dir) for _, raw in exited])
-            for (state, _), message in zip(exited, messages):
-                if message:
-                    state.message = f"{state.message}: {message}" if state.message else message
         status.containers = [state for state, _ in found]
+        await self.add_termination_messages(status.containers)
         return newest_first(status)
+
+    async def add_termination_messages(self, containers: list[ContainerState]) -> None:
+        """Each exited container's message gets its termination message (read in a thread, as root, below
+        the agent's root dir without following symlinks): also for exits containerd announced before CRI
+        shows them, so a terminated state is never reported without its message."""
+        exited = [state for state in containers if state.phase == ContainerPhase.EXITED]
+        if not exited:
+            return
+        messages = await asyncio.to_thread(lambda: [
+            read_termination_message(state.message_source, state.exit_code, state.reason, self.root_dir)
+            for state in exited])
+        for state, message in zip(exited, messages):
+            if message:
+                state.message = f"{state.message}: {message}" if state.message else message
 
     @staticmethod
     async def _quiet(call: Any) -> Any:

@@ -7,6 +7,7 @@ from enum import Enum
 from cri.gen import api_pb2
 
 from agent import labels
+from agent.termination_message import MessageSource, message_source
 
 
 class ContainerPhase(str, Enum):
@@ -50,6 +51,7 @@ class ContainerState:
     image: str = ""
     image_ref: str = ""
     hash: str = ""
+    message_source: MessageSource | None = None  # where its termination message is read once it exits
 
 
 @dataclass
@@ -86,7 +88,7 @@ def container_from_status(status: api_pb2.ContainerStatus, sandbox_id: str = "")
         created_at=status.created_at, started_at=status.started_at, finished_at=status.finished_at,
         exit_code=status.exit_code, reason=status.reason, message=status.message,
         image=status.image.image, image_ref=status.image_ref,
-        hash=status.annotations.get(labels.CONTAINER_HASH, ""))
+        hash=status.annotations.get(labels.CONTAINER_HASH, ""), message_source=message_source(status))
 
 
 def newest_first(status: PodRuntimeStatus) -> PodRuntimeStatus:

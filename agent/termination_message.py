@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 
 from cri.gen import api_pb2
 
@@ -79,28 +80,49 @@ def read_message_file(host_path: str, trusted_root: str, max_bytes: int = MAX_ME
         os.close(fd)
 
 
-def termination_message(status: api_pb2.ContainerStatus, trusted_root: str = "/") -> str:
-    """kubelet's getTerminationMessage + readLastStringFromContainerLogs for an exited container;
-    reads files (run it in a thread). `trusted_root`: the agent's root directory."""
+@dataclass(frozen=True)
+class MessageSource:
+    """Where an exited container's termination message comes from: the host side of the file mounted at
+    its terminationMessagePath, and with FallbackToLogsOnError its CRI log."""
+    file: str = ""
+    fallback_to_logs: bool = False
+    log_path: str = ""
+
+
+def message_source(status: api_pb2.ContainerStatus) -> MessageSource | None:
+    """What termination_message will read for this container (None: nothing)."""
     path = status.annotations.get(labels.TERMINATION_MESSAGE_PATH, "")
-    fallback = status.annotations.get(labels.TERMINATION_MESSAGE_POLICY) == FALLBACK_TO_LOGS \
-        and status.exit_code != 0 and status.reason != "ContainerCannotRun"
-    check_logs = fallback
-    for mount in status.mounts if path else []:
-        if mount.container_path != path:
-            continue
+    host_file = next((m.host_path for m in status.mounts if path and m.container_path == path), "")
+    fallback = status.annotations.get(labels.TERMINATION_MESSAGE_POLICY) == FALLBACK_TO_LOGS
+    if not host_file and not (fallback and status.log_path):
+        return None
+    return MessageSource(host_file, fallback, status.log_path)
+
+
+def termination_message(status: api_pb2.ContainerStatus, trusted_root: str = "/") -> str:
+    """The termination message of an exited container as CRI shows it (reads files: run it in a thread)."""
+    return read_termination_message(message_source(status), status.exit_code, status.reason, trusted_root)
+
+
+def read_termination_message(source: MessageSource | None, exit_code: int, reason: str = "",
+                             trusted_root: str = "/") -> str:
+    """kubelet's getTerminationMessage + readLastStringFromContainerLogs for a container that exited with
+    exit_code; reads files (run it in a thread). `trusted_root`: the agent's root directory."""
+    if source is None:
+        return ""
+    fallback = source.fallback_to_logs and exit_code != 0 and reason != "ContainerCannotRun"
+    if source.file:
         try:
-            data = read_message_file(mount.host_path, trusted_root)
+            data = read_message_file(source.file, trusted_root)
         except FileNotFoundError:
-            break
+            data = b""
         except OSError as error:
-            return f"Error on reading termination log {mount.host_path}: {error.strerror or error}"
+            return f"Error on reading termination log {source.file}: {error.strerror or error}"
         if data or not fallback:
             return data.decode("utf-8", "replace")
-        break
-    if check_logs and status.log_path:
+    if fallback and source.log_path:
         try:
-            with open(status.log_path, "rb") as handle:
+            with open(source.log_path, "rb") as handle:
                 handle.seek(0, os.SEEK_END)
                 size = handle.tell()
                 handle.seek(max(0, size - 64 * 1024))
