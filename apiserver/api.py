@@ -127,6 +127,7 @@ class API:
                                          "being terminated")
 
     async def create(self, registry: Registry, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+        body = registry.decode_body(body)  # admission sees a well-typed object, as upstream's (decoded first)
         await self._check_namespace(registry, namespace)
         await node_restriction.admit_create(self, registry, namespace, body)  # a node creates only its own objects
         if registry is self.pods:

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from apiserver.http.limits import MAX_OPEN_CONNECTIONS
 from apiserver.podsecurity.labels import parse_default
 from apiserver.service_allocation import parse_port_range
 from shipmate.durations import parse_go_duration
@@ -66,6 +67,7 @@ class ServerConfig:
     pod_security_exempt_namespaces: tuple[str, ...] = ()  # namespaces Pod Security admission skips
     max_requests_inflight: int = 400  # non-mutating requests served at once (0: no limit)
     max_mutating_requests_inflight: int = 200  # mutating requests served at once (0: no limit)
+    max_open_connections: int = MAX_OPEN_CONNECTIONS  # open client connections (0: no limit)
 
     @property
     def database_path(self) -> str:
@@ -132,6 +134,9 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         help="accept Services with spec.externalIPs (refused by default, as upstream's "
                              "DenyServiceExternalIPs admission: any Service owner could capture traffic to "
                              "those addresses, CVE-2020-8554)")
+    parser.add_argument("--max-open-connections", type=int, default=MAX_OPEN_CONNECTIONS,
+                        help="the maximum number of open client connections; past it a new connection is "
+                             f"closed at once (zero for no limit; default {MAX_OPEN_CONNECTIONS})")
     args = parser.parse_args(argv)
     try:
         parse_default(args.pod_security_default)
@@ -139,7 +144,8 @@ def parse_args(argv: list[str]) -> ServerConfig:
         parser.error(f"--pod-security-default: {exc}")
     exempt_namespaces = tuple(n.strip() for n in args.pod_security_exempt_namespaces.split(",") if n.strip())
     for flag, value in (("--max-requests-inflight", args.max_requests_inflight),
-                        ("--max-mutating-requests-inflight", args.max_mutating_requests_inflight)):
+                        ("--max-mutating-requests-inflight", args.max_mutating_requests_inflight),
+                        ("--max-open-connections", args.max_open_connections)):
         if value < 0:
             parser.error(f"{flag} can not be negative")
     if args.token_auth_file:
@@ -202,4 +208,5 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         pod_security_exempt_namespaces=exempt_namespaces,
                         max_requests_inflight=args.max_requests_inflight,
                         max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+                        max_open_connections=args.max_open_connections,
                         allow_service_external_ips=args.allow_service_external_ips)

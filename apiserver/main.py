@@ -14,7 +14,8 @@ from apiserver.auth import bootstrap_policy
 from apiserver.config import ServerConfig, parse_args
 from apiserver.control_plane import run_term
 from apiserver.http.limits import HEADER_READ_TIMEOUT, InflightLimiter
-from apiserver.http.serving import BoundedTCPSite
+from apiserver.http.serving import BoundedTCPSite, log_client_errors_at_debug
+from apiserver.memory import limit_heap_retention
 from apiserver.http.server import HTTPServer
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
 from apiserver.leader_election import LeaderElector
@@ -40,6 +41,7 @@ def tune_garbage_collection() -> None:
     by every full collection; young collections run less often (GC_YOUNG_THRESHOLD)."""
     gc.collect()
     gc.freeze()
+    limit_heap_retention()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
@@ -67,11 +69,12 @@ async def serve(config: ServerConfig) -> None:
     local_host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::") else config.bind_address
     http = HTTPServer(api, f"{local_host}:{config.port}", token_auth_file=config.token_auth_file,
                       inflight=InflightLimiter(config.max_requests_inflight, config.max_mutating_requests_inflight))
+    log_client_errors_at_debug()
     runner = web.AppRunner(http.app, handler_cancellation=True, access_log=None, shutdown_timeout=5,
                            keepalive_timeout=HEADER_READ_TIMEOUT)
     await runner.setup()
     site = BoundedTCPSite(runner, config.bind_address, config.port, ssl_context=api.pki.server_ssl_context(),
-                          reuse_address=True)
+                          reuse_address=True, max_open_connections=config.max_open_connections)
     await site.start()
     admin_cert, admin_key = await asyncio.to_thread(api.pki.admin_credentials)
     write_kubeconfig(config.admin_kubeconfig, admin_kubeconfig(f"https://{local_host}:{config.port}",

@@ -219,7 +219,9 @@ class Registry:
         return items, revision
 
     # writes ----------------------------------------------------------------------------------
-    def _validate_body(self, obj: Any, namespace: str, name: str | None = None) -> Obj:
+    def decode_body(self, obj: Any) -> Obj:
+        """What decoding a request body into this kind checks (upstream's typed decoding, before any admission):
+        a JSON object of this apiVersion and kind whose fields have their schema's types, or 400. A copy."""
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
@@ -230,11 +232,17 @@ class Registry:
             raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                                      f"({self.info.kind})")
         obj = copy_object(obj)
+        if obj.get("metadata", {}) is None:
+            obj["metadata"] = {}  # what Go decodes `metadata: null` into: an empty ObjectMeta
         try:
             check_types(DEFINITIONS, definition_name(self.info.group, self.info.kind), obj)
         except WrongType as wrong:
             raise errors.bad_request(f'{self.info.kind} in version "{self.info.version}" cannot be handled as a '
                                      f"{self.info.kind}: {wrong}") from None
+        return obj
+
+    def _validate_body(self, obj: Any, namespace: str, name: str | None = None) -> Obj:
+        obj = self.decode_body(obj)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")

@@ -17,6 +17,16 @@ NSPAWN_ROOT=${SHIPMATE_NSPAWN_ROOT:-/var/lib/shipmate-nspawn/rootfs}
 NSPAWN_LIBS=(libsqlite3-0 libffi8 libssl3 libbz2-1.0 liblzma5 zlib1g libreadline8 libncursesw6 libuuid1
              libgdbm6 libexpat1 libtirpc3 libkeyutils1 libdb5.3)
 
+# The Debian mirror this machine's apt uses (deb822 .sources or one-line sources.list).
+debian_mirror() {
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' |
+        grep -E '/debian/?$' | head -n1)
+  [[ -n $uri ]] || uri=$(grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -E '/debian/?$' | head -n1)
+  [[ -n $uri ]] || die "no Debian mirror in /etc/apt/sources.list{,.d}: debootstrap needs one"
+  printf '%s\n' "$uri"
+}
+
 nspawn_rootfs() {
   require_root multinode
   if ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then
@@ -25,7 +35,7 @@ nspawn_rootfs() {
   if [[ ! -x $NSPAWN_ROOT/lib/systemd/systemd ]]; then
     rm -rf "$NSPAWN_ROOT"
     mkdir -p "$(dirname "$NSPAWN_ROOT")"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$NSPAWN_ROOT" http://deb.debian.org/debian
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$NSPAWN_ROOT" "$(debian_mirror)"
   fi
   cp /etc/resolv.conf "$NSPAWN_ROOT/etc/resolv.conf"
   chroot "$NSPAWN_ROOT" apt-get install -y -q --no-install-recommends "${NSPAWN_LIBS[@]}"

@@ -33,6 +33,8 @@ main() {
   bash "$REPO_ROOT/hack/down.sh" || true
   bash "$REPO_ROOT/hack/up.sh" --host-only --test-extras || up_status=$?
   [[ -x $VENV/bin/pytest ]] || die "make up failed before pytest was installed (status $up_status)"
+  # The Debian tree tests/integration/test_systemd_units.py boots shipmate's units in (built once).
+  bash "$REPO_ROOT/hack/multinode.sh" nspawn-rootfs || up_status=$?
   log "running unit, integration and security tests"
   run_pytest tests/unit tests/integration tests/security || status=$?
   # When the cluster does not come up, the e2e tests still run (and fail) so that the report shows

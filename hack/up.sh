@@ -184,7 +184,8 @@ main() {
     case $1 in
       --images-only) until=images ;;
       --host-only) until=host ;;
-      --test-extras) APT_PACKAGES+=(etcd-server etcd-client systemd) ;;  # etcd: tests/integration/test_etcd_*; systemd-analyze: test_systemd_units
+      # etcd: tests/integration/test_etcd_*; systemd-analyze, systemd-nspawn, debootstrap: test_systemd_units
+      --test-extras) APT_PACKAGES+=(etcd-server etcd-client systemd systemd-container debootstrap) ;;
       *) die "unknown option $1" ;;
     esac
     shift

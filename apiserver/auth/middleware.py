@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ATTRIBUTES_CACHE_SIZE = 8192
+# Only short paths and selectors are remembered: the cache is bounded in bytes, not only in entries,
+# whatever URLs a client makes up (clients repeat short ones).
+ATTRIBUTES_CACHE_KEY_LENGTH = 256
 
 
 class AuthMiddleware:
@@ -62,9 +65,11 @@ class AuthMiddleware:
         """request_attributes, remembered: a client repeats the same requests (creates in a namespace,
         its own Node's status, watches), and Attributes are immutable."""
         query = request.query
-        if user.extra:  # UserInfo equality ignores extra: such a user must not share entries
+        field_selector = query.get("fieldSelector")
+        if user.extra or len(request.path) + len(field_selector or "") > ATTRIBUTES_CACHE_KEY_LENGTH:
+            # UserInfo equality ignores extra: such a user must not share entries
             return request_attributes(user, request.method, request.path, query)
-        key = (user, request.method, request.path, query.get("watch"), query.get("fieldSelector"))
+        key = (user, request.method, request.path, query.get("watch"), field_selector)
         attributes = self._attributes_cache.get(key)
         if attributes is None:
             if len(self._attributes_cache) >= ATTRIBUTES_CACHE_SIZE:

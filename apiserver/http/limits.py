@@ -18,6 +18,9 @@ _READ_CHUNK = 64 * 1024
 # holds ~10, kubectl one; past these a new watch gets 429 and the client retries, as with kube-apiserver's
 # max-in-flight limits.
 MAX_WATCHES_PER_CLIENT = 500
+# Open connections in total (each holds ~200 KiB of TLS and parser buffers); past it a new connection is
+# closed at once and the client retries (--max-open-connections).
+MAX_OPEN_CONNECTIONS = 4096
 MAX_WATCHES = 5000
 # Maps/lists in a body or object. Upstream's decoder allows 10000 levels; our pipeline (copy, patch, managed
 # fields, encoding) is recursive Python, so we stop far earlier. No kind we serve nests beyond ~20 levels.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,6 +17,8 @@ from tests.integration.private_node import BUSYBOX, PrivateNode, running_node
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 NODE_NAME = "agentsec"
 LOADED = 90          # the shared 2-core box is often busy
@@ -225,3 +229,58 @@ def test_run_as_non_root_with_a_root_image_never_starts(node: PrivateNode) -> No
                                     f'(pod: "nonroot_default({uid})", container: app)')
     finally:
         delete(node, "nonroot")
+
+
+# ---------------------------------------------------------------- streams: exec over WebSocket
+WS_CLIENT = r"""
+import asyncio, json, sys
+import aiohttp
+from shipmate.kubeclient import load_kubeconfig
+
+async def main(kubeconfig, url, size):
+    tls = load_kubeconfig(kubeconfig).ssl_context()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, protocols=["v4.channel.k8s.io"], ssl=tls, max_msg_size=0,
+                                      headers={"Sec-WebSocket-Extensions": "permessage-deflate"}) as ws:
+            extensions = ws._response.headers.get("Sec-WebSocket-Extensions", "")
+            echoed = b""
+            await ws.send_bytes(b"\x00" + b"hello\n")          # channel 0: stdin
+            while b"hello" not in echoed:
+                message = await asyncio.wait_for(ws.receive(), 30)
+                if message.type != aiohttp.WSMsgType.BINARY:
+                    break
+                if message.data[:1] == b"\x01":
+                    echoed += message.data[1:]
+            await ws.send_bytes(b"\x00" + b"x" * size)          # one message past the bound
+            closed = None
+            while closed is None:
+                message = await asyncio.wait_for(ws.receive(), 30)
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    closed = ws.close_code
+    print(json.dumps({"extensions": extensions, "echoed": echoed.decode(), "close_code": closed}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def test_exec_stream_messages_past_the_bound_close_the_session(node: PrivateNode) -> None:
+    """Through the API server's pod proxy to the agent's :10250: a WebSocket exec session works, offers of
+    permessage-deflate are not taken (no compression bombs), and a stdin message over the 1 MiB bound
+    closes the session with 1009 (message too big) instead of being buffered."""
+    from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
+    apply(node, "streams", {"containers": [container("app", "sleep 3600")]})
+    try:
+        wait_for(lambda: statuses(node, "streams").get("app", {}).get("state", {}).get("running"), LOADED,
+                 "the streams pod running")
+        url = (f"{node.urls[0].replace('https', 'wss')}/api/v1/namespaces/default/pods/streams/exec"
+               "?command=cat&stdin=true&stdout=true&container=app")
+        result = subprocess.run([*node.enter, sys.executable, "-c", WS_CLIENT, str(node.kubeconfig), url,
+                                 str(MAX_STREAM_MESSAGE_BYTES + 1024)],
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outcome = json.loads(result.stdout.splitlines()[-1])
+        assert outcome["echoed"].startswith("hello"), outcome
+        assert "deflate" not in outcome["extensions"], outcome
+        assert outcome["close_code"] == 1009, outcome
+    finally:
+        delete(node, "streams")

@@ -301,3 +301,87 @@ def test_slow_and_silent_connections_are_closed(server):
     assert results["silent"] <= TLS_HANDSHAKE_TIMEOUT + 5, results
     assert results["slowloris"] <= HEADER_READ_TIMEOUT + 5, results
     assert server.request("GET", "/readyz", raw=True) == "ok"
+
+
+@pytest.fixture
+def few_connections_server(tmp_path):
+    from tests.integration.test_apiserver_kubectl import Server
+    srv = Server(tmp_path)
+    srv.extra_args = ["--max-open-connections", "20"]
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _tls_connection(server):
+    import socket
+    import ssl
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return tls.wrap_socket(raw, server_hostname="localhost")
+
+
+def _closed_by_server(sock) -> bool:
+    import ssl
+    try:
+        sock.settimeout(3)
+        return sock.recv(1) == b""
+    except (ssl.SSLError, ConnectionError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_connections_past_the_limit_are_closed_at_once_and_served_again_when_some_go(few_connections_server):
+    """--max-open-connections 20: a client holding 20 idle connections makes the server close the 21st at
+    once; once it lets some go, new connections are served again."""
+    server = few_connections_server
+    held = []
+    try:
+        # /readyz probes of Server.start may still hold a keep-alive connection or two: fill up to the cap.
+        while len(held) < 25:
+            sock = _tls_connection(server)
+            if _closed_by_server(sock):
+                sock.close()
+                break
+            held.append(sock)
+        assert 18 <= len(held) <= 20, f"{len(held)} connections held before the server closed one"
+        extra = _tls_connection(server)
+        assert _closed_by_server(extra), "a connection past the limit was kept open"
+        extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    assert server.request("GET", "/readyz", raw=True) == "ok"
+
+
+def test_connections_ending_in_unparseable_requests_do_not_pile_up_in_memory(server):
+    """aiohttp refuses a request line over its limit with 400 and leaves the connection as cyclic garbage
+    (parser exception, traceback, protocol, TLS buffers). 3000 of them must not grow the server by more than
+    a few connections' worth: the server collects after every few hundred closed connections."""
+    import ssl
+    from tests.security.test_soak import rss_kib
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    async def hammer() -> int:
+        refused = 0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8, ssl=context)) as session:
+            async def one(index: int) -> int:
+                async with session.get(f"{server.url}/api/v1/pods?labelSelector={'x' * 9000}{index}") as response:
+                    await response.read()
+                    return response.status
+            for start in range(0, 3000, 100):
+                refused += sum(1 for status in await asyncio.gather(*(one(i) for i in range(start, start + 100)))
+                               if status == 400)
+        return refused
+
+    before = rss_kib(server.process.pid)
+    assert asyncio.run(hammer()) == 3000
+    grown_mib = (rss_kib(server.process.pid) - before) / 1024
+    assert grown_mib < 40, f"RSS grew by {grown_mib:.0f} MiB over 3000 refused connections"

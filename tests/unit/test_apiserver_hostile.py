@@ -310,3 +310,33 @@ def test_nulls_are_what_typed_decoding_makes_of_them():
     checked = Registry(PodStrategy(), storage=None)._validate_body(body, "default")
     assert "labels" not in checked["metadata"] and "status" not in checked
     assert checked["spec"] == {"containers": [{}, {"name": "c", "args": [""]}], "nodeSelector": {"a": ""}}
+
+
+@pytest.mark.parametrize("metadata, code", [([], 400), ("x", 400), (True, 400), (1, 400), (None, 422)])
+def test_admission_sees_only_decoded_bodies(tmp_path, metadata, code):
+    """Quota admission (and every other step before validation) reads the body as upstream's admission
+    reads a decoded object: a wrongly typed body is the decoder's 400 before any of them runs, never a crash
+    (it was a 500: 'list' object has no attribute 'get', found by tests/security/test_soak.py)."""
+    import asyncio
+    from apiserver.api import API
+    from apiserver.storage.sqlite import SQLiteStorage
+
+    async def scenario() -> errors.APIError:
+        storage = SQLiteStorage(str(tmp_path / "state.db"))
+        await storage.start()
+        api = API(storage)
+        await api.start()
+        try:
+            await api.create(api.registry("", "resourcequotas"), "default",
+                             {"metadata": {"name": "q"}, "spec": {"hard": {"secrets": "5"}}})
+            with pytest.raises(errors.APIError) as refused_error:
+                await api.create(api.registry("", "secrets"), "default", {"metadata": metadata, "data": {}})
+            return refused_error.value
+        finally:
+            await storage.close()
+
+    refused_error = asyncio.run(scenario())
+    assert refused_error.code == code, refused_error.message
+    # `metadata: null` decodes into an empty ObjectMeta: the object then has no name (422), as upstream.
+    assert ("cannot be handled as a Secret" if code == 400 else "name or generateName is required") \
+        in refused_error.message

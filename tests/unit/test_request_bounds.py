@@ -79,3 +79,23 @@ def test_paging_a_large_list_is_linear():
     started = time.monotonic()
     chunk = paging.page(keyed, 500, paging.decode_continue(paging.encode_continue(3, "ns/00100000\x00")).start, 3)
     assert chunk.items[0] == 100_001 and time.monotonic() - started < 0.5
+
+
+def test_requests_aiohttp_cannot_parse_are_not_logged_as_errors(caplog):
+    """A client sending over-long request lines must not fill the server's log with tracebacks."""
+    import logging
+    from aiohttp.http_exceptions import LineTooLong
+    from apiserver.http.serving import log_client_errors_at_debug
+    log_client_errors_at_debug()
+    logger = logging.getLogger("aiohttp.server")
+    with caplog.at_level(logging.DEBUG):
+        try:
+            raise LineTooLong("x" * 100, "8190")
+        except LineTooLong as error:
+            logger.error("Error handling request", exc_info=error)
+        try:
+            raise RuntimeError("a real bug")
+        except RuntimeError as error:
+            logger.error("Error handling request", exc_info=error)
+    errors_logged = [r for r in caplog.records if r.name == "aiohttp.server" and r.levelno >= logging.ERROR]
+    assert [r.exc_info[1].__class__.__name__ for r in errors_logged] == ["RuntimeError"]
