@@ -19,17 +19,31 @@ def test_requirements_lock_pins_the_generator_of_the_committed_stubs() -> None:
         "requirements.lock must pin the grpcio-tools that generated cri/gen (make lock, python -m cri.generate)"
 
 
-def test_another_generator_version_alone_is_not_stale(tmp_path: Path) -> None:
-    generate.generate(tmp_path)
-    for path in tmp_path.glob("*_pb2_grpc.py"):
+def _as_another_generator_would(out_dir: Path) -> None:
+    for path in out_dir.glob("*_pb2_grpc.py"):
         path.write_text(re.sub(r"GRPC_GENERATED_VERSION = '[^']+'", "GRPC_GENERATED_VERSION = '0.0.1'",
                                path.read_text()) + "\n# another generator's layout\n")
-    for path in tmp_path.glob("*.pyi"):
+    for path in out_dir.glob("*.pyi"):
         path.write_text(path.read_text() + "\n# another generator's layout\n")
+
+
+def test_another_generator_version_alone_is_not_stale(tmp_path: Path, monkeypatch) -> None:
+    """A machine whose grpcio-tools is not the pinned one: only what the stubs mean is compared."""
+    monkeypatch.setattr(generate, "generator_version", lambda: "0.0.1")
+    generate.generate(tmp_path)
+    _as_another_generator_would(tmp_path)
     assert generate.stale_stubs(tmp_path, generate.GEN_DIR) == []
 
 
-def test_a_changed_message_or_method_is_stale(tmp_path: Path) -> None:
+def test_with_the_pinned_generator_every_byte_counts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(generate, "generator_version", lambda: generate.generated_by(generate.GEN_DIR))
+    generate.generate(tmp_path)
+    _as_another_generator_would(tmp_path)
+    assert "api_pb2.pyi" in generate.stale_stubs(tmp_path, generate.GEN_DIR)
+
+
+def test_a_changed_message_or_method_is_stale(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(generate, "generator_version", lambda: "0.0.1")
     generate.generate(tmp_path)
     api = tmp_path / "api_pb2.py"
     api.write_text(api.read_text().replace("\\x07version\\x18\\x01", "\\x07version\\x18\\x02", 1))
