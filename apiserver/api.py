@@ -24,9 +24,9 @@ from apiserver.certificates.admission import admit_approval
 from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
 from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, generated_name, utc_now
-from apiserver.node_lifecycle import with_default_tolerations
+from apiserver.admission.default_tolerations import with_default_tolerations
 from apiserver.podsecurity.admission import PodSecurityAdmission
-from apiserver.quota_controller import QuotaAdmission
+from apiserver.admission.quota import QuotaAdmission
 from apiserver.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
 
@@ -67,7 +67,7 @@ class API:
         self.endpoints = self.registry("", "endpoints")
         self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")
         self._service_writes: dict[str, int] = {}  # "<ns>/<name>" -> writes in flight
-        self.quota = QuotaAdmission(self)           # ResourceQuota admission (quota_controller.py)
+        self.quota = QuotaAdmission(self)           # ResourceQuota admission (admission/quota.py)
         self.pod_security = PodSecurityAdmission(self)  # PodSecurity admission; `shipmate server` sets its config
         self.default_toleration_seconds = 300       # DefaultTolerationSeconds admission (--pod-eviction-timeout)
         self.pki = None                              # apiserver.pki_bootstrap.ServerPKI, set by `shipmate server`
