@@ -10,7 +10,7 @@ import pytest
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy, context
 from apiserver.auth.authorizer import UnionAuthorizer
-from apiserver.auth.rbac import RBACAuthorizer
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
 from apiserver.certificates.policy import (NODE_CLIENT_MESSAGE, SELF_NODE_CLIENT_MESSAGE, apiserver_client_problem,
                                            kubelet_client_problem, recognize, signing_seconds)

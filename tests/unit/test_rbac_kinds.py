@@ -11,7 +11,7 @@ from apiserver import errors
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy, reviews
 from apiserver.auth.authorizer import Attributes, UnionAuthorizer
-from apiserver.auth.rbac import RBACAuthorizer
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
 from apiserver.storage.sqlite import SQLiteStorage
 
