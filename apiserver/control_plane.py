@@ -9,15 +9,15 @@ import asyncio
 import logging
 
 from apiserver.api import API
-from apiserver.auth.aggregation import aggregation_tasks
+from apiserver.controllers.clusterrole_aggregation import aggregation_tasks
 from apiserver.certificates.tasks import csr_tasks
 from apiserver.config import ServerConfig
 from apiserver.controllers.wiring import workload_tasks
 from apiserver.endpoint_tasks import endpoint_tasks
-from apiserver.event_ttl import run_event_ttl
+from apiserver.controllers.event_ttl import run_event_ttl
 from apiserver.informer import SharedInformers
-from apiserver.namespace_controller import NamespaceController
-from apiserver.node_lifecycle import LifecycleConfig
+from apiserver.controllers.namespace import NamespaceController
+from apiserver.controllers.node_lifecycle import LifecycleConfig
 from apiserver.scheduling_tasks import scheduling_tasks
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 
 from apiserver.api import API
-from apiserver.endpoints_controller import EndpointsController
-from apiserver.endpointslice_controller import EndpointSliceController
-from apiserver.endpointslice_mirroring import EndpointSliceMirroringController
+from apiserver.controllers.endpoints import EndpointsController
+from apiserver.controllers.endpointslice import EndpointSliceController
+from apiserver.controllers.endpointslice_mirroring import EndpointSliceMirroringController
 from apiserver.informer import SharedInformers
 
 

@@ -8,7 +8,7 @@ import signal
 
 from aiohttp import web
 
-from apiserver import kubernetes_service
+from apiserver.controllers import kubernetes_service
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy
 from apiserver.config import ServerConfig, parse_args

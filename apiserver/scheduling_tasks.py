@@ -6,7 +6,7 @@ import asyncio
 
 from apiserver.api import API
 from apiserver.informer import SharedInformers
-from apiserver.node_lifecycle import LifecycleConfig, NodeLifecycleController
+from apiserver.controllers.node_lifecycle import LifecycleConfig, NodeLifecycleController
 from apiserver.controllers.resourcequota import QuotaController
 from apiserver.scheduler.scheduler import Scheduler
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import asyncio
 
 from apiserver.api import API
-from apiserver.certificates.approver import CSRApprover
+from apiserver.controllers.csr_approver import CSRApprover
 from apiserver.certificates.policy import DEFAULT_SIGNING_SECONDS
-from apiserver.certificates.signer import CSRSigner
-from apiserver.certificates.token_cleaner import run_token_cleaner
+from apiserver.controllers.csr_signer import CSRSigner
+from apiserver.controllers.token_cleaner import run_token_cleaner
 from apiserver.informer import SharedInformers
 
 

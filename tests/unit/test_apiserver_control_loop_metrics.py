@@ -13,7 +13,7 @@ from apiserver.controllers.wiring import workload_tasks
 from apiserver.endpoint_tasks import endpoint_tasks
 from apiserver.http.metrics import ServerMetrics
 from apiserver.informer import Informer, SharedInformers, share_strings
-from apiserver.node_lifecycle import LifecycleConfig
+from apiserver.controllers.node_lifecycle import LifecycleConfig
 from apiserver.scheduling_tasks import scheduling_tasks
 from apiserver.storage.sqlite import SQLiteStorage
 

@@ -243,7 +243,7 @@ def test_self_subject_review_reports_the_requester():
 
 
 async def test_aggregation_controller_follows_labelled_cluster_roles(api):
-    from apiserver.auth.aggregation import aggregation_tasks
+    from apiserver.controllers.clusterrole_aggregation import aggregation_tasks
     from apiserver.informer import SharedInformers
     await bootstrap_policy.reconcile(api)
     informers = SharedInformers()
