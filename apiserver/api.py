@@ -15,8 +15,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 from apiserver import errors
 from apiserver.auth import node_restriction
 from apiserver.informer import Informer, StorageCache
-from apiserver.claims import ClaimConflict
-from apiserver.ipam import CIDRAllocator, CIDRExhausted, SharedCIDRAllocator
+from apiserver.allocation.claims import ClaimConflict
+from apiserver.allocation.pod_cidrs import CIDRAllocator, CIDRExhausted, SharedCIDRAllocator
 from apiserver.kinds import all_strategies
 from apiserver.kinds.base import Obj, ResourceInfo
 from apiserver.kinds.certificates import CSRApprovalStrategy
@@ -27,7 +27,7 @@ from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, enc
 from apiserver.admission.default_tolerations import with_default_tolerations
 from apiserver.podsecurity.admission import PodSecurityAdmission
 from apiserver.admission.quota import QuotaAdmission
-from apiserver.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
+from apiserver.allocation.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class API:
             for s in all_strategies(self.service_allocator)}
         self.cidrs = CIDRAllocator(cluster_cidr, node_cidr_mask_size)
         self._cidr_lock = asyncio.Lock()
-        # podCIDRs claimed in the shared store: unique across every server on one etcd (ipam.py)
+        # podCIDRs claimed in the shared store: unique across every server on one etcd (allocation/pod_cidrs.py)
         self.shared_cidrs = SharedCIDRAllocator(self.cidrs, storage, lambda name: self.nodes.key("", name),
                                                 self._stored_pod_cidrs)
         self.namespaces = self.registry("", "namespaces")
