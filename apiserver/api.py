@@ -15,8 +15,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 from apiserver import errors
 from apiserver.auth import node_restriction
 from apiserver.informer import Informer, StorageCache
-from apiserver.claims import ClaimConflict
-from apiserver.ipam import CIDRAllocator, CIDRExhausted, SharedCIDRAllocator
+from apiserver.allocation.claims import ClaimConflict
+from apiserver.allocation.pod_cidrs import CIDRAllocator, CIDRExhausted, SharedCIDRAllocator
 from apiserver.kinds import all_strategies
 from apiserver.kinds.base import Obj, ResourceInfo
 from apiserver.kinds.certificates import CSRApprovalStrategy
@@ -24,10 +24,10 @@ from apiserver.certificates.admission import admit_approval
 from apiserver.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
 from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, generated_name, utc_now
-from apiserver.node_lifecycle import with_default_tolerations
+from apiserver.admission.default_tolerations import with_default_tolerations
 from apiserver.podsecurity.admission import PodSecurityAdmission
-from apiserver.quota_controller import QuotaAdmission
-from apiserver.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
+from apiserver.admission.quota import QuotaAdmission
+from apiserver.allocation.service_allocation import ClaimingStorage, ServiceAllocator, follow_services
 from apiserver.storage.interface import KeyNotFound, RevisionMismatch, Storage
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class API:
             for s in all_strategies(self.service_allocator)}
         self.cidrs = CIDRAllocator(cluster_cidr, node_cidr_mask_size)
         self._cidr_lock = asyncio.Lock()
-        # podCIDRs claimed in the shared store: unique across every server on one etcd (ipam.py)
+        # podCIDRs claimed in the shared store: unique across every server on one etcd (allocation/pod_cidrs.py)
         self.shared_cidrs = SharedCIDRAllocator(self.cidrs, storage, lambda name: self.nodes.key("", name),
                                                 self._stored_pod_cidrs)
         self.namespaces = self.registry("", "namespaces")
@@ -67,7 +67,7 @@ class API:
         self.endpoints = self.registry("", "endpoints")
         self.endpoint_slices = self.registry("discovery.k8s.io", "endpointslices")
         self._service_writes: dict[str, int] = {}  # "<ns>/<name>" -> writes in flight
-        self.quota = QuotaAdmission(self)           # ResourceQuota admission (quota_controller.py)
+        self.quota = QuotaAdmission(self)           # ResourceQuota admission (admission/quota.py)
         self.pod_security = PodSecurityAdmission(self)  # PodSecurity admission; `shipmate server` sets its config
         self.default_toleration_seconds = 300       # DefaultTolerationSeconds admission (--pod-eviction-timeout)
         self.pki = None                              # apiserver.pki_bootstrap.ServerPKI, set by `shipmate server`

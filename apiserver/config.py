@@ -7,9 +7,9 @@ import os
 import re
 from dataclasses import dataclass
 
-from apiserver.http.limits import MAX_OPEN_CONNECTIONS
+from apiserver.bounds import MAX_OPEN_CONNECTIONS
 from apiserver.podsecurity.labels import parse_default
-from apiserver.service_allocation import parse_port_range
+from apiserver.allocation.service_allocation import parse_port_range
 from shipmate.durations import parse_go_duration
 from shipmate.hostnet import default_route_address
 

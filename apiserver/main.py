@@ -8,11 +8,11 @@ import signal
 
 from aiohttp import web
 
-from apiserver import kubernetes_service
+from apiserver.controllers import kubernetes_service
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy
 from apiserver.config import ServerConfig, parse_args
-from apiserver.control_plane import run_term
+from apiserver.controllers.manager import run_term
 from apiserver.http.limits import HEADER_READ_TIMEOUT, InflightLimiter
 from apiserver.http.serving import BoundedTCPSite, log_client_errors_at_debug
 from apiserver.memory import limit_heap_retention

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from apiserver.http.limits import MAX_NESTING_DEPTH, exceeds_depth
+from apiserver.bounds import MAX_NESTING_DEPTH, exceeds_depth
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -68,7 +68,7 @@ class PatchError(ValueError):
 class PatchLimits:
     """What one patch may build. Upstream: JSON patch copies may add at most `JSONPatchMaxCopyBytes` (3 MiB,
     evanphx/json-patch's AccumulatedCopySizeLimit), and no object is larger than a request body (3 MiB).
-    Nesting as apiserver.http.limits.MAX_NESTING_DEPTH (our recursive pipeline stops far before upstream)."""
+    Nesting as apiserver.bounds.MAX_NESTING_DEPTH (our recursive pipeline stops far before upstream)."""
     max_result_bytes: int = 3 * 1024 * 1024
     max_copy_bytes: int = 3 * 1024 * 1024
     max_depth: int = MAX_NESTING_DEPTH

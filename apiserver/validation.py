@@ -6,7 +6,7 @@ import re
 from typing import Any, Callable
 
 from apiserver.errors import FieldError, invalid, required
-from apiserver.http.limits import MAX_NESTING_DEPTH, exceeds_depth
+from apiserver.bounds import MAX_NESTING_DEPTH, exceeds_depth
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL_RE = re.compile(f"^{_DNS1123_LABEL}$")

@@ -6,7 +6,7 @@ from typing import Mapping
 from apiserver import errors
 from apiserver.auth.authorizer import Attributes
 from apiserver.auth.user import UserInfo
-from apiserver.http.requestinfo import parse_resource_path
+from apiserver.requestinfo import parse_resource_path
 
 # Subresources that open a stream to the node; a websocket GET of one also needs `create` (upstream's
 # AuthorizePodWebsocketUpgradeCreatePermission), as the POST it replaces.

@@ -238,7 +238,7 @@ async def reconcile(api: Any) -> None:
 
 async def aggregate(api: Any) -> None:
     """Write the aggregated rules of every ClusterRole with an aggregationRule (one pass of upstream's
-    aggregation controller; apiserver/auth/aggregation.py runs it on every ClusterRole change)."""
+    aggregation controller; apiserver/controllers/clusterrole_aggregation.py runs it on every ClusterRole change)."""
     registry = api.registry(GROUP, "clusterroles")
     cluster_roles, _ = await registry.list()
     for role in cluster_roles:

@@ -18,7 +18,7 @@ from apiserver.auth.impersonation import impersonate, parse_headers
 from apiserver.auth.node_authorizer import NodeAuthorizer
 from apiserver.auth.node_graph import PodIndex
 from apiserver.auth.node_restriction import admit_request
-from apiserver.auth.rbac import RBACAuthorizer
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import SYSTEM_NODES, UserInfo
 
 if TYPE_CHECKING:

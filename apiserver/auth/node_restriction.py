@@ -24,7 +24,7 @@ from apiserver.auth.node_graph import PodIndex, pod_references
 from apiserver.auth.user import SYSTEM_NODES
 
 if TYPE_CHECKING:
-    from apiserver.api import API
+    from apiserver.admission.interface import AdmissionAPI
     from apiserver.registry import Registry
 
 Obj = dict[str, Any]
@@ -171,7 +171,7 @@ def _forbidden(group: str, resource: str, name: str, why: str) -> errors.APIErro
     return errors.forbidden_error(group, resource, name or "Unknown", why)
 
 
-async def admit_request(attributes: Attributes, pods: PodIndex, api: "API") -> None:
+async def admit_request(attributes: Attributes, pods: PodIndex, api: "AdmissionAPI") -> None:
     """Checks a node's write against what the URL names (403/404 APIError when refused)."""
     user = attributes.user
     if SYSTEM_NODES not in user.groups or attributes.verb not in WRITE_VERBS or not attributes.resource_request:
@@ -191,7 +191,7 @@ async def admit_request(attributes: Attributes, pods: PodIndex, api: "API") -> N
             raise _forbidden(group, resource, name, problem)
 
 
-async def _admit_pod_request(node_name: str, attributes: Attributes, pods: PodIndex, api: "API") -> None:
+async def _admit_pod_request(node_name: str, attributes: Attributes, pods: PodIndex, api: "AdmissionAPI") -> None:
     name, verb, subresource = attributes.name, attributes.verb, attributes.subresource
     operation = _OPERATIONS[verb]
     if subresource == "":
@@ -225,7 +225,7 @@ async def _admit_pod_request(node_name: str, attributes: Attributes, pods: PodIn
         raise _forbidden("", "pods", shown, why)
 
 
-async def admit_create(api: "API", registry: "Registry", namespace: str, body: Any) -> None:
+async def admit_create(api: "AdmissionAPI", registry: "Registry", namespace: str, body: Any) -> None:
     """Checks what a node creates (from API.create): nothing to do for anyone else."""
     user = current_user()
     if user is None or SYSTEM_NODES not in user.groups or not isinstance(body, dict):

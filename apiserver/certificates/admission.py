@@ -13,7 +13,7 @@ from apiserver.kinds.certificates import CSR_INFO
 from apiserver.kinds.csr_rules import spec_of
 
 if TYPE_CHECKING:
-    from apiserver.api import API
+    from apiserver.admission.interface import AdmissionAPI
 
 
 async def authorized_for_signer(authorizer: Authorizer, user: UserInfo, verb: str, signer_name: str) -> bool:
@@ -29,7 +29,7 @@ async def authorized_for_signer(authorizer: Authorizer, user: UserInfo, verb: st
     return False
 
 
-async def admit_approval(api: "API", name: str) -> None:
+async def admit_approval(api: "AdmissionAPI", name: str) -> None:
     """403 unless the requesting user may approve requests of this CSR's signer."""
     user, authorizer = current_user(), getattr(api, "authorizer", None)
     if user is None or authorizer is None:

@@ -17,7 +17,7 @@ from apiserver.controllers.ownership import claim, controller_ref, labels_of, ow
 from apiserver.controllers.writes import modify, namespace_terminating
 from apiserver.controllers.replicaset import label_selector_matcher
 from apiserver.informer import Informer, SharedInformers, object_key
-from apiserver.keyed_controller import KeyedController
+from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.kinds.workloads import REVISION_ANNOTATION
 from apiserver.registry import DeleteOptions, utc_now

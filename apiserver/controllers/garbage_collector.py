@@ -14,7 +14,7 @@ from apiserver.controllers.gc_rules import (Node, OwnerGraph, OwnerState, decide
 from apiserver.controllers.writes import modify
 from apiserver.deletion_propagation import FOREGROUND_FINALIZER, ORPHAN_FINALIZER
 from apiserver.informer import Informer, SharedInformers
-from apiserver.keyed_controller import KeyedController
+from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions, Registry
 

@@ -15,7 +15,7 @@ from apiserver.controllers.writes import modify, namespace_terminating
 from apiserver.controllers.replicaset_rules import (claim_pods, pod_from_template, pods_to_delete, replica_diff,
                                                     replica_status)
 from apiserver.informer import Informer, SharedInformers, object_key
-from apiserver.keyed_controller import KeyedController
+from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions, Registry, utc_now
 from apiserver.timeutil import rfc3339

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from apiserver import errors, protobuf
-from apiserver.http.limits import MAX_NESTING_DEPTH, exceeds_depth
+from apiserver.bounds import MAX_NESTING_DEPTH, exceeds_depth
 from apiserver.patch import JSON_PATCH
 
 log = logging.getLogger(__name__)

@@ -8,24 +8,24 @@
 - `apiserver_storage_objects{resource}`: stored objects per resource, counted at scrape time (at most
   every `STORAGE_COUNT_INTERVAL` seconds, as upstream refreshes it periodically);
 - process figures (`process_resident_memory_bytes`, `process_cpu_seconds_total`, ...);
-- the control loops' figures from `CONTROL_LOOPS` (`workqueue_*`, scheduler attempts), a process-wide
-  registry the controllers and the scheduler record into.
+- the control loops' figures from `CONTROL_LOOPS` (`workqueue_*`, scheduler attempts: apiserver/
+  control_loop_metrics.py), a process-wide registry the controllers and the scheduler record into.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from apiserver.http.requestinfo import RequestInfo, parse_resource_path
+from apiserver.control_loop_metrics import CONTROL_LOOPS, ControlLoopMetrics
+from apiserver.requestinfo import RequestInfo, parse_resource_path
 
-if TYPE_CHECKING:  # the control loops record here and the API imports some of them: no import at run time
+if TYPE_CHECKING:
     from apiserver.api import API
 
 COMPONENT = "apiserver"
@@ -34,8 +34,6 @@ STORAGE_COUNT_INTERVAL = 10.0
 REQUEST_DURATION_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15,
                             20, 30, 45, 60)
 # client-go workqueue and kube-scheduler buckets (exponential from 1 µs, resp. 1 ms).
-WORK_DURATION_BUCKETS = tuple(1e-6 * 10 ** i for i in range(10))
-SCHEDULING_BUCKETS = tuple(0.001 * 2 ** i for i in range(15))
 _CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
 # Upstream's cleanVerb: any other method is counted as "other", so clients cannot mint label values.
 _VERBS = frozenset({"APPLY", "CONNECT", "CREATE", "DELETE", "DELETECOLLECTION", "GET", "HEAD", "LIST", "OPTIONS",
@@ -99,38 +97,6 @@ def request_labels(method: str, path: str, query: Mapping[str, str], content_typ
         verb = method
     scope = "resource" if info.name else "namespace" if info.namespace else "cluster"
     return RequestLabels(verb, dry_run, info.group, info.version, info.resource, info.subresource, scope)
-
-
-class ControlLoopMetrics:
-    """Figures of the server's control loops, in one registry every loop may record into."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.work_duration = Histogram(
-            "workqueue_work_duration_seconds", "How long in seconds processing an item from workqueue takes.",
-            ["name"], buckets=WORK_DURATION_BUCKETS, registry=self.registry)
-        self.depth = Gauge("workqueue_depth", "Current depth of workqueue", ["name"], registry=self.registry)
-        self.retries = Counter("workqueue_retries", "Total number of retries handled by workqueue", ["name"],
-                               registry=self.registry)
-        self.scheduling_attempt = Histogram(
-            "scheduler_scheduling_attempt_duration_seconds",
-            "Scheduling attempt latency in seconds (scheduling algorithm + binding)", ["result", "profile"],
-            buckets=SCHEDULING_BUCKETS, registry=self.registry)
-
-    @contextmanager
-    def sync(self, queue_name: str) -> Iterator[None]:
-        """`with CONTROL_LOOPS.sync("deployment"): await sync(key)` times one work item."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.work_duration.labels(name=queue_name).observe(time.perf_counter() - started)
-
-    def observe_scheduling(self, seconds: float, result: str = "scheduled") -> None:
-        self.scheduling_attempt.labels(result=result, profile="default-scheduler").observe(seconds)
-
-
-CONTROL_LOOPS = ControlLoopMetrics()
 
 
 class ServerMetrics:

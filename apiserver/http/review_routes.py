@@ -13,7 +13,7 @@ from aiohttp import web
 from apiserver import errors
 from apiserver.auth import reviews
 from apiserver.auth.authorizer import Authorizer
-from apiserver.auth.rbac import RBACAuthorizer
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
 from apiserver.http import body as request_body
 from apiserver.http.limits import read_body

@@ -19,7 +19,7 @@ from apiserver.http.limits import InflightLimiter, WatchLimiter, client_key, rea
 from apiserver.http.metrics import ServerMetrics
 from apiserver.http.pod_proxy import PodProxy
 from apiserver.http.review_routes import ReviewRoutes
-from apiserver.http.requestinfo import RequestInfo, parse_resource_path
+from apiserver.requestinfo import RequestInfo, parse_resource_path
 from apiserver.kinds import scale
 from apiserver.deletion_propagation import parse_policy
 from apiserver.patch import APPLY_PATCH, JSON_PATCH, PATCH_TYPES

@@ -21,7 +21,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_runner import BaseSite
 
-from apiserver.http.limits import MAX_OPEN_CONNECTIONS, TLS_HANDSHAKE_TIMEOUT
+from apiserver.bounds import MAX_OPEN_CONNECTIONS
+from apiserver.http.limits import TLS_HANDSHAKE_TIMEOUT
 from apiserver.memory import release_freed_memory
 
 log = logging.getLogger(__name__)

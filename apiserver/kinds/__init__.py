@@ -14,7 +14,7 @@ from apiserver.kinds.quotas import ResourceQuotaStrategy
 from apiserver.kinds.rbac import rbac_strategies
 from apiserver.kinds.services import ServiceStrategy
 from apiserver.kinds.workloads import workload_strategies
-from apiserver.service_allocation import ServiceAllocator
+from apiserver.allocation.service_allocation import ServiceAllocator
 
 
 def all_strategies(allocator: ServiceAllocator | None = None) -> list[Strategy]:

@@ -9,7 +9,7 @@ from typing import Any
 from apiserver import errors, printers
 from apiserver.errors import FieldError, GoLiteral, duplicate, forbidden, invalid, not_supported, required
 from apiserver.kinds.base import Obj, ResourceInfo, Strategy
-from apiserver.service_allocation import AlreadyAllocated, OutOfRange, RangeFull, ServiceAllocator
+from apiserver.allocation.service_allocation import AlreadyAllocated, OutOfRange, RangeFull, ServiceAllocator
 from apiserver.tables import TableSpec
 from apiserver.validation import dns1123_label, dns1123_subdomain, endpoint_ip_problems, is_ip, validate_labels
 

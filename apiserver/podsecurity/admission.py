@@ -24,7 +24,7 @@ from apiserver.podsecurity import policy as pss
 from apiserver.podsecurity.labels import PRIVILEGED_POLICY, Policy, policy_from_labels
 
 if TYPE_CHECKING:
-    from apiserver.api import API
+    from apiserver.admission.interface import AdmissionAPI
     from apiserver.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class PodSecurityAdmission:
     on the validated object (after defaulting and validation, before storing, as upstream's validating
     admission), and issues the warnings and audit records."""
 
-    def __init__(self, api: "API", default: Policy = PRIVILEGED_POLICY, exempt_namespaces: frozenset[str] = frozenset()):
+    def __init__(self, api: "AdmissionAPI", default: Policy = PRIVILEGED_POLICY, exempt_namespaces: frozenset[str] = frozenset()):
         self.api = api
         self.default = default
         self.exempt_namespaces = exempt_namespaces

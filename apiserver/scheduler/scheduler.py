@@ -15,7 +15,7 @@ import time
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.http.metrics import CONTROL_LOOPS
+from apiserver.control_loop_metrics import CONTROL_LOOPS
 from apiserver.informer import SharedInformers, object_key
 from apiserver.kinds.base import Obj
 from apiserver.kinds.pods import set_condition

@@ -5,7 +5,7 @@ import pytest
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.endpoint_tasks import endpoint_tasks
+from apiserver.controllers.manager import ControllerContext, start_controllers
 from apiserver.registry import DeleteOptions
 from apiserver.storage.sqlite import SQLiteStorage
 
@@ -64,7 +64,8 @@ async def eventually(check, timeout=5.0):
 
 
 async def test_controllers_follow_pods_and_clean_up(api):
-    tasks = endpoint_tasks(api)
+    tasks = start_controllers(ControllerContext(api), ["endpoints-controller", "endpointslice-controller",
+                                                       "endpointslice-mirroring-controller"])
     try:
         await api.create(api.services, "default", {"metadata": {"name": "web"},
                                                    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})

@@ -11,8 +11,8 @@ import pytest
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.claims import Claims, ClaimConflict, Holder, claim_key
-from apiserver.kubernetes_service import KubernetesService
+from apiserver.allocation.claims import Claims, ClaimConflict, Holder, claim_key
+from apiserver.controllers.kubernetes_service import KubernetesService
 from apiserver.registry import DeleteOptions
 from apiserver.storage.etcd import EtcdStorage, parse_etcd_endpoint
 from apiserver.storage.sqlite import SQLiteStorage

@@ -9,12 +9,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apiserver.api import API
-from apiserver.controllers.wiring import workload_tasks
-from apiserver.endpoint_tasks import endpoint_tasks
 from apiserver.http.metrics import ServerMetrics
 from apiserver.informer import Informer, SharedInformers, share_strings
-from apiserver.node_lifecycle import LifecycleConfig
-from apiserver.scheduling_tasks import scheduling_tasks
+from apiserver.controllers.node_lifecycle import LifecycleConfig
+from apiserver.controllers.manager import ControllerContext, start_controllers
 from apiserver.storage.sqlite import SQLiteStorage
 
 
@@ -48,9 +46,10 @@ async def eventually(check, timeout: float = 10.0) -> None:
 async def test_control_loops_share_informers_and_record_syncs_and_scheduling(api):
     before = await scrape(api)
     informers = SharedInformers()
-    tasks = [*scheduling_tasks(api, informers, LifecycleConfig()), *endpoint_tasks(api, informers),
-             *workload_tasks(api, informers)]
-    tasks.append(asyncio.create_task(informers.run()))
+    tasks = start_controllers(ControllerContext(api, informers, LifecycleConfig()), [
+        "scheduler", "node-lifecycle-controller", "resourcequota-controller", "endpoints-controller",
+        "endpointslice-controller", "endpointslice-mirroring-controller", "replicaset-controller",
+        "replication-controller", "deployment-controller", "garbage-collector"])
     try:
         pod_informers = [i for i in informers._informers.values() if i.registry is api.pods]
         assert len(pod_informers) == 1   # one watch and one cache of pods for every loop

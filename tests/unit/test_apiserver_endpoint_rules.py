@@ -1,6 +1,6 @@
 import datetime
 
-from apiserver.endpoint_rules import (MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, desired_endpoints,
+from apiserver.controllers.endpoint_rules import (MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, desired_endpoints,
                                       plan_slices, resolve_target_port)
 from apiserver.printers import endpoints_row, endpointslice_row, format_endpoints
 
@@ -105,7 +105,7 @@ def test_slices_are_reused_and_rewritten_in_place():
 
 
 def test_mirroring_of_selector_less_services():
-    from apiserver.endpoint_rules import plan_mirrored_slices
+    from apiserver.controllers.endpoint_rules import plan_mirrored_slices
     selectorless = {"metadata": {"name": "ext", "namespace": "default", "uid": "s"}, "spec": {"ports": [{"port": 1}]}}
     endpoints = {"metadata": {"name": "ext", "namespace": "default", "uid": "ep-uid", "labels": {"team": "db"},
                               "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"}},
@@ -132,7 +132,7 @@ def test_mirroring_of_selector_less_services():
 
 
 def test_endpoints_beyond_capacity_are_truncated_ready_first():
-    from apiserver.endpoint_rules import OVER_CAPACITY_ANNOTATION
+    from apiserver.controllers.endpoint_rules import OVER_CAPACITY_ANNOTATION
     pods = [pod(f"r{i}", f"10.1.{i // 250}.{i % 250 + 1}") for i in range(990)] + \
         [pod(f"n{i}", f"10.2.0.{i + 1}", ready=False) for i in range(20)]
     endpoints = desired_endpoints(service(), pods)
@@ -143,7 +143,7 @@ def test_endpoints_beyond_capacity_are_truncated_ready_first():
 
 
 def test_slice_tracker_prefers_our_newer_writes_over_late_events():
-    from apiserver.slice_tracker import SliceTracker
+    from apiserver.controllers.slice_tracker import SliceTracker
 
     def slice_at(name, revision, labels=None):
         return {"metadata": {"name": name, "namespace": "default", "resourceVersion": str(revision),

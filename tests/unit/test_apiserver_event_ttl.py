@@ -1,6 +1,6 @@
 import datetime
 
-from apiserver.event_ttl import expired
+from apiserver.controllers.event_ttl import expired
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.timezone.utc)
 

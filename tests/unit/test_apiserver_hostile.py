@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from apiserver import errors
 from apiserver.fieldcheck import unknown_fields
 from apiserver.http import body
-from apiserver.http.limits import MAX_NESTING_DEPTH, MAX_REQUEST_BODY_BYTES, WatchLimiter, read_body
+from apiserver.bounds import MAX_NESTING_DEPTH
+from apiserver.http.limits import MAX_REQUEST_BODY_BYTES, WatchLimiter, read_body
 from apiserver.kinds.pods import PodStrategy
 from apiserver.patch import JSON_PATCH, STRATEGIC_MERGE_PATCH
 from apiserver.validation import label_value, qualified_name, validate_object_meta, dns1123_subdomain

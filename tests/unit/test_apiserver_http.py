@@ -1,8 +1,8 @@
 from apiserver.errors import invalid_object, not_found, required
 from apiserver.http import discovery, openapi
-from apiserver.http.requestinfo import RequestInfo, parse_resource_path
+from apiserver.requestinfo import RequestInfo, parse_resource_path
 from apiserver.http.server import Rendering, negotiate
-from apiserver.ipam import CIDRAllocator, CIDRExhausted
+from apiserver.allocation.pod_cidrs import CIDRAllocator, CIDRExhausted
 from apiserver.kinds import all_strategies
 
 RESOURCES = [s.info for s in all_strategies()]

@@ -5,7 +5,7 @@ import pytest
 
 from apiserver.kinds.services import ServiceStrategy
 from apiserver.printers import service_row
-from apiserver.service_allocation import (AlreadyAllocated, OutOfRange, OwnedRange, RangeFull, ServiceAllocator,
+from apiserver.allocation.service_allocation import (AlreadyAllocated, OutOfRange, OwnedRange, RangeFull, ServiceAllocator,
                                           parse_port_range)
 
 

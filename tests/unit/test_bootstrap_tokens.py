@@ -10,7 +10,7 @@ import pytest
 from apiserver import errors
 from apiserver.api import API
 from apiserver.auth import bootstrap_tokens
-from apiserver.certificates.token_cleaner import due_for_deletion, sweep_tokens
+from apiserver.controllers.token_cleaner import due_for_deletion, sweep_tokens
 from apiserver.storage.sqlite import SQLiteStorage
 from shipmate import bootstrap_token, tokens
 from shipmate.bootstrap_token import Token

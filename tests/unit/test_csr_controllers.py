@@ -10,12 +10,12 @@ import pytest
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy, context
 from apiserver.auth.authorizer import UnionAuthorizer
-from apiserver.auth.rbac import RBACAuthorizer
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
 from apiserver.certificates.policy import (NODE_CLIENT_MESSAGE, SELF_NODE_CLIENT_MESSAGE, apiserver_client_problem,
                                            kubelet_client_problem, recognize, signing_seconds)
 from apiserver.certificates.requests import ParsedRequest
-from apiserver.certificates.tasks import csr_tasks
+from apiserver.controllers.manager import ControllerContext, start_controllers
 from apiserver.informer import SharedInformers
 from apiserver.kinds.certificates import CSR_INFO
 from apiserver.kinds.csr_rules import condition_summary
@@ -93,8 +93,8 @@ async def api(tmp_path):
     api.authorizer = UnionAuthorizer(rbac)
     api.pki = types.SimpleNamespace(ca_cert_pem=CA_CERT, ca_key_pem=CA_KEY)
     informers = SharedInformers()
-    tasks = csr_tasks(api, informers, signing_seconds=86400)
-    tasks.append(asyncio.create_task(informers.run()))
+    tasks = start_controllers(ControllerContext(api, informers, signing_seconds=86400),
+                              ["csrapproving", "csrsigning", "tokencleaner"])
     yield api
     for task in tasks:
         task.cancel()

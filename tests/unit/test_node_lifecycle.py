@@ -2,8 +2,8 @@ import datetime
 
 import pytest
 
-from apiserver.node_lifecycle import (desired_taints, eviction_time, is_stale, observe,
-                                      unknown_conditions, with_default_tolerations)
+from apiserver.admission.default_tolerations import with_default_tolerations
+from apiserver.controllers.node_lifecycle import desired_taints, eviction_time, is_stale, observe, unknown_conditions
 from shipmate.durations import parse_go_duration
 
 NOW = "2026-01-01T00:10:00Z"

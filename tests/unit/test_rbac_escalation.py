@@ -9,7 +9,8 @@ from apiserver import errors
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy, context
 from apiserver.auth.escalation import compact_string, rule_covers, uncovered
-from apiserver.auth.rbac import PolicyRule, RBACAuthorizer
+from apiserver.auth.rbac import PolicyRule
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
 from apiserver.storage.sqlite import SQLiteStorage
 

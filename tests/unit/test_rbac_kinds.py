@@ -11,7 +11,7 @@ from apiserver import errors
 from apiserver.api import API
 from apiserver.auth import bootstrap_policy, reviews
 from apiserver.auth.authorizer import Attributes, UnionAuthorizer
-from apiserver.auth.rbac import RBACAuthorizer
+from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
 from apiserver.storage.sqlite import SQLiteStorage
 
@@ -243,11 +243,9 @@ def test_self_subject_review_reports_the_requester():
 
 
 async def test_aggregation_controller_follows_labelled_cluster_roles(api):
-    from apiserver.auth.aggregation import aggregation_tasks
-    from apiserver.informer import SharedInformers
+    from apiserver.controllers.manager import ControllerContext, start_controllers
     await bootstrap_policy.reconcile(api)
-    informers = SharedInformers()
-    tasks = [*aggregation_tasks(api, informers), asyncio.create_task(informers.run())]
+    tasks = start_controllers(ControllerContext(api), ["clusterrole-aggregation"])
     roles = registry(api, "clusterroles")
     crontabs = {"verbs": ["get"], "apiGroups": ["stable.example.com"], "resources": ["crontabs"]}
     try:

@@ -7,7 +7,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from apiserver.http.metrics import ControlLoopMetrics, ServerMetrics, request_labels
+from apiserver.control_loop_metrics import ControlLoopMetrics
+from apiserver.http.metrics import ServerMetrics, request_labels
 
 
 def test_request_labels_follow_upstream_verbs_and_scopes():

@@ -1,5 +1,5 @@
 """The in-memory allocator's view of other servers' values: taken values, relearning from the store."""
-from apiserver.service_allocation import SERVICE_IPS, SERVICE_NODE_PORTS, ServiceAllocator
+from apiserver.allocation.service_allocation import SERVICE_IPS, SERVICE_NODE_PORTS, ServiceAllocator
 
 
 def service(name, ip, port=None, namespace="default", uid="u"):

@@ -8,7 +8,7 @@ from typing import Callable
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.endpoint_rules import SlicePlan
+from apiserver.controllers.endpoint_rules import SlicePlan
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions
 

@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from apiserver.claims import Claims, Holder, claim_key
+from apiserver.allocation.claims import Claims, Holder, claim_key
 from apiserver.storage.interface import KeyValue, Storage
 
 if TYPE_CHECKING:  # informer.py imports the kinds, which import this module

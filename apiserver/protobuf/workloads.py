@@ -2,7 +2,7 @@
 `kubectl create deployment` sends as protobuf: the pod template fields kubectl fills in and the common ones."""
 from __future__ import annotations
 
-from apiserver.protobuf import OBJECT_META, Field
+from apiserver.protobuf.fields import OBJECT_META, Field
 
 _KEY_VALUE = {1: Field("name", "string"), 2: Field("value", "string")}
 CONTAINER = {

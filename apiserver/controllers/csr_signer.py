@@ -10,7 +10,7 @@ import base64
 import logging
 
 from apiserver.api import API
-from apiserver.certificates.csr_controller import CSRController
+from apiserver.controllers.csr_controller import CSRController
 from apiserver.certificates.policy import (awaiting_signature, failed_condition, is_serving, signer_problem,
                                            signing_seconds)
 from apiserver.informer import SharedInformers

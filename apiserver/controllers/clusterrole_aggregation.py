@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Coroutine
 
 from apiserver.auth.bootstrap_policy import aggregate
 from apiserver.informer import SharedInformers
@@ -35,10 +35,11 @@ async def run_aggregation(api: Any, changed: asyncio.Event) -> None:
             backoff = min(backoff * 2, 10.0)
 
 
-def aggregation_tasks(api: Any, informers: SharedInformers) -> list[asyncio.Task]:
+def aggregation_controller(api: Any, informers: SharedInformers) -> Coroutine[Any, Any, None]:
+    """The aggregation loop, woken by the shared ClusterRole informer (which the caller runs)."""
     changed = asyncio.Event()
 
     def on_change(event_type: str, obj: Obj) -> None:
         changed.set()
     informers.informer(api.registry(GROUP, "clusterroles"), on_change)
-    return [asyncio.create_task(run_aggregation(api, changed), name="clusterrole-aggregation")]
+    return run_aggregation(api, changed)

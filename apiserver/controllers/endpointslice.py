@@ -4,11 +4,11 @@ Service with a selector, labelled and owned as upstream's controller does, remov
 from __future__ import annotations
 
 from apiserver.api import API
-from apiserver.endpoint_rules import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, plan_slices
+from apiserver.controllers.endpoint_rules import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, plan_slices
 from apiserver.informer import SharedInformers
 from apiserver.kinds.base import Obj
-from apiserver.service_backends import ServiceBackendsController
-from apiserver.slice_tracker import SliceTracker, apply_plan
+from apiserver.controllers.service_backends import ServiceBackendsController
+from apiserver.controllers.slice_tracker import SliceTracker, apply_plan
 
 
 def service_key_of_slice(obj: Obj, managed_by: str) -> str | None:

@@ -7,11 +7,11 @@ import logging
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.endpoint_rules import OVER_CAPACITY_ANNOTATION, desired_endpoints, endpoints_differ, managed
+from apiserver.controllers.endpoint_rules import OVER_CAPACITY_ANNOTATION, desired_endpoints, endpoints_differ, managed
 from apiserver.informer import SharedInformers, object_key
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions
-from apiserver.service_backends import ServiceBackendsController
+from apiserver.controllers.service_backends import ServiceBackendsController
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@ for RBAC: `kubectl create role|clusterrole|rolebinding|clusterrolebinding`, and 
 `kubectl auth can-i [--list]` (authorization.k8s.io/v1) and `kubectl auth whoami` (authentication.k8s.io/v1)."""
 from __future__ import annotations
 
-from apiserver.kinds.workload_protobuf import LABEL_SELECTOR
-from apiserver.protobuf import OBJECT_META, Field
+from apiserver.protobuf.fields import OBJECT_META, Field
+from apiserver.protobuf.workloads import LABEL_SELECTOR
 
 POLICY_RULE = {1: Field("verbs", "string", repeated=True), 2: Field("apiGroups", "string", repeated=True),
                3: Field("resources", "string", repeated=True), 4: Field("resourceNames", "string", repeated=True),

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Awaitable, Callable
 
-from apiserver.claims import ClaimConflict, Claims, Holder
+from apiserver.allocation.claims import ClaimConflict, Claims, Holder
 from apiserver.storage.interface import Storage
 
 log = logging.getLogger(__name__)

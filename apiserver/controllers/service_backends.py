@@ -4,9 +4,9 @@ controller's own objects."""
 from __future__ import annotations
 
 from apiserver.api import API
-from apiserver.endpoint_rules import selects
+from apiserver.controllers.endpoint_rules import selects
 from apiserver.informer import Informer, SharedInformers, object_key
-from apiserver.keyed_controller import KeyedController
+from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.registry import Registry
 

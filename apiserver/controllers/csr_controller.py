@@ -5,7 +5,7 @@ import copy
 
 from apiserver.api import API
 from apiserver.informer import Informer, SharedInformers, object_key
-from apiserver.keyed_controller import KeyedController
+from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.kinds.certificates import CSR_INFO
 from apiserver.registry import Registry

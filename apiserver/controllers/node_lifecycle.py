@@ -11,9 +11,8 @@ conditions only: NodeRestriction refuses a node changing its own taints.
 Pods on a node with NoExecute taints are deleted (gracefully) once they stop tolerating them:
 at once without a matching toleration, after its tolerationSeconds otherwise.
 
-Difference from upstream, for simplicity: the DefaultTolerationSeconds admission (pods get
-not-ready/unreachable NoExecute tolerations) uses --pod-eviction-timeout as tolerationSeconds
-(upstream: --default-*-toleration-seconds, 300), so that flag keeps its old meaning.
+The DefaultTolerationSeconds admission that gives pods their not-ready/unreachable NoExecute
+tolerations is apiserver/admission/default_tolerations.py.
 Freshness is judged by when *this* controller saw the lease or heartbeat change (its own clock),
 as upstream does, so clock skew between nodes and the server does not matter.
 """
@@ -25,9 +24,10 @@ import datetime
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from apiserver import errors
+from apiserver.admission.default_tolerations import NOT_READY_TAINT, UNREACHABLE_TAINT
 from apiserver.informer import SharedInformers
 from apiserver.kinds.base import Obj
 from apiserver.kinds.pods import set_condition
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "node-controller"
 LEASE_NAMESPACE = "kube-node-lease"
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"
-UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 # TaintNodesByCondition: (condition type, status) → the NoSchedule taint it puts on the node.
 CONDITION_TAINTS = {("Ready", "False"): NOT_READY_TAINT, ("Ready", "Unknown"): UNREACHABLE_TAINT,
@@ -166,24 +164,6 @@ def eviction_time(pod: Obj, taints: list[Obj]) -> datetime.datetime | None:
         moment = added + datetime.timedelta(seconds=max(0, min(bounded)))
         due = moment if due is None or moment < due else due
     return due
-
-
-def with_default_tolerations(pod: Any, seconds: int) -> Any:
-    """DefaultTolerationSeconds admission: tolerate not-ready/unreachable NoExecute for `seconds`,
-    unless the pod already tolerates them (a copy is returned when something is added)."""
-    if not isinstance(pod, dict) or not isinstance(pod.get("spec"), dict):
-        return pod
-    tolerations = pod["spec"].get("tolerations") or []
-    if not isinstance(tolerations, list):
-        return pod
-    added = []
-    for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
-        taint = {"key": key, "effect": "NoExecute"}
-        if not any(isinstance(t, dict) and tolerates(t, taint) for t in tolerations):
-            added.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds})
-    if not added:
-        return pod
-    return {**pod, "spec": {**pod["spec"], "tolerations": [*tolerations, *added]}}
 
 
 # --- the controller ----------------------------------------------------------------------------

@@ -2,15 +2,21 @@
 
 kubectl's typed clients (e.g. `kubectl create namespace`) send protobuf. A body is the magic
 "k8s\\x00" followed by a runtime.Unknown {typeMeta, raw}; raw is the object's own message. Only kinds
-with a schema below can be decoded; others get 415 so the client knows to send JSON.
+with a schema in SCHEMAS (this package's modules, one per API group family) can be decoded; others
+get 415 so the client knows to send JSON.
 Field numbers are upstream's generated.proto ones.
 """
 from __future__ import annotations
 
 import base64
 import datetime
-from dataclasses import dataclass
 from typing import Any
+
+from apiserver.protobuf.certificates import CERTIFICATES_SCHEMAS
+from apiserver.protobuf.core import CORE_SCHEMAS
+from apiserver.protobuf.fields import TIME, Field
+from apiserver.protobuf.rbac import RBAC_SCHEMAS
+from apiserver.protobuf.workloads import WORKLOAD_SCHEMAS
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -20,71 +26,9 @@ class ProtobufError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Field:
-    name: str
-    kind: str  # string | int | bool | message | map | bytesmap | intorstring | time
-    schema: "dict[int, Field] | None" = None
-    repeated: bool = False
-    keep_zero: bool = False  # JSON without omitempty: "", 0 and false are written out
-
-
-TIME = "time"
-OWNER_REFERENCE = {1: Field("kind", "string"), 3: Field("name", "string"), 4: Field("uid", "string"),
-                   5: Field("apiVersion", "string"), 6: Field("controller", "bool"),
-                   7: Field("blockOwnerDeletion", "bool")}
-OBJECT_META = {
-    1: Field("name", "string"), 2: Field("generateName", "string"), 3: Field("namespace", "string"),
-    5: Field("uid", "string"), 6: Field("resourceVersion", "string"), 7: Field("generation", "int"),
-    8: Field("creationTimestamp", TIME), 9: Field("deletionTimestamp", TIME),
-    10: Field("deletionGracePeriodSeconds", "int"), 11: Field("labels", "map"), 12: Field("annotations", "map"),
-    13: Field("ownerReferences", "message", OWNER_REFERENCE, repeated=True),
-    14: Field("finalizers", "string", repeated=True),
-}
-NAMESPACE = {1: Field("metadata", "message", OBJECT_META),
-             2: Field("spec", "message", {1: Field("finalizers", "string", repeated=True)}),
-             3: Field("status", "message", {1: Field("phase", "string")})}
-CONFIG_MAP = {1: Field("metadata", "message", OBJECT_META), 2: Field("data", "map"),
-              3: Field("binaryData", "bytesmap"), 4: Field("immutable", "bool")}
-SECRET = {1: Field("metadata", "message", OBJECT_META), 2: Field("data", "bytesmap"), 3: Field("type", "string"),
-          4: Field("stringData", "map"), 5: Field("immutable", "bool")}
-SERVICE_PORT = {1: Field("name", "string"), 2: Field("protocol", "string"), 3: Field("port", "int", keep_zero=True),
-                4: Field("targetPort", "intorstring"), 5: Field("nodePort", "int"), 6: Field("appProtocol", "string")}
-SESSION_AFFINITY_CONFIG = {1: Field("clientIP", "message", {1: Field("timeoutSeconds", "int")})}
-SERVICE_SPEC = {
-    1: Field("ports", "message", SERVICE_PORT, repeated=True), 2: Field("selector", "map"),
-    3: Field("clusterIP", "string"), 4: Field("type", "string"), 5: Field("externalIPs", "string", repeated=True),
-    7: Field("sessionAffinity", "string"), 8: Field("loadBalancerIP", "string"),
-    9: Field("loadBalancerSourceRanges", "string", repeated=True), 10: Field("externalName", "string"),
-    11: Field("externalTrafficPolicy", "string"), 12: Field("healthCheckNodePort", "int"),
-    13: Field("publishNotReadyAddresses", "bool"),
-    14: Field("sessionAffinityConfig", "message", SESSION_AFFINITY_CONFIG),
-    17: Field("ipFamilyPolicy", "string"), 18: Field("clusterIPs", "string", repeated=True),
-    19: Field("ipFamilies", "string", repeated=True), 20: Field("allocateLoadBalancerNodePorts", "bool", keep_zero=True),
-    21: Field("loadBalancerClass", "string"), 22: Field("internalTrafficPolicy", "string"),
-    23: Field("trafficDistribution", "string"),
-}
-SERVICE = {1: Field("metadata", "message", OBJECT_META), 2: Field("spec", "message", SERVICE_SPEC),
-           3: Field("status", "message", {1: Field("loadBalancer", "message", {})})}
-# ResourceQuota (`kubectl create quota`) and policy/v1 Eviction (`kubectl drain`): scheduling's kinds.
-RESOURCE_QUOTA = {1: Field("metadata", "message", OBJECT_META),
-                  2: Field("spec", "message", {1: Field("hard", "quantitymap"), 2: Field("scopes", "string", repeated=True),
-                                               3: Field("scopeSelector", "message", {1: Field(
-                                                   "matchExpressions", "message",
-                                                   {1: Field("scopeName", "string"), 2: Field("operator", "string"),
-                                                    3: Field("values", "string", repeated=True)}, repeated=True)})}),
-                  3: Field("status", "message", {1: Field("hard", "quantitymap"), 2: Field("used", "quantitymap")})}
-DELETE_OPTIONS = {1: Field("gracePeriodSeconds", "int", keep_zero=True),
-                  2: Field("preconditions", "message", {1: Field("uid", "string"), 2: Field("resourceVersion", "string")}),
-                  3: Field("orphanDependents", "bool"), 4: Field("propagationPolicy", "string"),
-                  5: Field("dryRun", "string", repeated=True)}
-EVICTION = {1: Field("metadata", "message", OBJECT_META), 2: Field("deleteOptions", "message", DELETE_OPTIONS)}
-# Kinds kubectl's typed clients send as protobuf (`kubectl create namespace|configmap|secret|service`).
+# (apiVersion, kind) → the schema of its message.
 SCHEMAS: dict[tuple[str, str], dict[int, Field]] = {
-    ("v1", "Namespace"): NAMESPACE, ("v1", "ConfigMap"): CONFIG_MAP, ("v1", "Secret"): SECRET,
-    ("v1", "Service"): SERVICE,
-    ("v1", "ResourceQuota"): RESOURCE_QUOTA, ("policy/v1", "Eviction"): EVICTION,
-}
+    **CORE_SCHEMAS, **WORKLOAD_SCHEMAS, **RBAC_SCHEMAS, **CERTIFICATES_SCHEMAS}
 
 _TYPE_META = {1: Field("apiVersion", "string"), 2: Field("kind", "string")}
 _UNKNOWN = {1: Field("typeMeta", "message", _TYPE_META), 2: Field("raw", "bytes"),
@@ -205,19 +149,3 @@ def decode_object(body: bytes) -> dict[str, Any]:
         raise ProtobufError(f"no protobuf schema for {api_version}/{kind}")
     obj = _message(envelope.get("raw", b""), schema)
     return {"apiVersion": api_version, "kind": kind, **obj}
-
-
-# Workload kinds (engineer H) keep their schemas in their own module.
-from apiserver.kinds.workload_protobuf import WORKLOAD_SCHEMAS  # noqa: E402 - needs Field and OBJECT_META above
-
-SCHEMAS.update(WORKLOAD_SCHEMAS)
-
-# RBAC and the review kinds (engineer R), likewise.
-from apiserver.kinds.rbac_protobuf import RBAC_SCHEMAS  # noqa: E402 - needs Field and OBJECT_META above
-
-SCHEMAS.update(RBAC_SCHEMAS)
-
-# CertificateSigningRequests (engineer C), likewise.
-from apiserver.kinds.certificates_protobuf import CERTIFICATES_SCHEMAS  # noqa: E402 - needs Field and OBJECT_META
-
-SCHEMAS.update(CERTIFICATES_SCHEMAS)

@@ -1,4 +1,5 @@
-"""ResourceQuota admission (on create) and the controller that keeps `status.used` current.
+"""ResourceQuota admission (on create) and the recount the controller (controllers/resourcequota.py)
+uses to keep `status.used` current.
 
 Admission and recalculation of one namespace are serialized by a per-namespace lock, and both read
 storage (not an informer), so two concurrent creates can never both take the last slot and a
@@ -9,11 +10,10 @@ quota admission lists quotas from its informer.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from apiserver import errors
-from apiserver.informer import SharedInformers, StorageCache
+from apiserver.informer import StorageCache
 from apiserver.kinds.base import Obj
 from apiserver.kinds.quotas import hard_limits
 from apiserver.quota import (COMPUTE_NAMES, LEGACY_COUNT_NAMES, Usage, add, check, format_resource_list,
@@ -21,17 +21,14 @@ from apiserver.quota import (COMPUTE_NAMES, LEGACY_COUNT_NAMES, Usage, add, chec
 from apiserver.registry import Registry, generated_name
 
 if TYPE_CHECKING:
-    from apiserver.api import API
+    from apiserver.admission.interface import AdmissionAPI
 
-log = logging.getLogger(__name__)
-
-RESYNC_INTERVAL = 10.0
 Create = Callable[[Registry, str, Any, bool], Awaitable[Obj]]
 _POD_NAMES = ("pods", "count/pods", *COMPUTE_NAMES)
 
 
 class QuotaAdmission:
-    def __init__(self, api: "API"):
+    def __init__(self, api: "AdmissionAPI"):
         self.api = api
         self._locks: dict[str, asyncio.Lock] = {}
         self._quota_cache = StorageCache(self.quotas)
@@ -143,60 +140,3 @@ class QuotaAdmission:
                 used = format_resource_list({n: v for n, v in usage.items() if n in hard})
                 if status.get("hard") != hard or status.get("used") != used:
                     await self._write_status(quota, {n: v for n, v in usage.items() if n in hard})
-
-
-class QuotaController:
-    """Keeps status.used current: on quota changes, on pods leaving (deleted, finished), and every 10 s."""
-
-    def __init__(self, api: "API", informers: SharedInformers, resync_interval: float = RESYNC_INTERVAL):
-        self.api = api
-        self.admission: QuotaAdmission = api.quota
-        self.resync_interval = resync_interval
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
-        self.quotas = informers.informer(self.admission.quotas, self._on_quota)
-        self.pods = informers.informer(api.pods, self._on_pod)
-
-    def _mark(self, namespace: str) -> None:
-        self._dirty.add(namespace)
-        self._wake.set()
-
-    def _on_quota(self, event_type: str, quota: Obj) -> None:
-        status = quota.get("status") or {}
-        if event_type != "DELETED" and status.get("hard") != (quota.get("spec") or {}).get("hard"):
-            self._mark(quota["metadata"]["namespace"])
-
-    def _has_quota(self, namespace: str) -> bool:
-        return any(key.startswith(f"{namespace}/") for key in self.quotas.cache)
-
-    def _on_pod(self, event_type: str, pod: Obj) -> None:
-        namespace = pod["metadata"].get("namespace", "")
-        leaving = event_type == "DELETED" or pod["metadata"].get("deletionTimestamp") or \
-            (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-        if leaving and self._has_quota(namespace):
-            self._mark(namespace)
-
-    async def run(self) -> None:
-        """Runs while the shared informers (started by the caller) feed it."""
-        await self.quotas.synced.wait()
-        await self.pods.synced.wait()
-        loop = asyncio.get_running_loop()
-        next_resync = loop.time()
-        while True:
-            if loop.time() >= next_resync:
-                self._dirty.update(q["metadata"]["namespace"] for q in self.quotas.cache.values())
-                next_resync = loop.time() + self.resync_interval
-            dirty, self._dirty = self._dirty, set()
-            self._wake.clear()
-            for namespace in sorted(dirty):
-                try:
-                    await self.admission.recalculate(namespace)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - retried on the next resync
-                    log.exception("quota recalculation failed namespace=%s", namespace)
-                    self._dirty.add(namespace)
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_resync - loop.time()))
-            except asyncio.TimeoutError:
-                pass

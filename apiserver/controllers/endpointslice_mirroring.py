@@ -4,12 +4,12 @@ owned by the Endpoints, so that the proxy and DNS, which read only slices, see t
 from __future__ import annotations
 
 from apiserver.api import API
-from apiserver.endpoint_rules import MIRRORING_MANAGED_BY, plan_mirrored_slices
-from apiserver.endpointslice_controller import service_key_of_slice
+from apiserver.controllers.endpoint_rules import MIRRORING_MANAGED_BY, plan_mirrored_slices
+from apiserver.controllers.endpointslice import service_key_of_slice
 from apiserver.informer import Informer, SharedInformers, object_key
-from apiserver.keyed_controller import KeyedController
+from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
-from apiserver.slice_tracker import SliceTracker, apply_plan
+from apiserver.controllers.slice_tracker import SliceTracker, apply_plan
 
 
 class EndpointSliceMirroringController(KeyedController):

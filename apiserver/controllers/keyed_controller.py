@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from apiserver.http.metrics import CONTROL_LOOPS
+from apiserver.control_loop_metrics import CONTROL_LOOPS
 from apiserver.informer import Informer
 
 log = logging.getLogger(__name__)

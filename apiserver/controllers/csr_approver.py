@@ -14,7 +14,7 @@ import logging
 
 from apiserver.auth.authorizer import Attributes
 from apiserver.auth.user import UserInfo
-from apiserver.certificates.csr_controller import CSRController
+from apiserver.controllers.csr_controller import CSRController
 from apiserver import errors
 from apiserver.certificates.policy import (SELF_NODE_SERVING_MESSAGE, Recognized, approved_condition,
                                            awaiting_approval, recognize, self_serving_request, serving_names_problem)

@@ -4,7 +4,7 @@ kubectl's typed client sends as protobuf: `kubectl certificate approve|deny` PUT
 spec.extra (field 6, map<string, ExtraValue>) is not decoded: every write path keeps the stored spec."""
 from __future__ import annotations
 
-from apiserver.protobuf import OBJECT_META, TIME, Field
+from apiserver.protobuf.fields import OBJECT_META, TIME, Field
 
 CONDITION = {1: Field("type", "string"), 6: Field("status", "string"), 2: Field("reason", "string"),
              3: Field("message", "string"), 4: Field("lastUpdateTime", TIME), 5: Field("lastTransitionTime", TIME)}

@@ -1,0 +1,104 @@
+"""The control loops the server runs (kube-controller-manager and kube-scheduler, in one process): ONE table,
+`CONTROLLERS` (name → factory, as kube-controller-manager's NewControllerDescriptors), and one place that
+starts them, `run_term`: one leadership term on fresh shared informers.
+
+Runs only on the server holding the kube-controller-manager Lease (apiserver/leader_election.py); a new
+term starts from new informers (a fresh list + watch), so nothing is carried over from an earlier term.
+The `kubernetes` Service reconciler (kubernetes_service.py) is kube-apiserver's own and runs on every server
+(apiserver/main.py starts it).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Coroutine, Iterable
+
+from apiserver.api import API
+from apiserver.certificates.policy import DEFAULT_SIGNING_SECONDS
+from apiserver.config import ServerConfig
+from apiserver.controllers.clusterrole_aggregation import aggregation_controller
+from apiserver.controllers.csr_approver import CSRApprover
+from apiserver.controllers.csr_signer import CSRSigner
+from apiserver.controllers.deployment import DeploymentController
+from apiserver.controllers.endpoints import EndpointsController
+from apiserver.controllers.endpointslice import EndpointSliceController
+from apiserver.controllers.endpointslice_mirroring import EndpointSliceMirroringController
+from apiserver.controllers.event_ttl import run_event_ttl
+from apiserver.controllers.garbage_collector import GarbageCollector
+from apiserver.controllers.namespace import NamespaceController
+from apiserver.controllers.node_lifecycle import LifecycleConfig, NodeLifecycleController
+from apiserver.controllers.replicaset import ReplicaSetController
+from apiserver.controllers.resourcequota import QuotaController
+from apiserver.controllers.token_cleaner import run_token_cleaner
+from apiserver.informer import SharedInformers
+from apiserver.scheduler.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerContext:
+    """What a factory builds its loop from. Loops register their handlers on `informers` when built; the
+    caller runs the informers once every loop is built (one watch and cache per resource for all)."""
+    api: API
+    informers: SharedInformers = field(default_factory=SharedInformers)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    signing_seconds: int = DEFAULT_SIGNING_SECONDS
+
+
+Factory = Callable[[ControllerContext], Coroutine[Any, Any, None]]
+
+# name (the task's name, in logs) → factory of the loop's coroutine. Adding a controller is one line here.
+CONTROLLERS: dict[str, Factory] = {
+    "scheduler": lambda c: Scheduler(c.api, c.informers).run(),
+    "node-lifecycle-controller": lambda c: NodeLifecycleController(c.api, c.informers, c.lifecycle).run(),
+    "resourcequota-controller": lambda c: QuotaController(c.api, c.informers).run(),
+    "endpoints-controller": lambda c: EndpointsController(c.api, c.informers).run(),
+    "endpointslice-controller": lambda c: EndpointSliceController(c.api, c.informers).run(),
+    "endpointslice-mirroring-controller": lambda c: EndpointSliceMirroringController(c.api, c.informers).run(),
+    "replicaset-controller": lambda c: ReplicaSetController.for_replica_sets(c.api, c.informers).run(),
+    "replication-controller": lambda c: ReplicaSetController.for_replication_controllers(c.api, c.informers).run(),
+    "deployment-controller": lambda c: DeploymentController(c.api, c.informers).run(),
+    "garbage-collector": lambda c: GarbageCollector(c.api, c.informers).run(),
+    "csrapproving": lambda c: CSRApprover(c.api, c.informers).run(),
+    "csrsigning": lambda c: CSRSigner(c.api, c.informers, c.signing_seconds).run(),
+    "tokencleaner": lambda c: run_token_cleaner(c.api),
+    "clusterrole-aggregation": lambda c: aggregation_controller(c.api, c.informers),
+    "namespace-controller": lambda c: NamespaceController(c.api).run(),
+    "event-ttl": lambda c: run_event_ttl(c.api),
+}
+
+
+def start_controllers(context: ControllerContext, names: Iterable[str] | None = None,
+                      run_informers: bool = True) -> list[asyncio.Task]:
+    """The named loops (all of them by default) as tasks, then (unless the caller runs them itself) the
+    shared informers they registered on."""
+    tasks = [asyncio.create_task(CONTROLLERS[name](context), name=name)
+             for name in (CONTROLLERS if names is None else names)]
+    if run_informers:
+        tasks.append(asyncio.create_task(context.informers.run(), name="shared-informers"))
+    return tasks
+
+
+def context_from(api: API, config: ServerConfig) -> ControllerContext:
+    return ControllerContext(api, SharedInformers(),
+                             LifecycleConfig(config.node_monitor_period, config.node_monitor_grace_period,
+                                             config.pod_eviction_timeout),
+                             int(config.cluster_signing_duration))
+
+
+async def run_term(api: API, config: ServerConfig) -> None:
+    """Run the control loops until cancelled (leadership lost or shutdown) or one of them dies."""
+    tasks = start_controllers(context_from(api, config))
+    log.info("control loops started tasks=%d", len(tasks))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception():
+                raise RuntimeError(f"control loop {task.get_name()} died: {task.exception()!r}")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("control loops stopped")
