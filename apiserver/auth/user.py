@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shipmate.bootstrap_token import DEFAULT_GROUP as SYSTEM_BOOTSTRAPPERS
+
 SYSTEM_MASTERS = "system:masters"
 SYSTEM_NODES = "system:nodes"
-SYSTEM_BOOTSTRAPPERS = "system:bootstrappers"
 AUTHENTICATED = "system:authenticated"
 NODE_USER_PREFIX = "system:node:"
 

@@ -9,7 +9,8 @@ import pytest
 
 from cri.gen import api_pb2
 
-from agent.backoff import Backoff, go_duration
+from agent.backoff import Backoff
+from shipmate.durations import format_go_duration
 from agent.container_config import (ContainerConfigError, EnvSources, ImageUser, NodeResources, PodContext,
                                     container_config, container_env, container_resources, oom_score_adj, qos_class, service_env,
                                     verify_run_as_non_root)
@@ -209,7 +210,7 @@ def test_restart_backoff_resets_after_ten_minutes_of_running() -> None:
 
 @pytest.mark.parametrize("seconds, text", [(10, "10s"), (80, "1m20s"), (300, "5m0s"), (3600, "1h0m0s")])
 def test_go_duration(seconds: float, text: str) -> None:
-    assert go_duration(seconds) == text
+    assert format_go_duration(seconds) == text
 
 
 @pytest.mark.parametrize("seconds, text", [(0.5234, "523ms"), (1.2, "1.2s"), (62.3456, "1m2.345s")])
