@@ -10,9 +10,8 @@ import pytest
 from cri.gen import api_pb2
 
 from agent.backoff import Backoff
-from shipmate.durations import format_go_duration
 from agent.container_config import (ContainerConfigError, EnvSources, ImageUser, NodeResources, PodContext,
-                                    container_config, container_env, container_resources, oom_score_adj, qos_class, service_env,
+                                    container_config, container_env, container_resources, oom_score_adj, service_env,
                                     verify_run_as_non_root)
 from agent.image_manager import go_seconds
 from agent.pod_actions import compute_pod_actions
@@ -20,6 +19,8 @@ from agent.pod_status import ContainerWaiting, generate_pod_status, pod_phase
 from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus, SandboxState
 from agent.sandbox_config import managed_hosts_file, sandbox_config
 from agent.dns import ResolvConf
+from shipmate.qos import pod_qos_class as qos_class
+from shipmate.durations import format_go_duration
 
 NOW = datetime(2026, 11, 26, 2, 0, 0, tzinfo=timezone.utc)
 SECOND = 1_000_000_000
