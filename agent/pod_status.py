@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol
 
 from agent.pod_actions import is_sidecar, sandbox_needs_replacing, should_container_be_restarted

@@ -19,6 +19,7 @@ from apiserver.informer import SharedInformers
 from apiserver.namespace_controller import NamespaceController
 from apiserver.node_lifecycle import LifecycleConfig
 from apiserver.scheduling_tasks import scheduling_tasks
+from shipmate.supervisor import run_until_first_ends
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,8 @@ async def run_term(api: API, config: ServerConfig) -> None:
     tasks = control_loop_tasks(api, config)
     log.info("control loops started tasks=%d", len(tasks))
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if not task.cancelled() and task.exception():
-                raise RuntimeError(f"control loop {task.get_name()} died: {task.exception()!r}")
+        for name, error in await run_until_first_ends(tasks):
+            if error:
+                raise RuntimeError(f"control loop {name} died: {error!r}")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         log.info("control loops stopped")

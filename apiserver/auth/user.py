@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shipmate.bootstrap_token import DEFAULT_GROUP as SYSTEM_BOOTSTRAPPERS
-
 SYSTEM_MASTERS = "system:masters"
 SYSTEM_NODES = "system:nodes"
 AUTHENTICATED = "system:authenticated"
