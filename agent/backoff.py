@@ -77,15 +77,3 @@ class Backoff:
     def forget_where(self, predicate: Callable[[Hashable], bool]) -> None:
         for key in [k for k in self._entries if predicate(k)]:
             del self._entries[key]
-
-
-def go_duration(seconds: float) -> str:
-    """A whole-second duration as Go's time.Duration prints it: 10s, 1m20s, 5m0s, 1h0m0s."""
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from agent.node_pressure import DEFAULT_EVICTION_HARD, parse_eviction_hard
 from shipmate import bootstrap_token
+from shipmate.durations import parse_go_duration
 from shipmate.hostnet import default_route_address
 from shipmate.kubeclient import parse_servers
 from shipmate.quantity import QuantityError, parse_quantity
@@ -75,16 +76,15 @@ def _log_level(value: str) -> int:
     return LOG_LEVELS[value.lower()]
 
 
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
 def _duration(value: str) -> float:
-    """A Go-style duration ("2m", "1h30m", "90s", "500ms") in seconds."""
-    match = re.fullmatch(r"((\d+(\.\d+)?)(h|ms|m|s))+", value.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 2m, 90s or 1h30m")
-    return sum(float(number) * _DURATION_UNITS[unit]
-               for number, _, unit in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", value))
+    """A Go duration ("2m", "1h30m", "90s", "500ms") in seconds; negative ones are refused."""
+    try:
+        seconds = parse_go_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value!r}")
+    return seconds
 
 
 def _byte_size(value: str) -> int:

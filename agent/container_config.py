@@ -20,6 +20,7 @@ from agent import labels
 from agent.expansion import expand
 from agent.sandbox_config import namespace_options
 from agent.seccomp import DEFAULT_SECCOMP_ROOT, InvalidProfile, seccomp_profile
+from shipmate.qos import pod_qos_class
 from shipmate.quantity import QuantityError, parse_quantity
 
 Obj = dict[str, Any]
@@ -358,42 +359,9 @@ def _quantity(value: Any, what: str) -> Any:
         raise ContainerConfigError(f"invalid {what}: {error}") from None
 
 
-def qos_class(pod: Obj) -> str:
-    """v1qos.ComputePodQOS over containers and init containers (cpu and memory; requests default
-    to limits as the API server defaults them)."""
-    requests: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-    guaranteed = True
-    spec = pod.get("spec", {})
-    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        resources = container.get("resources") or {}
-        container_limits = {k: _quantity(v, "limit") for k, v in (resources.get("limits") or {}).items()
-                            if k in ("cpu", "memory")}
-        container_requests = {k: _quantity(v, "request") for k, v in (resources.get("requests") or {}).items()
-                              if k in ("cpu", "memory")}
-        for name, limit in container_limits.items():
-            container_requests.setdefault(name, limit)
-        for name, quantity in container_requests.items():
-            if quantity.value > 0:
-                requests[name] = requests[name] + quantity if name in requests else quantity
-        found = set()
-        for name, quantity in container_limits.items():
-            if quantity.value > 0:
-                found.add(name)
-                limits[name] = limits[name] + quantity if name in limits else quantity
-        if found != {"cpu", "memory"}:
-            guaranteed = False
-    if not requests and not limits:
-        return "BestEffort"
-    if guaranteed and all(name in limits and limits[name] == quantity for name, quantity in requests.items()) \
-            and len(requests) == len(limits):
-        return "Guaranteed"
-    return "Burstable"
-
-
 def oom_score_adj(pod: Obj, container: Obj, memory_capacity: int) -> int:
     """kubelet's GetContainerOOMScoreAdjust."""
-    qos = qos_class(pod)
+    qos = pod_qos_class(pod)
     if qos == "Guaranteed":
         return GUARANTEED_OOM_SCORE_ADJ
     if qos == "BestEffort":

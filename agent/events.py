@@ -20,6 +20,7 @@ from typing import Any, Callable
 import aiohttp
 
 from shipmate.kubeclient import EVENTS, ApiError, KubeClient, NotFound
+from shipmate.timeutil import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ SPAM_BURST, SPAM_QPS = 25, 1.0 / 300.0
 AGGREGATE_MAX_EVENTS, AGGREGATE_INTERVAL = 10, 600.0
 MAX_TRIES, RETRY_SLEEP = 12, 10.0
 AGGREGATE_PREFIX = "(combined from similar events): "
-
-
-def rfc3339_seconds(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def object_reference(obj: Obj, field_path: str = "") -> Obj:
@@ -61,7 +58,7 @@ def container_field_path(container_name: str, init: bool = False) -> str:
 
 def make_event(reference: Obj, event_type: str, reason: str, message: str, component: str, host: str,
                moment: datetime) -> Obj:
-    timestamp = rfc3339_seconds(moment)
+    timestamp = rfc3339(moment)
     nanos = int(moment.timestamp() * 1e9)
     return {
         "apiVersion": "v1", "kind": "Event",

@@ -43,6 +43,7 @@ from agent.static_pods import Change, StaticPodSource, full_name, is_mirror
 from agent.status_manager import StatusManager
 from shipmate.kubeclient import NODES, PODS, Informer, KubeClient
 from shipmate.sd_notify import Notifier
+from shipmate.supervisor import run_until_first_ends, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +167,11 @@ class Agent:
                 # kube-proxy and cluster DNS roles (agent/proxy/wiring.py)
                 tasks += [asyncio.create_task(coroutine, name=name) for name, coroutine in
                           await service_role_tasks(client, cfg, parse_resolv_conf(resolv))]
-                done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    error = task.exception()
-                    log.error("root task ended task=%s error=%r", task.get_name(), error)
+                for name, error in await run_until_first_ends(tasks):
+                    log.error("root task ended task=%s error=%r", name, error)
                 return 1
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await self.workers.stop()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:  # also stops the tasks started when registration or setup failed
+                await asyncio.gather(stop_tasks(tasks), self.workers.stop())
 
     async def _wait_for_runtime(self) -> Any:
         delay = 0.5

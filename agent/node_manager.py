@@ -22,9 +22,9 @@ from agent.events import NORMAL, EventRecorder, node_reference
 from agent.node_info import (NodeFacts, RuntimeHealth, condition_events, lease_object, node_object, node_status,
                              runtime_health)
 from agent.node_pressure import PressureTracker, gather_signals
-from agent.pod_status import rfc3339
 from shipmate.kubeclient import LEASES, NODES, AlreadyExists, Conflict, KubeClient, NotFound
 from shipmate.quantity import QuantityError, canonical
+from shipmate.timeutil import micro_time, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ LEASE_DURATION_SECONDS = 40
 STATUS_CHECK_INTERVAL = 10.0
 STATUS_REPORT_INTERVAL = 60.0
 RETRY_INITIAL, RETRY_MAX = 0.5, 10.0
-
-
-def micro_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_quantities(status: Obj) -> Obj:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol
 
-from agent.container_config import qos_class
 from agent.pod_actions import is_sidecar, sandbox_needs_replacing, should_container_be_restarted
+from shipmate.qos import compute_qos_class
+from shipmate.timeutil import rfc3339
 from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus
 
 Obj = dict[str, Any]
@@ -23,14 +24,6 @@ class ContainerWaiting:
     CreateContainerConfigError, CreateContainerError, RunContainerError, CrashLoopBackOff...)."""
     reason: str
     message: str = ""
-
-
-def rfc3339(ns_or_datetime: int | datetime) -> str:
-    if isinstance(ns_or_datetime, datetime):
-        moment = ns_or_datetime
-    else:
-        moment = datetime.fromtimestamp(ns_or_datetime / 1e9, timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _terminated(container: ContainerState, container_id: str) -> Obj:
@@ -317,7 +310,7 @@ def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, 
         "conditions": carry_transition_times(old.get("conditions") or [],
                                              pod_conditions(pod, runtime, statuses, phase, init_statuses), stamp),
         "containerStatuses": statuses,
-        "qosClass": old.get("qosClass") or qos_class(pod),
+        "qosClass": old.get("qosClass") or compute_qos_class(pod.get("spec")),
         "startTime": old.get("startTime") or stamp,
     }
     if init_statuses:

@@ -17,7 +17,7 @@ from cri.errors import CRIError, NotFound, RuntimeUnavailable
 from cri.gen import api_pb2
 
 from agent import labels
-from agent.backoff import Backoff, go_duration
+from agent.backoff import Backoff
 from agent.container_config import (ContainerConfigError, EnvSources, ImageUser, NodeResources, PodContext,
                                     container_config, container_hash, pod_format, verify_run_as_non_root)
 from agent.dns import ResolvConf, pod_dns
@@ -25,12 +25,14 @@ from agent.events import container_field_path
 from agent.hooks import HookError, run_hook
 from agent.image_manager import ImageError, ImageManager
 from agent.pod_actions import ContainerToStart, compute_pod_actions, first_exited, is_sidecar
-from agent.pod_status import CONTAINER_CREATING, POD_INITIALIZING, ContainerWaiting, rfc3339
+from agent.pod_status import CONTAINER_CREATING, POD_INITIALIZING, ContainerWaiting
 from agent.runtime_state import (ContainerPhase, ContainerState, PodRuntimeStatus, container_from_status, newest_first,
                                  sandbox_from_status)
 from agent.sandbox_config import managed_hosts_file, pod_log_directory, sandbox_config
 from agent.termination_message import create_message_file, read_termination_message
 from agent.volumes import VolumeError, VolumeManager
+from shipmate.durations import format_go_duration
+from shipmate.timeutil import rfc3339
 from shipmate.kubeclient import CONFIG_MAPS, SECRETS, SERVICES, ApiError, KubeClient, NotFound as ApiNotFound
 
 log = logging.getLogger(__name__)
@@ -232,7 +234,7 @@ class RuntimeManager:
             self._event(pod, WARNING, "BackOff",
                         f"Back-off restarting failed container {name} in pod {pod_format(pod)}", field_path)
             return ContainerWaiting(CRASH_LOOP_BACKOFF, (
-                f"back-off {go_duration(self.restart_backoff.current_delay(key))} restarting failed "
+                f"back-off {format_go_duration(self.restart_backoff.current_delay(key))} restarting failed "
                 f"container={name} pod={pod_format(pod)}")), remaining
         try:
             image_ref = await (asyncio.shield(image) if image is not None

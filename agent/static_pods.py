@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
-from agent.image_policy import default_pull_policy
+from shipmate.images import default_pull_policy
 from agent.labels import CONFIG_SEEN, CONFIG_SOURCE
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from apiserver.kinds import all_strategies
 from apiserver.kinds.base import Obj, ResourceInfo
 from apiserver.kinds.certificates import CSRApprovalStrategy
 from apiserver.certificates.admission import admit_approval
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from apiserver.kinds.pods import binding_target, set_condition
 from apiserver.registry import Clock, DeleteOptions, DeleteResult, Registry, encode, generated_name, utc_now
 from apiserver.admission.default_tolerations import with_default_tolerations

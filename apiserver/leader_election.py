@@ -28,7 +28,7 @@ from typing import Awaitable, Callable
 from apiserver import errors
 from apiserver.api import API
 from apiserver.kinds.base import Obj
-from apiserver.timeutil import micro_time, parse_rfc3339
+from shipmate.timeutil import micro_time, parse_rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from apiserver.storage import open_storage
 from apiserver.storage import sqlite_admin
 from apiserver.storage.interface import StorageError
 from shipmate.sd_notify import Notifier
+from shipmate.supervisor import run_until_first_ends
 
 log = logging.getLogger("apiserver")
 
@@ -99,14 +100,10 @@ async def serve(config: ServerConfig) -> None:
         tasks.append(asyncio.create_task(api.follow_service_allocations(), name="service-allocations"))
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception():
-                log.error("root task died task=%s error=%r", task.get_name(), task.exception())
+        for name, error in await run_until_first_ends([*tasks, stopper]):
+            if error:
+                log.error("root task died task=%s error=%r", name, error)
     finally:
-        for task in [*tasks, stopper]:
-            task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
         http.close_watches()
         await runner.cleanup()
         await storage.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from apiserver.timeutil import parse_rfc3339
+from shipmate.timeutil import parse_rfc3339
 from apiserver.tables import AGE_DESCRIPTION, NAME_DESCRIPTION, Column, Row, TableSpec, age
 
 Obj = dict[str, Any]

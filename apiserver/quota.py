@@ -11,7 +11,7 @@ import datetime
 from fractions import Fraction
 from typing import Any, Iterable
 
-from apiserver.timeutil import parse_rfc3339
+from shipmate.timeutil import parse_rfc3339
 from shipmate.quantity import QuantityError, format_quantity, parse_quantity, QuantityFormat
 
 Obj = dict[str, Any]

@@ -17,7 +17,7 @@ from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
 from apiserver.fieldcheck import WrongType, check_types, definition_name
 from apiserver.openapi_schemas import DEFINITIONS
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from apiserver.patch import APPLY_PATCH, PatchError, apply_patch, json_size
 from apiserver.apply.request import apply_config, track
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, RevisionCompacted,

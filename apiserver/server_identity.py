@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from apiserver import errors
 from apiserver.api import API
 from apiserver.kinds.base import Obj
-from apiserver.timeutil import micro_time, parse_rfc3339
+from shipmate.timeutil import micro_time, parse_rfc3339
 from apiserver.registry import DeleteOptions
 from shipmate.selectors import parse_label_selector
 

@@ -5,7 +5,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from apiserver.timeutil import parse_rfc3339
+from shipmate.timeutil import parse_rfc3339
 
 NAME_DESCRIPTION = ("Name must be unique within a namespace. Is required when creating resources, although "
                     "some resources may allow a client to request the generation of an appropriate name "

@@ -13,14 +13,13 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from apiserver.auth.user import SYSTEM_BOOTSTRAPPERS
-from apiserver.timeutil import parse_rfc3339, rfc3339
+from shipmate.timeutil import parse_rfc3339, rfc3339
 
 NAMESPACE = "kube-system"
 SECRET_TYPE = "bootstrap.kubernetes.io/token"
 SECRET_PREFIX = "bootstrap-token-"
 USER_PREFIX = "system:bootstrap:"
-DEFAULT_GROUP = SYSTEM_BOOTSTRAPPERS
+DEFAULT_GROUP = "system:bootstrappers"  # every bootstrap token user is in it (upstream BootstrapDefaultGroup)
 
 KEY_ID = "token-id"
 KEY_SECRET = "token-secret"

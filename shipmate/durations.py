@@ -1,4 +1,5 @@
-"""Go `time.Duration` strings as Kubernetes flags take them ("5s", "40s", "5m0s", "1h30m", "250ms")."""
+"""Go `time.Duration` strings as Kubernetes flags take them ("5s", "40s", "5m0s", "1h30m", "250ms") and as
+Go prints them in messages ("10s", "1m20s", "5m0s", "1h0m0s")."""
 from __future__ import annotations
 
 import re
@@ -24,3 +25,15 @@ def parse_go_duration(text: str) -> float:
     if position == 0:
         raise ValueError(f'time: invalid duration "{text}"')
     return sign * total
+
+
+def format_go_duration(seconds: float) -> str:
+    """A whole-second duration as Go's time.Duration.String prints it: 10s, 1m20s, 5m0s, 1h0m0s."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

@@ -19,7 +19,7 @@ import yaml
 
 from shipmate import bootstrap_token, pki
 from shipmate.durations import parse_go_duration
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from shipmate.kubeclient import (SECRETS, AlreadyExists, ApiError, KubeClient, KubeConfig, NotFound, Resource,
                                  load_kubeconfig)
 

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 
 SYSTEM_MASTERS = "system:masters"
 SYSTEM_NODES = "system:nodes"
-SYSTEM_BOOTSTRAPPERS = "system:bootstrappers"
 AUTHENTICATED = "system:authenticated"
 NODE_USER_PREFIX = "system:node:"
 

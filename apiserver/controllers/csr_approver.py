@@ -22,7 +22,7 @@ from apiserver.certificates.requests import ParsedRequest
 from apiserver.kinds.base import Obj
 from apiserver.kinds.certificates import CSR_INFO
 from apiserver.kinds.csr_rules import parsed_request, spec_of
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from apiserver.certificates.policy import (awaiting_signature, failed_condition,
 from apiserver.informer import SharedInformers
 from apiserver.kinds.base import Obj
 from apiserver.kinds.csr_rules import parsed_request, spec_of
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from shipmate import pki
 
 log = logging.getLogger(__name__)

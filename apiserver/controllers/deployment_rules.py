@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apiserver.kinds.workloads import REVISION_ANNOTATION, scaled_int_or_percent
-from apiserver.timeutil import parse_rfc3339, rfc3339
+from shipmate.timeutil import parse_rfc3339, rfc3339
 
 Obj = dict[str, Any]
 

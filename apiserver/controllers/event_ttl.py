@@ -8,7 +8,7 @@ import logging
 from apiserver import errors
 from apiserver.api import API
 from apiserver.kinds.base import Obj
-from apiserver.timeutil import parse_rfc3339
+from shipmate.timeutil import parse_rfc3339
 from apiserver.registry import DeleteOptions
 
 log = logging.getLogger(__name__)

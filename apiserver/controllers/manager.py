@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, Iterable
 
+from shipmate.supervisor import run_until_first_ends
 from apiserver.api import API
 from apiserver.certificates.policy import DEFAULT_SIGNING_SECONDS
 from apiserver.config import ServerConfig
@@ -93,12 +94,8 @@ async def run_term(api: API, config: ServerConfig) -> None:
     tasks = start_controllers(context_from(api, config))
     log.info("control loops started tasks=%d", len(tasks))
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if not task.cancelled() and task.exception():
-                raise RuntimeError(f"control loop {task.get_name()} died: {task.exception()!r}")
+        for name, error in await run_until_first_ends(tasks):
+            if error:
+                raise RuntimeError(f"control loop {name} died: {error!r}")
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         log.info("control loops stopped")

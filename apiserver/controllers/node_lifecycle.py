@@ -33,7 +33,7 @@ from apiserver.kinds.base import Obj
 from apiserver.kinds.pods import set_condition
 from apiserver.registry import DeleteOptions
 from apiserver.scheduler.predicates import tolerates
-from apiserver.timeutil import parse_rfc3339, rfc3339
+from shipmate.timeutil import parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:
     from apiserver.api import API

@@ -5,7 +5,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from apiserver.timeutil import parse_rfc3339
+from shipmate.timeutil import parse_rfc3339
 
 Obj = dict[str, Any]
 Matcher = Callable[[dict[str, str]], bool]

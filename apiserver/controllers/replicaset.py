@@ -18,7 +18,7 @@ from apiserver.informer import Informer, SharedInformers, object_key
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions, Registry, utc_now
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from shipmate.selectors import SelectorError, label_selector_from_dict
 
 log = logging.getLogger(__name__)

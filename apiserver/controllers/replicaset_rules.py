@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from apiserver.controllers.ownership import (Claim, claim, is_pod_active, is_pod_available, is_pod_ready,
                                              labels_of, owner_reference, ready_since, seconds_until_available)
-from apiserver.timeutil import parse_rfc3339
+from shipmate.timeutil import parse_rfc3339
 
 Obj = dict[str, Any]
 Matcher = Callable[[dict[str, str]], bool]

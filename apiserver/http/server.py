@@ -28,7 +28,7 @@ from apiserver.apply.request import apply_config, request_writer
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
 from apiserver.storage.interface import RevisionCompacted, WatchClosed
 from apiserver.tables import partial_object_metadata, render_table
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from shipmate.selectors import SelectorError, parse_field_selector, parse_label_selector
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from apiserver.kinds.csr_rules import (APISERVER_CLIENT_SIGNER, APPROVED, DENIED
                                        conditions_of_type, parsed_request, spec_of, validate_csr,
                                        validate_csr_update, validation_options)
 from apiserver.tables import AGE_DESCRIPTION, NAME_DESCRIPTION, Column, Row, TableSpec, age, human_duration
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 from apiserver.validation import NameValidator, path_segment_name
 
 CSR_INFO = ResourceInfo("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",

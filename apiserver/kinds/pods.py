@@ -11,6 +11,8 @@ from apiserver.errors import FieldError, duplicate, forbidden, invalid, not_supp
 from apiserver.kinds.base import Obj, ResourceInfo, Strategy, canonicalize_quantities
 from apiserver.tables import TableSpec
 from apiserver.validation import dns1123_label, dns1123_subdomain, is_ip
+from shipmate.images import default_pull_policy
+from shipmate.qos import compute_qos_class
 from shipmate.quantity import QuantityError, parse_quantity
 
 POD_INFO = ResourceInfo("", "v1", "Pod", "pods", "pod", True, short_names=("po",), categories=("all",),
@@ -26,15 +28,6 @@ _DNS_POLICIES = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
 _PULL_POLICIES = ["Always", "IfNotPresent", "Never"]
 _PROTOCOLS = ["SCTP", "TCP", "UDP"]
 _CONTAINER_LISTS = ("initContainers", "containers")
-
-
-def default_pull_policy(image: str) -> str:
-    """`:latest` or no tag (and no digest) → Always, otherwise IfNotPresent."""
-    if "@" in image:
-        return "IfNotPresent"
-    last_segment = image.rsplit("/", 1)[-1]
-    tag = last_segment.split(":", 1)[1] if ":" in last_segment else ""
-    return "Always" if tag in ("", "latest") else "IfNotPresent"
 
 
 def _default_container(container: Obj) -> None:
@@ -61,35 +54,6 @@ def _default_container(container: Obj) -> None:
                 probe["httpGet"].setdefault("scheme", "HTTP")
             if isinstance(probe.get("grpc"), dict):
                 probe["grpc"].setdefault("service", "")   # kubectl describe dereferences it
-
-
-def _resources_of(container: Obj) -> tuple[dict, dict]:
-    resources = container.get("resources") or {}
-    return resources.get("requests") or {}, resources.get("limits") or {}
-
-
-def qos_class(spec: Obj) -> str:
-    """Guaranteed, Burstable or BestEffort from the containers' requests and limits."""
-    containers = [c for key in _CONTAINER_LISTS for c in spec.get(key) or [] if isinstance(c, dict)]
-    any_set = False
-    guaranteed = True
-    for container in containers:
-        requests, limits = _resources_of(container)
-        for name in ("cpu", "memory"):
-            limit, request = limits.get(name), requests.get(name, limits.get(name))
-            if request is not None or limit is not None:
-                any_set = True
-            if limit is None or request is None:
-                guaranteed = False
-                continue
-            try:
-                if parse_quantity(request) != parse_quantity(limit):
-                    guaranteed = False
-            except QuantityError:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def _validate_quantities(resources: Obj, path: str) -> list[FieldError]:
@@ -199,7 +163,7 @@ class PodStrategy(Strategy):
 
     def prepare_for_create(self, obj: Obj) -> None:
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+        obj["status"] = {"phase": "Pending", "qosClass": compute_qos_class(spec)}
 
     def validate(self, obj: Obj) -> list[FieldError]:
         errors = super().validate(obj)

@@ -22,7 +22,7 @@ from apiserver.kinds.pods import set_condition
 from apiserver.scheduler.cache import ClusterCache
 from apiserver.scheduler.predicates import TERMINAL_PHASES, schedule
 from apiserver.scheduler.queue import RetryQueue
-from apiserver.timeutil import rfc3339
+from shipmate.timeutil import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import pytest
 
 from cri.gen import api_pb2
 
-from agent.backoff import Backoff, go_duration
+from agent.backoff import Backoff
 from agent.container_config import (ContainerConfigError, EnvSources, ImageUser, NodeResources, PodContext,
-                                    container_config, container_env, container_resources, oom_score_adj, qos_class, service_env,
+                                    container_config, container_env, container_resources, oom_score_adj, service_env,
                                     verify_run_as_non_root)
 from agent.image_manager import go_seconds
 from agent.pod_actions import compute_pod_actions
@@ -19,6 +19,8 @@ from agent.pod_status import ContainerWaiting, generate_pod_status, pod_phase
 from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus, SandboxState
 from agent.sandbox_config import managed_hosts_file, sandbox_config
 from agent.dns import ResolvConf
+from shipmate.qos import pod_qos_class as qos_class
+from shipmate.durations import format_go_duration
 
 NOW = datetime(2026, 11, 26, 2, 0, 0, tzinfo=timezone.utc)
 SECOND = 1_000_000_000
@@ -209,7 +211,7 @@ def test_restart_backoff_resets_after_ten_minutes_of_running() -> None:
 
 @pytest.mark.parametrize("seconds, text", [(10, "10s"), (80, "1m20s"), (300, "5m0s"), (3600, "1h0m0s")])
 def test_go_duration(seconds: float, text: str) -> None:
-    assert go_duration(seconds) == text
+    assert format_go_duration(seconds) == text
 
 
 @pytest.mark.parametrize("seconds, text", [(0.5234, "523ms"), (1.2, "1.2s"), (62.3456, "1m2.345s")])

@@ -6,9 +6,11 @@ from datetime import datetime, timezone
 import pytest
 
 from agent.backoff import Backoff
-from agent.image_policy import PullDecision, default_pull_policy, image_tag, pull_decision
+from agent.image_policy import PullDecision, pull_decision
 from agent.pod_actions import compute_pod_actions
-from agent.pod_status import ContainerWaiting, carry_transition_times, generate_pod_status, pod_phase, qos_class
+from agent.pod_status import ContainerWaiting, carry_transition_times, generate_pod_status, pod_phase
+from shipmate.images import default_pull_policy, image_tag
+from shipmate.qos import pod_qos_class as qos_class
 from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus, SandboxState
 
 NOW = datetime(2026, 11, 25, 22, 0, 0, tzinfo=timezone.utc)

@@ -2,7 +2,9 @@ import copy
 
 from apiserver.kinds.namespaces import NamespaceStrategy
 from apiserver.kinds.nodes import NodeStrategy
-from apiserver.kinds.pods import PodStrategy, default_pull_policy, qos_class
+from apiserver.kinds.pods import PodStrategy
+from shipmate.images import default_pull_policy
+from shipmate.qos import compute_qos_class as qos_class
 
 STRATEGY = PodStrategy()
 

@@ -1,4 +1,5 @@
-"""apiserver's import layers, checked from the source (ast, no import is executed).
+"""Import layers, checked from the source (ast, no import is executed): the shared library imports no
+daemon code, the agent loads nothing of the API server, and apiserver's own layers.
 
 Every import counts: module level, inside functions and under `if TYPE_CHECKING:` — a
 type-only edge is still a dependency between layers, so cycles are fixed by moving code
@@ -12,6 +13,9 @@ down a layer, not by hiding the import.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +186,25 @@ def test_tarjan_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     components = [c for c in strongly_connected_components(graph) if len(c) > 1]
     assert components == [{"a", "b", "c"}]
+
+
+# ---------------------------------------------------------------- shipmate/ and the agent
+DAEMONS = {"agent", "apiserver"}
+
+
+def test_shipmate_imports_no_daemon_package() -> None:
+    offenders = {}
+    for path in sorted((ROOT / "shipmate").rglob("*.py")):
+        daemons = {name.split(".")[0] for name in imported_names(module_name(path), path)} & DAEMONS
+        if daemons:
+            offenders[str(path.relative_to(ROOT))] = sorted(daemons)
+    assert offenders == {}
+
+
+def test_the_agent_entry_point_loads_nothing_of_the_api_server() -> None:
+    probe = ("import agent.main, sys; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'apiserver'))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

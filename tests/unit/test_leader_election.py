@@ -6,7 +6,7 @@ import pytest
 
 from apiserver.api import API
 from apiserver.leader_election import ElectionConfig, LeaderElector, LeaderRecord, Observation, plan_attempt, released
-from apiserver.timeutil import micro_time
+from shipmate.timeutil import micro_time
 from apiserver.storage.sqlite import SQLiteStorage
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=datetime.timezone.utc)
