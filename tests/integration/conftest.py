@@ -21,6 +21,15 @@ def server(tmp_path):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """One real `shipmate server` shared by a module's tests (each uses names of its own)."""
+    srv = Server(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="session")
 def spare_image(local_registry: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An image no pod uses, pushed to the local registry by this fixture (builds are reproducible: the

@@ -28,12 +28,8 @@ TOKEN_FORM = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One real `shipmate server` for this module's tests (each uses its own token and CSR names)."""
-    srv = Server(tmp_path_factory.mktemp("csr-tokens"))
-    srv.start()
-    yield srv
-    srv.stop()
+def server(module_server: Server) -> Server:
+    return module_server
 
 
 def shipmate_token(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -26,11 +26,8 @@ FORBIDDEN = 'clusterroles.{group} "{name}" is forbidden: must have cluster-admin
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("clusterrole-aggregation"))
-    srv.start()
-    yield srv
-    srv.stop()
+def server(module_server: Server) -> Server:
+    return module_server
 
 
 def manifest(*objects: dict) -> str:

@@ -23,11 +23,8 @@ NAME = "node-csr-two-blocks"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("csr-two-blocks"))
-    srv.start()
-    yield srv
-    srv.stop()
+def server(module_server: Server) -> Server:
+    return module_server
 
 
 def two_block_request(node: str) -> bytes:

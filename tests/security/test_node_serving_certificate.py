@@ -23,11 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("node-serving"))
-    srv.start()
-    yield srv
-    srv.stop()
+def server(module_server: Server) -> Server:
+    return module_server
 
 
 def cluster_ca(server: Server) -> tuple[bytes, bytes]:
