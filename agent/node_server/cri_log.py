@@ -135,9 +135,10 @@ class LogFormatter:
         return out
 
 
-def tail_start(handle: BinaryIO, lines: int) -> int:
-    """Offset of the start of the last `lines` lines of a seekable binary file (blocking)."""
-    end = handle.seek(0, 2)
+def tail_start(handle: BinaryIO, lines: int, end: int | None = None) -> int:
+    """Offset of the start of the last `lines` lines of a seekable binary file that ends at `end` (default:
+    where it ends now; blocking)."""
+    end = handle.seek(0, 2) if end is None else end
     if lines == 0:
         return end
     position, newlines = end, 0

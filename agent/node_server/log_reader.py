@@ -25,10 +25,12 @@ Write = Callable[[bytes], Awaitable[None]]
 StillRunning = Callable[[], Awaitable[bool]]
 
 
-def _open_at(path: str, tail_lines: int | None) -> BinaryIO:
+def _open_at(path: str, tail_lines: int | None) -> tuple[BinaryIO, int]:
+    """The log opened at the start of its last `tail_lines` lines (all: None), and where it ended then."""
     handle = open(path, "rb")  # noqa: SIM115 - closed by stream_log
-    handle.seek(tail_start(handle, tail_lines) if tail_lines is not None else 0)
-    return handle
+    end = handle.seek(0, 2)
+    handle.seek(tail_start(handle, tail_lines, end) if tail_lines is not None else 0)
+    return handle, end
 
 
 def _replaced(handle: BinaryIO, path: str) -> bool:
@@ -68,12 +70,18 @@ class _LineSplitter:
 async def stream_log(path: str, options: LogOptions, write: Write, still_running: StillRunning) -> None:
     """Write the log at path (blocking file work runs in threads)."""
     splitter = _LineSplitter(LogFormatter(options))
-    handle = await asyncio.to_thread(_open_at, path, options.tail_lines)
+    handle, opened_end = await asyncio.to_thread(_open_at, path, options.tail_lines)
+    # Without follow, the log as it was when the request came: a writer that goes on does not add lines
+    # past `tail` (or past the end) while they are being sent.
+    end = None if options.follow else opened_end
     try:
         last_check = time.monotonic()
         stopping = False
         while True:
-            got, out = await asyncio.to_thread(splitter.read, handle, READ_SIZE)
+            size = READ_SIZE if end is None else min(READ_SIZE, end - handle.tell())
+            if size <= 0:
+                return
+            got, out = await asyncio.to_thread(splitter.read, handle, size)
             if got:
                 if out:
                     await write(out)
@@ -87,7 +95,7 @@ async def stream_log(path: str, options: LogOptions, write: Write, still_running
                 if out:
                     await write(out)
                 await asyncio.to_thread(handle.close)
-                handle = await asyncio.to_thread(_open_at, path, None)
+                handle, _ = await asyncio.to_thread(_open_at, path, None)
                 splitter = _LineSplitter(splitter.formatter)
                 continue
             if time.monotonic() - last_check >= RUNNING_CHECK:

@@ -118,3 +118,25 @@ def test_running_container_id_and_has_container() -> None:
         running_container_id(pod({"waiting": {"reason": "x"}}), "c")
     assert error.value.http_status == 404
     assert has_container(pod({}), "i") and not has_container(pod({}), "x")
+
+
+def test_without_follow_lines_written_during_the_read_are_not_sent(tmp_path) -> None:
+    """--tail=N of a log that a container keeps writing gives N lines: the log as it was when asked."""
+    import asyncio
+    from agent.node_server import log_reader
+    from agent.node_server.cri_log import LogOptions
+
+    path = tmp_path / "0.log"
+    path.write_bytes(b"".join(b"2026-01-01T00:00:00.%09dZ stdout F line %d\n" % (i, i) for i in range(10)))
+    sent: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        sent.append(data)
+        with open(path, "ab") as log:  # the container goes on writing while the lines are sent
+            log.write(b"2026-01-01T00:00:01.000000000Z stdout F later\n")
+
+    async def running() -> bool:
+        return True
+
+    asyncio.run(log_reader.stream_log(str(path), LogOptions(tail_lines=3), write, running))
+    assert b"".join(sent) == b"line 7\nline 8\nline 9\n"
