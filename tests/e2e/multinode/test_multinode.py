@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
@@ -209,29 +210,40 @@ def echo_pod(name: str, node: str) -> dict:
                      "containers": [{"name": "echo", "image": IMAGE, "command": ["sh", "-c", ECHO_SOURCE_SCRIPT]}]}}
 
 
-def test_three_nodes_ready_with_distinct_pod_cidrs(cluster: Any) -> None:
+# Each test asks for what it needs through the fixtures below (created once per module, whichever test asks
+# first), so the tests pass in any order.
+@pytest.fixture(scope="module")
+def ready_nodes(cluster: Any) -> list[dict]:
     def every_node_ready() -> list[dict] | None:      # installed machines may still be registering
         nodes = cluster.json("get", "nodes")["items"]
         ready = [n for n in nodes if ready_status(cluster, n["metadata"]["name"]) == "True"]
         return nodes if len(nodes) == 3 and len(ready) == 3 else None
-    nodes = wait_for(every_node_ready, 120, "3 nodes Ready", 1.0)
-    cidrs = [n["spec"]["podCIDR"] for n in nodes]
-    assert len(set(cidrs)) == 3, cidrs
+    return wait_for(every_node_ready, 120, "3 nodes Ready", 1.0)
 
 
-def test_pods_on_every_node_reach_each_other_without_nat(cluster: Any) -> None:
+@pytest.fixture(scope="module")
+def echo_pods(cluster: Any, ready_nodes: list[dict]) -> list[dict]:
+    """One echo pod on every node."""
     names = node_names(cluster)
     for node in names:
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(echo_pod(f"echo-{node}", node)))
-    pods = [wait_for(lambda node=node: running_pod(cluster, f"echo-{node}"), 90, f"echo pod on {node}", 0.5)
+    return [wait_for(lambda node=node: running_pod(cluster, f"echo-{node}"), 90, f"echo pod on {node}", 0.5)
             for node in names]
-    assert sorted(p["spec"]["nodeName"] for p in pods) == names
+
+
+def test_three_nodes_ready_with_distinct_pod_cidrs(ready_nodes: list[dict]) -> None:
+    cidrs = [n["spec"]["podCIDR"] for n in ready_nodes]
+    assert len(set(cidrs)) == 3, cidrs
+
+
+def test_pods_on_every_node_reach_each_other_without_nat(cluster: Any, echo_pods: list[dict]) -> None:
+    assert sorted(p["spec"]["nodeName"] for p in echo_pods) == node_names(cluster)
     started = time.monotonic()
-    assert_pods_reach_each_other_without_nat(cluster, pods)
+    assert_pods_reach_each_other_without_nat(cluster, echo_pods)
     assert time.monotonic() - started < 60
 
 
-def test_node_port_answers_on_every_node(cluster: Any) -> None:
+def test_node_port_answers_on_every_node(cluster: Any, echo_pods: list[dict]) -> None:
     """The Service selects only the echo pod on the first node, so every other node's NodePort must
     forward across nodes. The requests go to the nodes' InternalIPs: addresses inside the namespaces
     the harness made (or the VMs)."""
@@ -249,10 +261,10 @@ def test_node_port_answers_on_every_node(cluster: Any) -> None:
 
 # ---------------------------------------------------------------- a Deployment across the nodes
 
-def test_deployment_spreads_over_all_nodes_and_its_pods_reach_each_other(cluster: Any) -> None:
-    """6 replicas on 3 identical nodes: equal LeastAllocated scores, so the spread tie-break (fewest
-    pods of the same controller) decides: 2/2/2."""
-    deployment = {
+@pytest.fixture(scope="module")
+def deployment(cluster: Any, ready_nodes: list[dict]) -> list[dict]:
+    """The Deployment of REPLICAS echo pods, ready (its pods as they first came up)."""
+    manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": DEPLOYMENT, "namespace": NAMESPACE},
         "spec": {"replicas": REPLICAS, "selector": {"matchLabels": {"app": DEPLOYMENT}},
                  "template": {"metadata": {"labels": {"app": DEPLOYMENT}},
@@ -260,21 +272,31 @@ def test_deployment_spreads_over_all_nodes_and_its_pods_reach_each_other(cluster
                                   {"name": "echo", "image": IMAGE, "command": ["sh", "-c", ECHO_SOURCE_SCRIPT],
                                    "readinessProbe": {"httpGet": {"path": "/cgi-bin/name", "port": 8080},
                                                       "periodSeconds": 1}}]}}}}
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(deployment))
-    pods = wait_for(lambda: (lambda ps: ps if len(ps) == REPLICAS and all_ready(ps) else None)(deployment_pods(cluster)),
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+    return wait_for(lambda: (lambda ps: ps if len(ps) == REPLICAS and all_ready(ps) else None)(deployment_pods(cluster)),
                     120, f"{REPLICAS} ready pods of deployment {DEPLOYMENT}", 1.0)
-    spread = Counter(p["spec"]["nodeName"] for p in pods)
-    assert spread == {name: REPLICAS // 3 for name in node_names(cluster)}, spread
-    assert len({p["status"]["podIP"] for p in pods}) == REPLICAS
-    assert_pods_reach_each_other_without_nat(cluster, pods)
 
 
-def test_deployment_node_port_answers_on_every_node(cluster: Any) -> None:
+@pytest.fixture(scope="module")
+def deployment_node_port(cluster: Any, deployment: list[dict]) -> int:
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": DEPLOYMENT, "namespace": NAMESPACE},
                "spec": {"type": "NodePort", "selector": {"app": DEPLOYMENT},
                         "ports": [{"port": 80, "targetPort": 8080}]}}
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(service))
-    node_port = cluster.json("get", "service", "-n", NAMESPACE, DEPLOYMENT)["spec"]["ports"][0]["nodePort"]
+    return cluster.json("get", "service", "-n", NAMESPACE, DEPLOYMENT)["spec"]["ports"][0]["nodePort"]
+
+
+def test_deployment_spreads_over_all_nodes_and_its_pods_reach_each_other(cluster: Any, deployment: list[dict]) -> None:
+    """6 replicas on 3 identical nodes: equal LeastAllocated scores, so the spread tie-break (fewest
+    pods of the same controller) decides: 2/2/2."""
+    spread = Counter(p["spec"]["nodeName"] for p in deployment)
+    assert spread == {name: REPLICAS // 3 for name in node_names(cluster)}, spread
+    assert len({p["status"]["podIP"] for p in deployment}) == REPLICAS
+    assert_pods_reach_each_other_without_nat(cluster, deployment_pods(cluster))
+
+
+def test_deployment_node_port_answers_on_every_node(cluster: Any, deployment_node_port: int) -> None:
+    node_port = deployment_node_port
     pod_names = {p["metadata"]["name"] for p in deployment_pods(cluster)}
     for name, ip in sorted(node_ips(cluster).items()):
         url = f"http://{ip}:{node_port}/cgi-bin/name"
@@ -286,22 +308,34 @@ def test_deployment_node_port_answers_on_every_node(cluster: Any) -> None:
 
 # ---------------------------------------------------------------- node failure and recovery
 
-VICTIM: dict[str, str] = {}
+@dataclass
+class NodeFailure:
+    """What was seen while the last node was stopped (its agent and containerd)."""
+    victim: str
+    moved: set[str]                 # the Deployment's pods that ran on it
+    not_ready_after: float          # seconds from the stop to Ready != True
+    ready_status: str               # Ready then
+    tainted: bool                   # the unreachable taint appeared
+    survivors_ready: bool
+    pods: list[dict]                # the Deployment's pods once replaced on the survivors
+    moved_after: float
 
 
-def test_stopped_node_goes_unknown_and_its_pods_move_to_the_others(cluster: Any) -> None:
-    victim = VICTIM["name"] = node_names(cluster)[-1]
+@pytest.fixture(scope="module")
+def node_failure(cluster: Any, deployment: list[dict]) -> NodeFailure:
+    """Stops the last node and waits until its pods run elsewhere; test_restarted_node_... starts it again."""
+    victim = node_names(cluster)[-1]
     moved = {p["metadata"]["name"] for p in deployment_pods(cluster) if p["spec"]["nodeName"] == victim}
     assert moved and ready_status(cluster, victim) == "True"
     cluster.stop_node(victim)
     stopped = time.monotonic()
     wait_for(lambda: ready_status(cluster, victim) != "True", cluster.node_monitor_grace + 30,
              f"node {victim} to stop being Ready after its agent and containerd stopped", 1.0)
-    assert time.monotonic() - stopped >= cluster.node_monitor_grace - 10, "NotReady before the grace period"
-    assert ready_status(cluster, victim) == "Unknown"       # no heartbeat: the controller cannot know
-    wait_for(lambda: UNREACHABLE_TAINT in taint_keys(cluster, victim), 5, f"the unreachable taint on {victim}", 0.5)
+    not_ready_after, status = time.monotonic() - stopped, ready_status(cluster, victim)
+    tainted = bool(wait_for(lambda: UNREACHABLE_TAINT in taint_keys(cluster, victim), 5,
+                            f"the unreachable taint on {victim}", 0.5))
     survivors = [name for name in node_names(cluster) if name != victim]
-    assert all(ready_status(cluster, name) == "True" for name in survivors)
+    survivors_ready = all(ready_status(cluster, name) == "True" for name in survivors)
 
     def replaced() -> list[dict] | None:
         pods = deployment_pods(cluster)
@@ -309,15 +343,24 @@ def test_stopped_node_goes_unknown_and_its_pods_move_to_the_others(cluster: Any)
         return pods if len(pods) == REPLICAS and len(on_survivors) == REPLICAS and all_ready(pods) else None
     pods = wait_for(replaced, cluster.pod_eviction_timeout + 90,
                     f"{REPLICAS} ready pods of {DEPLOYMENT} on {survivors}", 1.0)
-    assert not moved & {p["metadata"]["name"] for p in pods}
-    print(f"pods moved off {victim} {time.monotonic() - stopped:.0f}s after it stopped: "
-          f"{dict(Counter(p['spec']['nodeName'] for p in pods))}")
+    return NodeFailure(victim, moved, not_ready_after, status, tainted, survivors_ready, pods,
+                       time.monotonic() - stopped)
 
 
-def test_service_traffic_recovers_after_the_node_failure(cluster: Any) -> None:
+def test_stopped_node_goes_unknown_and_its_pods_move_to_the_others(cluster: Any, node_failure: NodeFailure) -> None:
+    assert node_failure.not_ready_after >= cluster.node_monitor_grace - 10, "NotReady before the grace period"
+    assert node_failure.ready_status == "Unknown"       # no heartbeat: the controller cannot know
+    assert node_failure.tainted and node_failure.survivors_ready
+    assert not node_failure.moved & {p["metadata"]["name"] for p in node_failure.pods}
+    print(f"pods moved off {node_failure.victim} {node_failure.moved_after:.0f}s after it stopped: "
+          f"{dict(Counter(p['spec']['nodeName'] for p in node_failure.pods))}")
+
+
+def test_service_traffic_recovers_after_the_node_failure(cluster: Any, node_failure: NodeFailure,
+                                                         deployment_node_port: int) -> None:
     """From a pod on a surviving node to the ClusterIP, and from outside to each surviving node's
     NodePort: every request is answered, only by pods on the surviving nodes."""
-    victim = VICTIM["name"]
+    victim = node_failure.victim
     service = cluster.json("get", "service", "-n", NAMESPACE, DEPLOYMENT)
     cluster_ip, node_port = service["spec"]["clusterIP"], service["spec"]["ports"][0]["nodePort"]
     pods = deployment_pods(cluster)
@@ -337,8 +380,8 @@ def test_service_traffic_recovers_after_the_node_failure(cluster: Any) -> None:
                  f"NodePort {node_port} on {name} answered only by {sorted(alive)}", 1.0)
 
 
-def test_restarted_node_is_ready_again_and_cleans_up(cluster: Any) -> None:
-    victim = VICTIM["name"]
+def test_restarted_node_is_ready_again_and_cleans_up(cluster: Any, node_failure: NodeFailure) -> None:
+    victim = node_failure.victim
     cluster.start_node(victim)
     started = time.monotonic()
     wait_for(lambda: ready_status(cluster, victim) == "True", 60, f"node {victim} Ready after its restart", 0.5)
@@ -350,11 +393,12 @@ def test_restarted_node_is_ready_again_and_cleans_up(cluster: Any) -> None:
                           if p["spec"].get("nodeName") == victim], 90, f"the evicted pods on {victim} gone", 1.0)
 
 
-def test_thawed_agent_repairs_the_unknown_status_within_its_check_interval(cluster: Any) -> None:
+def test_thawed_agent_repairs_the_unknown_status_within_its_check_interval(cluster: Any,
+                                                                          ready_nodes: list[dict]) -> None:
     """A frozen agent (SIGSTOP) misses the grace period: Ready=Unknown. Once it runs again, it compares
     its status with the server's copy at its next check and writes Ready=True at once instead of
-    waiting for the next periodic report (60 s)."""
-    victim = VICTIM["name"]
+    waiting for the next periodic report (60 s). The first node: never the one node_failure stops."""
+    victim = node_names(cluster)[0]
     cluster.freeze_agent(victim)
     try:
         wait_for(lambda: ready_status(cluster, victim) == "Unknown", cluster.node_monitor_grace + 30,
