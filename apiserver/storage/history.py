@@ -19,18 +19,32 @@ def _resource_prefix(key: str) -> str:
     return f"/registry/{parts[2]}/" if len(parts) == 4 and parts[0] == "" and parts[1] == "registry" else ""
 
 
+# The history's bound in bytes (values and previous values), beside its bound in events: a client allowed to
+# rewrite a 1 MiB object could otherwise make 10000 events hold ~20 GB.
+MAX_HISTORY_BYTES = 256 * 1024 * 1024
+
+
+def _event_bytes(event: StorageEvent) -> int:
+    return len(event.kv.value) + (len(event.prev.value) if event.prev is not None else 0)
+
+
 class WatchHistory:
-    def __init__(self, size: int, revision: int = 0):
+    def __init__(self, size: int, revision: int = 0, max_bytes: int = MAX_HISTORY_BYTES):
         self._events: collections.deque[StorageEvent] = collections.deque()
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._watchers: dict[str, set[QueueWatch]] = {}  # resource prefix ("" = wider) -> its watchers
         self.revision = revision
         self.compacted_revision = revision
 
     def publish(self, event: StorageEvent) -> None:
         self._events.append(event)
-        if len(self._events) > self._size:
-            self.compacted_revision = self._events.popleft().revision
+        self._bytes += _event_bytes(event)
+        while len(self._events) > self._size or (self._bytes > self._max_bytes and len(self._events) > 1):
+            dropped = self._events.popleft()
+            self._bytes -= _event_bytes(dropped)
+            self.compacted_revision = dropped.revision
         self.revision = max(self.revision, event.revision)
         for group in (_resource_prefix(event.kv.key), ""):
             for watcher in list(self._watchers.get(group, ())):
@@ -56,6 +70,7 @@ class WatchHistory:
     def reset(self, revision: int) -> None:
         """Forget everything (a gap in the event stream): watchers close and resume or relist from `revision`."""
         self._events.clear()
+        self._bytes = 0
         self.revision = self.compacted_revision = revision
         self.close_watchers()
 

@@ -63,3 +63,23 @@ async def test_history_offers_events_to_their_resource_and_wider_watchers_only()
     for watch in (pods_in_a, everything, nodes, late):
         with pytest.raises(WatchClosed):
             await asyncio.wait_for(watch.next(), 1)
+
+
+def test_the_watch_history_is_bounded_in_bytes_too():
+    """A client rewriting a big object must not make the history hold history_size copies of it: past
+    max_bytes the oldest events go (a watch from before them gets 410, as past the event bound)."""
+    from apiserver.storage.interface import RevisionCompacted
+    history = WatchHistory(10000, max_bytes=10 * 1024 * 1024)
+    big = b"x" * (1024 * 1024)
+    previous = None
+    for revision in range(1, 101):
+        current = KeyValue("/registry/configmaps/ns/big", big, 1, revision)
+        history.publish(StorageEvent(EventType.PUT, revision, current, previous))
+        previous = current
+    kept = len(history._events)
+    assert 4 <= kept <= 5, kept              # 2 MiB an event (value + previous value) in 10 MiB
+    assert history.compacted_revision == 100 - kept
+    with pytest.raises(RevisionCompacted):
+        history.watch("/registry/configmaps/", 50)
+    watch = history.watch("/registry/configmaps/", 100 - kept)
+    watch.stop()

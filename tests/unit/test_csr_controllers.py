@@ -113,7 +113,7 @@ async def submit(api: API, user: UserInfo | None, body: dict) -> None:
         context.set_user(None)
 
 
-async def until(api: API, name: str, predicate, timeout: float = 5.0) -> dict:
+async def until(api: API, name: str, predicate, timeout: float = 20.0) -> dict:
     registry = api.registry(CSR_INFO.group, CSR_INFO.plural)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
