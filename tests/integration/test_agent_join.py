@@ -111,7 +111,8 @@ def test_restart_needs_no_token(node: PrivateNode) -> None:
     joins_before = [c["metadata"]["name"] for c in csrs(node) if c["metadata"]["name"].startswith("node-csr-")]
     node.agent.stop()
     node.start_agent()
-    assert "--token" not in Path(f"/proc/{node.agent.pid()}/cmdline").read_bytes().decode(errors="replace")
+    pid = wait_for(node.agent.pid, 15, "the restarted agent's process (see its log in the work dir)")
+    assert "--token" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     wait_for(lambda: node.node_ready() is True and "node server listening" in node.agent.log(60), 60,
              "the restarted agent Ready")
     assert [c["metadata"]["name"] for c in csrs(node) if c["metadata"]["name"].startswith("node-csr-")] == joins_before
