@@ -1,7 +1,7 @@
 # shipmate: `sudo make up` brings up a one-node cluster, `sudo make test` runs every test.
 SHELL := /bin/bash
 
-.PHONY: help up down test images clean-state purge lock e2e-vagrant bench
+.PHONY: help up down test images clean-state purge lock vagrant-box e2e-vagrant bench
 
 help:
 	@echo "sudo make up           start containerd, the registry, shipmate server and agent (idempotent)"
@@ -11,7 +11,8 @@ help:
 	@echo "sudo make clean-state  make down, then delete the datastore and the agent's state"
 	@echo "sudo make purge        remove everything shipmate installed or created (a fresh machine again)"
 	@echo "make lock              re-resolve requirements.lock (pinned versions + hashes) from pyproject.toml"
-	@echo "make e2e-vagrant       three Debian 12 VMs (Vagrantfile), then tests/e2e/multinode against them"
+	@echo "sudo make vagrant-box  build the offline Debian 12 Vagrant box (cached in /var/cache/shipmate/vagrant)"
+	@echo "sudo make e2e-vagrant  three Debian 12 VMs (Vagrantfile), then tests/e2e/multinode against them"
 	@echo "sudo make bench        run every benchmark in bench/ (long), rewrite docs/benchmarks.md and its plots"
 
 up:
@@ -41,10 +42,16 @@ purge:
 lock:
 	bash hack/lock.sh
 
-# One server + two agents in Vagrant VMs provisioned with `shipmate install`, then the multi-node
-# e2e suite against them (needs vagrant and a provider; not runnable inside this CI machine).
+# The offline Debian 12 box for the libvirt provider (debootstrap from the apt mirror; rebuilt only
+# when hack/vagrant_box.sh or the box's Vagrantfile change), added to Vagrant as shipmate/debian12.
+vagrant-box:
+	bash hack/vagrant_box.sh
+
+# One server + two agents in Vagrant VMs from that box (libvirt, isolated network), provisioned from
+# this host with `shipmate install server|agent`, then tests/e2e/multinode and the VM-only checks
+# (tests/vagrant/test_vm_checks.py) against them; the VMs, network and volumes are removed at the end.
 e2e-vagrant:
-	bash hack/multinode.sh vagrant-e2e
+	bash hack/vagrant.sh e2e
 
 # Every benchmark in bench/ against the running cluster (make up), then docs/benchmarks.md regenerated
 # from bench/results/ (BENCH_ARGS, e.g. "--only density,footprint" or "--no-run", go to bench/report.py).

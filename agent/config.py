@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -38,12 +39,17 @@ class AgentConfig:
     log_level: int
     # kube-proxy and cluster DNS roles (docs/design.md "Proxy", "Agent: cluster DNS")
     cluster_cidr: str = "10.244.0.0/16"
-    cluster_dns: str = "169.254.20.10"
+    cluster_dns: str = "10.96.0.10"       # the kube-dns Service (shipmate.addons); pods' nameserver
     cluster_domain: str = "cluster.local"
+    serve_cluster_dns: bool = False        # the agent itself answers on cluster_dns (clusters without the addon)
     masquerade_all: bool = False
     iptables_min_sync_period: float = 1.0
     iptables_sync_period: float = 30.0
     cleanup_iptables: bool = False
+    # "iptables", "nftables" or "" (iptables), as kube-proxy's --proxy-mode
+    proxy_mode: str = ""
+    # NetworkPolicy enforcement and hostPorts (docs/design.md "Network policies, hostPorts, LoadBalancers")
+    network_policy: bool = True
     # static pods and image GC (docs/design.md "Agent: static pods, crash-safety and node health")
     pod_manifest_path: str = "/etc/shipmate/manifests"
     image_gc_high_threshold: int = 85
@@ -52,6 +58,7 @@ class AgentConfig:
     eviction_hard: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_EVICTION_HARD))
     # node server, container log rotation (docs/design.md "Agent: node server, logs and exec")
     node_server_port: int = 10250
+    streaming_connection_idle_timeout: float = 4 * 3600.0    # port-forward connections (kubelet's flag)
     container_log_max_size: int = 10 * 1024 * 1024
     container_log_max_files: int = 5
     # CRI call deadline (kubelet's --runtime-request-timeout; docs/benchmarks.md "Density")
@@ -62,6 +69,8 @@ class AgentConfig:
     token: str | None = None
     ca_cert_hash: str | None = None
     ca_file: str | None = None
+    # the shipmate.io/local-path provisioner's directories on this node (docs/storage.md)
+    local_path_dir: str = "/var/lib/shipmate/storage"
 
 
 def node_name_or_default(flag: str | None) -> str:
@@ -123,15 +132,24 @@ def parse_args(argv: list[str]) -> AgentConfig:
                         help="debug, info, warning, error, or a klog-style number")
     parser.add_argument("--cluster-cidr", default="10.244.0.0/16",
                         help="pod network; service traffic from outside it is masqueraded")
-    parser.add_argument("--cluster-dns", default="169.254.20.10",
-                        help="address the agent serves cluster DNS on and gives pods (empty: no cluster DNS)")
+    parser.add_argument("--cluster-dns", default="10.96.0.10",
+                        help="the cluster DNS address ClusterFirst pods get as nameserver (the kubelet's clusterDNS: "
+                             "the kube-dns Service that `shipmate addons apply` creates; empty: pods get the host's "
+                             "resolv.conf)")
+    parser.add_argument("--serve-cluster-dns", action="store_true",
+                        help="also serve cluster DNS in the agent on a local link with the --cluster-dns address "
+                             "(for clusters without the DNS addon; the address must not be a Service's)")
     parser.add_argument("--cluster-domain", default="cluster.local")
     parser.add_argument("--masquerade-all", action="store_true",
                         help="SNAT all traffic sent to service cluster IPs (as kube-proxy's flag)")
     parser.add_argument("--iptables-min-sync-period", type=float, default=1.0, metavar="SECONDS")
     parser.add_argument("--iptables-sync-period", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--cleanup-iptables", action="store_true",
-                        help="remove the proxy's iptables chains and rules, then exit")
+                        help="remove the proxy's iptables chains and rules and its nftables table, then exit")
+    parser.add_argument("--proxy-mode", choices=("", "iptables", "nftables"), default="",
+                        help="how services are programmed (default: iptables, as kube-proxy's)")
+    parser.add_argument("--disable-network-policy", action="store_true",
+                        help="do not enforce NetworkPolicies on this node (as k3s's flag)")
     parser.add_argument("--eviction-hard", default=None, metavar="SIGNAL<QUANTITY,...",
                         help="node pressure thresholds, e.g. memory.available<100Mi,nodefs.available<10%% "
                              "(default: kubelet's)")
@@ -145,6 +163,9 @@ def parse_args(argv: list[str]) -> AgentConfig:
                         help="minimum age of an unused image before it is garbage collected (e.g. 2m, 90s)")
     parser.add_argument("--node-server-port", type=int, default=10250,
                         help="HTTPS port of the node server (logs, exec, attach, healthz, metrics)")
+    parser.add_argument("--streaming-connection-idle-timeout", type=_duration, default=4 * 3600.0,
+                        metavar="DURATION", help="a port-forward connection with no traffic this long is closed "
+                                                 "(e.g. 4h, 5m)")
     parser.add_argument("--container-log-max-size", type=_byte_size, default=10 * 1024 * 1024, metavar="SIZE",
                         help="size (e.g. 10Mi) at which a container's log is rotated")
     parser.add_argument("--container-log-max-files", type=int, default=5,
@@ -153,6 +174,9 @@ def parse_args(argv: list[str]) -> AgentConfig:
                         help="deadline of each CRI call except pulls and long-running ones (kubelet's, 2m)")
     parser.add_argument("--sync-frequency", type=_duration, default=60.0, metavar="DURATION",
                         help="how often each pod is synced without a change (kubelet's, 1m)")
+    parser.add_argument("--local-path-dir", default=None, metavar="DIR",
+                        help="where volumes of the local-path StorageClass live on this node, one directory each "
+                             "(default: storage/ beside --root-dir, /var/lib/shipmate/storage)")
     args = parser.parse_args(argv)
 
     node_name = node_name_or_default(args.node_name)
@@ -197,6 +221,9 @@ def parse_args(argv: list[str]) -> AgentConfig:
         parser.error("--token must look like abcdef.0123456789abcdef (a bootstrap token)")
     if args.ca_cert_hash is not None and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", args.ca_cert_hash):
         parser.error("--ca-cert-hash must be sha256:<64 hex digits>")
+    local_path_dir = args.local_path_dir or os.path.join(os.path.dirname(os.path.normpath(args.root_dir)), "storage")
+    if not os.path.isabs(local_path_dir):
+        parser.error("--local-path-dir must be an absolute path")
     if args.token and args.kubeconfig:
         parser.error("--token joins and writes <root-dir>/kubelet.kubeconfig; it cannot be used with --kubeconfig")
     return AgentConfig(server=server, kubeconfig=args.kubeconfig, node_name=node_name, node_ip=node_ip,
@@ -204,14 +231,20 @@ def parse_args(argv: list[str]) -> AgentConfig:
                        cni_bin_dir=args.cni_bin_dir, cni_conf_dir=args.cni_conf_dir, cni_socket=args.cni_socket,
                        ipam_dir=args.ipam_dir, pod_log_dir=args.pod_log_dir, max_pods=args.max_pods,
                        log_level=args.log_level, cluster_cidr=cluster_cidr, cluster_dns=args.cluster_dns,
+                       serve_cluster_dns=args.serve_cluster_dns and bool(args.cluster_dns),
                        cluster_domain=args.cluster_domain.strip(".").lower(), masquerade_all=args.masquerade_all,
                        iptables_min_sync_period=args.iptables_min_sync_period,
                        iptables_sync_period=args.iptables_sync_period, cleanup_iptables=args.cleanup_iptables,
+                       proxy_mode=args.proxy_mode,
+                       network_policy=not args.disable_network_policy,
                        pod_manifest_path=args.pod_manifest_path,
                        image_gc_high_threshold=args.image_gc_high_threshold,
                        image_gc_low_threshold=args.image_gc_low_threshold,
                        minimum_image_ttl_duration=args.minimum_image_ttl_duration, eviction_hard=eviction_hard,
-                       node_server_port=args.node_server_port, container_log_max_size=args.container_log_max_size,
+                       node_server_port=args.node_server_port,
+                       streaming_connection_idle_timeout=args.streaming_connection_idle_timeout,
+                       container_log_max_size=args.container_log_max_size,
                        container_log_max_files=args.container_log_max_files,
                        runtime_request_timeout=args.runtime_request_timeout, sync_frequency=args.sync_frequency,
-                       token=args.token, ca_cert_hash=args.ca_cert_hash, ca_file=args.ca_file)
+                       token=args.token, ca_cert_hash=args.ca_cert_hash, ca_file=args.ca_file,
+                       local_path_dir=os.path.normpath(local_path_dir))

@@ -400,9 +400,10 @@ def container_resources(container: Obj, oom_score: int = 0) -> api_pb2.LinuxCont
 def container_config(pod: Obj, container: Obj, *, restart_count: int, node_name: str, context: PodContext,
                      sources: EnvSources = EnvSources(),
                      mounts: Sequence[api_pb2.Mount] = (),
-                     seccomp_root: str = DEFAULT_SECCOMP_ROOT) -> api_pb2.ContainerConfig:
+                     seccomp_root: str = DEFAULT_SECCOMP_ROOT, target_id: str = "") -> api_pb2.ContainerConfig:
     """`mounts`: the container's volume mounts (agent.volumes.container_mounts); `seccomp_root`:
-    `<root-dir>/seccomp`, where Localhost seccomp profiles live."""
+    `<root-dir>/seccomp`, where Localhost seccomp profiles live; `target_id`: the running container whose PID
+    namespace an ephemeral container joins (its targetContainerName)."""
     meta, spec = pod["metadata"], pod.get("spec", {})
     if container.get("volumeMounts") and not mounts:
         raise ContainerConfigError(f"volumes of container {container['name']} are not set up")
@@ -423,7 +424,7 @@ def container_config(pod: Obj, container: Obj, *, restart_count: int, node_name:
     if pre_stop:
         annotations[labels.PRE_STOP_HANDLER] = json.dumps(pre_stop, separators=(",", ":"))
     oom_score = oom_score_adj(pod, container, context.node.memory_capacity)
-    return api_pb2.ContainerConfig(
+    config = api_pb2.ContainerConfig(
         metadata=api_pb2.ContainerMetadata(name=container["name"], attempt=restart_count),
         image=api_pb2.ImageSpec(image=container["image"], user_specified_image=container["image"]),
         command=[expand(word, variables) for word in container.get("command") or []],
@@ -442,3 +443,7 @@ def container_config(pod: Obj, container: Obj, *, restart_count: int, node_name:
         linux=api_pb2.LinuxContainerConfig(resources=container_resources(container, oom_score),
                                            security_context=_security_context(pod, container, seccomp_root)),
     )
+    if target_id:
+        namespaces = config.linux.security_context.namespace_options
+        namespaces.pid, namespaces.target_id = api_pb2.TARGET, target_id
+    return config

@@ -52,8 +52,9 @@ def node_reference(node_name: str) -> Obj:
     return {"kind": "Node", "metadata": {"name": node_name, "uid": node_name}}
 
 
-def container_field_path(container_name: str, init: bool = False) -> str:
-    return f"spec.{'initContainers' if init else 'containers'}{{{container_name}}}"
+def container_field_path(container_name: str, init: bool = False, ephemeral: bool = False) -> str:
+    kind = "ephemeralContainers" if ephemeral else "initContainers" if init else "containers"
+    return f"spec.{kind}{{{container_name}}}"
 
 
 def make_event(reference: Obj, event_type: str, reason: str, message: str, component: str, host: str,

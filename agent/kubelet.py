@@ -25,6 +25,7 @@ from agent.image_manager import ImageManager
 from agent.log_rotation import LogRotator, RotationPolicy
 from agent.node_server import NodeMetrics, NodeServer, NodeServerConfig, WebhookAuthorizer, subject_access_review_sender
 from agent.node_server.tls import serving_names
+from agent.node_server.portforward import PortForwardLimits
 from agent.node_info import gather_node_facts
 from agent.mirror_pods import MirrorPodManager, mirror_for
 from agent.node_manager import NodeManager
@@ -35,13 +36,20 @@ from agent.runtime_state import ContainerPhase
 from agent.pod_status import TERMINAL_PHASES, generate_pod_status
 from agent.pod_workers import PodHandlers, PodUpdate, PodWorkers, SyncOutcome, needs_sync
 from agent.volumes import VolumeError, VolumeManager
+from agent.volumes.local_path import LocalPathVolumes
+from agent.hostports import HostPortManager
 from agent.proxy.wiring import service_role_tasks
+from agent.resize import AllocationManager, ResizeView, with_allocation
+from agent.pod_status import resize_in_progress
 from agent.runtime_events import watch_task_events
 from agent.prober import ProbeManager
 from agent.runtime_manager import RuntimeManager, read_host_file
 from agent.static_pods import Change, StaticPodSource, full_name, is_mirror
+from agent.stats import StatsProvider
 from agent.status_manager import StatusManager
-from shipmate.kubeclient import NODES, PODS, Informer, KubeClient
+from shipmate import local_path
+from shipmate.informer import Informer
+from shipmate.kubeclient import NODES, PODS, KubeClient, ResourceSource
 from shipmate.sd_notify import Notifier
 from shipmate.supervisor import run_until_first_ends, stop_tasks
 
@@ -83,6 +91,7 @@ class Agent:
             facts = await asyncio.to_thread(gather_node_facts, cfg.node_name, cfg.node_ip, cfg.max_pods,
                                             cfg.root_dir, runtime_version)
             facts.kubelet_port = cfg.node_server_port
+            facts.annotations[local_path.DIR_ANNOTATION] = cfg.local_path_dir   # where the provisioner puts volumes
             resolv = await asyncio.to_thread(read_host_file, "/etc/resolv.conf")
             self.recorder = EventRecorder(client, cfg.node_name)
             self.node_manager = NodeManager(client, runtime, facts, recorder=self.recorder,
@@ -93,33 +102,46 @@ class Agent:
                                                   cluster_dns=[cfg.cluster_dns] if cfg.cluster_dns else [],
                                                   cluster_domain=cfg.cluster_domain, client=client,
                                                   root_dir=cfg.root_dir, recorder=self.recorder)
-            self.volume_manager = self.runtime_manager.volumes = VolumeManager(cfg.root_dir, client)
+            self.volume_manager = self.runtime_manager.volumes = VolumeManager(
+                cfg.root_dir, client, node=lambda: self.node_manager.node)
+            self.local_path_volumes = LocalPathVolumes(client, cfg.node_name, cfg.local_path_dir)
+            node_resources = self.runtime_manager.node_resources
+            self.allocation = AllocationManager(
+                lambda: (node_resources.allocatable_cpu_milli, node_resources.allocatable_memory),
+                lambda: list(self.pods.cache.values()))
+            self.resize_views: dict[str, ResizeView] = {}
             self.probe_manager = ProbeManager(runtime, self.recorder, self._on_probe_change, node_ip=cfg.node_ip)
-            self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={cfg.node_name}",
-                                 on_change=self._on_pod_change)
+            self.pods: Informer[Obj] = Informer(
+                ResourceSource(client, PODS, field_selector=f"spec.nodeName={cfg.node_name}"), self._on_pod_change)
             self.status_manager = StatusManager(client, api_pod=self._api_pod)
             self.workers = PodWorkers(PodHandlers(self._sync_pod, self._terminate_pod, self._cleanup_pod),
                                       resync_interval=cfg.sync_frequency)
             self.relister = Relister(runtime, cfg.node_name)
             self.exits = ExitCache()
             self.last_sync = LastSync()
-            self.node_routes = NodeRoutes(cfg.node_name, cfg.cluster_cidr, lambda: self.nodes.store.values())
-            self.nodes = Informer(client, NODES, on_change=self.node_routes.on_node_change)
+            self.node_routes = NodeRoutes(cfg.node_name, cfg.cluster_cidr, lambda: self.nodes.cache.values())
+            self.nodes: Informer[Obj] = Informer(ResourceSource(client, NODES), self.node_routes.on_node_change)
             self.static_pods = StaticPodSource(cfg.pod_manifest_path, cfg.node_name, self._on_static_change)
             self.mirror_pods = MirrorPodManager(
                 client, cfg.node_name, node_uid=lambda: self.node_manager.node.get("metadata", {}).get("uid", ""),
-                static_pods=lambda: self.static_pods.pods.values(), api_pods=lambda: self.pods.store.values(),
+                static_pods=lambda: self.static_pods.pods.values(), api_pods=lambda: self.pods.cache.values(),
                 ready=self.pods.synced.is_set)
             self.metrics = NodeMetrics()
+            self.stats = StatsProvider(runtime, cfg.node_name)
             self.metrics.track_queue_depth(self.workers.queue_depth)
             paths = CredentialPaths(cfg.root_dir)
             self.node_server = NodeServer(runtime, self._pod_by_name, NodeServerConfig(
-                cfg.node_server_port, paths.serving_pem, cfg.node_name, credentials.ca_file), self.metrics,
-                WebhookAuthorizer(subject_access_review_sender(client)))
+                cfg.node_server_port, paths.serving_pem, cfg.node_name, credentials.ca_file,
+                port_forward=PortForwardLimits(idle_timeout=cfg.streaming_connection_idle_timeout),
+                root_dir=cfg.root_dir), self.metrics,
+                WebhookAuthorizer(subject_access_review_sender(client)), stats=self.stats)
             self.log_rotator = LogRotator(runtime, cfg.node_name,
                                           RotationPolicy(cfg.container_log_max_size, cfg.container_log_max_files))
 
-            tasks = [asyncio.create_task(CNIService(cfg.ipam_dir).serve(cfg.cni_socket), name="cni-service"),
+            self.hostports = HostPortManager(None, cfg.ipam_dir)
+            tasks = [asyncio.create_task(CNIService(cfg.ipam_dir, on_change=self.hostports.sync).serve(cfg.cni_socket),
+                                         name="cni-service"),
+                     asyncio.create_task(self.hostports.run(), name="hostports"),
                      asyncio.create_task(self.recorder.run(), name="event-recorder"),
                      asyncio.create_task(self.volume_manager.run(), name="volume-refresh"),
                      # Static pods run without the API server: the local loops start before registration.
@@ -163,6 +185,7 @@ class Agent:
                     asyncio.create_task(self.node_manager.run_lease_loop(), name="node-lease"),
                     asyncio.create_task(self.pods.run(), name="pod-informer"),
                     asyncio.create_task(self.mirror_pods.run(), name="mirror-pods"),
+                    asyncio.create_task(self.local_path_volumes.run(), name="local-path-volumes"),
                 ]
                 # kube-proxy and cluster DNS roles (agent/proxy/wiring.py)
                 tasks += [asyncio.create_task(coroutine, name=name) for name, coroutine in
@@ -191,8 +214,8 @@ class Agent:
             log.warning("UpdateRuntimeConfig failed pod_cidr=%s error=%s", pod_cidr, error)
 
     # ------------------------------------------------------------------ inputs
-    def _on_pod_change(self, change: str, old: Obj | None, new: Obj | None) -> None:
-        self.inputs.put_nowait(LoopInput("config", change, old, new))
+    def _on_pod_change(self, change: str, pod: Obj, old: Obj | None) -> None:
+        self.inputs.put_nowait(LoopInput("config", change, old, pod))
 
     def _on_static_change(self, change: Change) -> None:
         self.inputs.put_nowait(LoopInput("static", change.kind, new=change.pod))
@@ -280,7 +303,7 @@ class Agent:
         self._start_static_pods()
         if not self.pods.synced.is_set() or not self.static_pods.synced.is_set():
             return
-        known = {pod["metadata"]["uid"] for pod in self.pods.store.values()} | set(self.static_pods.pods)
+        known = {pod["metadata"]["uid"] for pod in self.pods.cache.values()} | set(self.static_pods.pods)
         for uid in self.relister.pod_uids():
             if uid and uid not in known and not self.workers.known(uid, since=self.relister.last_relist):
                 namespace, name = self.relister.pod_names.get(uid, ("", ""))
@@ -291,12 +314,12 @@ class Agent:
     def _api_pod(self, uid: str) -> Obj | None:
         static = self.static_pods.pods.get(uid)
         if static is not None:
-            return mirror_for(static, self.pods.store.values())
-        return next((p for p in self.pods.store.values() if p["metadata"].get("uid") == uid), None)
+            return mirror_for(static, self.pods.cache.values())
+        return next((p for p in self.pods.cache.values() if p["metadata"].get("uid") == uid), None)
 
     def _pod_by_name(self, namespace: str, name: str) -> Obj | None:
         """The pod a logs/exec request names, with the status we last set (static pods before mirrors)."""
-        for pod in [*self.static_pods.pods.values(), *self.pods.store.values()]:
+        for pod in [*self.static_pods.pods.values(), *self.pods.cache.values()]:
             meta = pod["metadata"]
             if meta.get("namespace") == namespace and meta.get("name") == name:
                 return self._status_view(pod)
@@ -312,11 +335,15 @@ class Agent:
         cached["conditions"] = [c for c in cached.get("conditions") or [] if c.get("type") != "PodScheduled"] + scheduled
         return dict(pod, status=cached)
 
-    def _write_status(self, pod: Obj, runtime_status: Any, waiting: dict, terminal: bool = False) -> Obj:
+    def _write_status(self, pod: Obj, runtime_status: Any, waiting: dict, terminal: bool = False,
+                      resize: ResizeView | None = None) -> Obj:
+        uid = pod["metadata"]["uid"]
+        if resize is not None:
+            self.resize_views[uid] = resize
         status = generate_pod_status(self._status_view(pod), runtime_status, waiting,
                                      host_ips=[self.config.node_ip], runtime_name=self.runtime_manager.runtime_name,
                                      now=datetime.now(timezone.utc), pod_is_terminal=terminal,
-                                     probes=self.probe_manager)
+                                     probes=self.probe_manager, resize=resize or self.resize_views.get(uid))
         self.status_manager.set_status(pod, status)
         return status
 
@@ -345,11 +372,23 @@ class Agent:
             self.recorder.event(pod, "Warning", "FailedMount", str(error))
             status = self._write_status(pod, observed, {})
             return SyncOutcome(retry_in=error.retry_in, terminal=status["phase"] in TERMINAL_PHASES)
-        result = await self.runtime_manager.sync_pod(pod, observed)
+        # In-place resize: containers run with what the node allocated them (agent/resize.py).
+        resize = self.allocation.sync(pod)
+        run_pod = with_allocation(pod, resize.allocated)
+        result = await self.runtime_manager.sync_pod(run_pod, observed)
         if result.acted:
             observed = await self.runtime_manager.inspect_pod(uid)
+        if not pod["metadata"].get("deletionTimestamp"):
+            resized, resize.error = await self.runtime_manager.resize(run_pod, observed, resize.allocated)
+            if resized:
+                observed = await self.runtime_manager.inspect_pod(uid)
+                result.acted = True
+            resize.in_progress = resize_in_progress(run_pod, observed, resize)
         self.probe_manager.sync_pod(pod, observed)
-        status = self._write_status(pod, observed, result.waiting)
+        status = self._write_status(pod, observed, result.waiting, resize=resize)
+        if resize.pending is not None or resize.in_progress:
+            # a Deferred resize may fit once other pods go; one in progress is looked at again soon
+            result.retry_in = min(result.retry_in or 5.0, 5.0)
         self.last_sync.remember(uid, observed, result.waiting)
         self.metrics.observe_pod_sync(time.monotonic() - started)
         if result.acted:
@@ -386,6 +425,8 @@ class Agent:
         self.probe_manager.remove_pod(uid)
         await self.volume_manager.cleanup(uid)
         self.runtime_manager.forget_pod(uid)
+        self.allocation.forget(uid)
+        self.resize_views.pop(uid, None)
         self.status_manager.forget(uid)
         self.last_sync.forget(uid)
 

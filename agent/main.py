@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 from agent.config import AgentConfig, parse_args
+from shipmate.supervisor import cancel_on_signals
 
 
 def _configure_logging(level: int) -> None:
@@ -18,10 +18,7 @@ def _configure_logging(level: int) -> None:
 async def _run(config: AgentConfig) -> int:
     from agent.bootstrap import BootstrapError
     from agent.kubelet import Agent
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
+    cancel_on_signals()
     try:
         return await Agent(config).run()
     except BootstrapError as error:
@@ -33,8 +30,8 @@ async def _run(config: AgentConfig) -> int:
 
 
 async def _cleanup_iptables() -> int:
-    from agent.proxy.proxier import cleanup_iptables
-    for item in await cleanup_iptables():
+    from agent.proxy.proxier import cleanup_iptables, cleanup_nftables
+    for item in [*await cleanup_iptables(), *await cleanup_nftables()]:
         logging.getLogger("agent").info("removed %s", item)
     return 0
 

@@ -40,6 +40,7 @@ class NodeFacts:
     root_dir: str = "/"                 # the filesystem of nodefs (kubelet's root dir)
     kubelet_port: int = KUBELET_PORT    # the node server's port (--node-server-port)
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)   # kept on the Node (e.g. the local-path dir)
 
 
 def _read(path: str) -> str:
@@ -177,7 +178,7 @@ def node_object(facts: NodeFacts, health: RuntimeHealth, now: str,
                 pressure: frozenset[str] | set[str] = frozenset(), thresholds: list[Threshold] | None = None) -> Obj:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": facts.name, "labels": dict(facts.labels),
-                         "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+                         "annotations": {"node.alpha.kubernetes.io/ttl": "0", **facts.annotations}},
             "spec": {},     # taints follow the conditions on the server (the node lifecycle controller)
             "status": node_status(facts, health, [], now, pressure, thresholds)}
 

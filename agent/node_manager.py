@@ -145,10 +145,14 @@ class NodeManager:
             delay = min(delay * 2, RETRY_MAX)
 
     async def _merge_labels(self) -> None:
-        labels = self.node.get("metadata", {}).get("labels") or {}
+        """The kubelet's labels and the agent's annotations on a Node registered earlier."""
+        meta = self.node.get("metadata", {})
+        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
         missing = {k: v for k, v in self.facts.labels.items() if labels.get(k) != v}
-        if missing:
-            self.node = await self.client.patch(NODES, self.facts.name, {"metadata": {"labels": missing}})
+        missing_annotations = {k: v for k, v in self.facts.annotations.items() if annotations.get(k) != v}
+        if missing or missing_annotations:
+            self.node = await self.client.patch(NODES, self.facts.name, {"metadata": {
+                "labels": missing, "annotations": missing_annotations}})
 
     def runtime_changed(self) -> None:
         """Ask for an early status check (e.g. a pod sync hit an unavailable runtime)."""

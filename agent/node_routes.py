@@ -191,7 +191,7 @@ class NodeRoutes:
         self.wake = asyncio.Event()
         self.masquerade_synced_at: float | None = None
 
-    def on_node_change(self, _change: str, _old: Obj | None, _new: Obj | None) -> None:
+    def on_node_change(self, _change: str, _node: Obj, _old: Obj | None) -> None:
         self.wake.set()
 
     async def sync_routes(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ class ContainerToStart:
     name: str
     restart_count: int
     init: bool = False
+    ephemeral: bool = False
 
 
 @dataclass
@@ -24,13 +25,14 @@ class PodActions:
     attempt: int = 0                        # attempt number of a new sandbox
     init_start: list[ContainerToStart] = field(default_factory=list)   # in order; stop at the first failure
     start: list[ContainerToStart] = field(default_factory=list)
+    ephemeral_start: list[ContainerToStart] = field(default_factory=list)   # never restarted, only started once
     kill: dict[str, str] = field(default_factory=dict)     # container id -> message of the Killing event
     remove: list[str] = field(default_factory=list)        # stale container ids to remove
 
     @property
     def nothing_to_do(self) -> bool:
-        return not (self.kill_pod or self.create_sandbox or self.init_start or self.start or self.kill
-                    or self.remove)
+        return not (self.kill_pod or self.create_sandbox or self.init_start or self.start or self.ephemeral_start
+                    or self.kill or self.remove)
 
 
 def should_restart(restart_policy: str, exit_code: int) -> bool:
@@ -106,6 +108,11 @@ def compute_pod_actions(pod: dict[str, Any], status: PodRuntimeStatus) -> PodAct
     actions = PodActions(sandbox_id=sandbox.id, attempt=sandbox.attempt)
     initialized = _init_container_actions(pod, status, actions)
     actions.remove.extend(dead_containers_to_remove(status, {c["name"] for c in init_containers}))
+    if not actions.kill_pod and not pod.get("metadata", {}).get("deletionTimestamp"):
+        # Ephemeral containers start once, even before initialization finished, and are never restarted.
+        actions.ephemeral_start = [ContainerToStart(c["name"], 0, ephemeral=True)
+                                   for c in spec.get("ephemeralContainers") or []
+                                   if status.latest_container(c["name"]) is None]
     if actions.kill_pod or not initialized:
         return actions
 
@@ -130,13 +137,14 @@ def compute_pod_actions(pod: dict[str, Any], status: PodRuntimeStatus) -> PodAct
             actions.start.append(ContainerToStart(name, latest.attempt + 1))
         else:
             keep += 1
-    wanted = {c["name"] for c in containers} | {c["name"] for c in init_containers}
+    wanted = {c["name"] for key in ("containers", "initContainers", "ephemeralContainers") for c in spec.get(key) or []}
     for running in status.containers:
         if running.phase == ContainerPhase.RUNNING and running.name not in wanted:
             actions.kill[running.id] = f"Container {running.name} is not in the pod spec"
     if keep == 0 and not actions.start:
         actions.kill_pod = True
         actions.init_start = []             # sidecars do not keep a finished pod alive
+        actions.ephemeral_start = []
     return actions
 
 

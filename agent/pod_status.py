@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from agent.pod_actions import is_sidecar, sandbox_needs_replacing, should_container_be_restarted
 from shipmate.qos import compute_qos_class
 from shipmate.timeutil import rfc3339
+from agent.resize import ResizeView, actual_resources, resizable_containers, resize_action
 from agent.runtime_state import ContainerPhase, ContainerState, PodRuntimeStatus
 
 Obj = dict[str, Any]
@@ -64,6 +65,9 @@ def container_status(spec_container: Obj, runtime: PodRuntimeStatus, waiting: Co
                   containerID=container_id, restartCount=latest.attempt)
     if spec_container.get("volumeMounts"):
         result["volumeMounts"] = [_volume_mount_status(m) for m in spec_container["volumeMounts"]]
+    stop_signal = (spec_container.get("lifecycle") or {}).get("stopSignal")
+    if stop_signal:
+        result["stopSignal"] = stop_signal        # the signal the agent stops it with (agent/stop_signal.py)
     if latest.phase == ContainerPhase.RUNNING:
         result["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
         if init:
@@ -283,9 +287,58 @@ def limit_termination_messages(statuses: list[Obj]) -> None:
                 terminated["message"] = encoded[:share].decode("utf-8", "ignore")
 
 
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodResizePending",
+                      "PodResizeInProgress")
+
+
+def ephemeral_container_status(spec_container: Obj, runtime: PodRuntimeStatus, waiting: ContainerWaiting | None,
+                               runtime_name: str) -> Obj:
+    """An ephemeral container's status: as a container's, never restarted, never ready (no probes), and
+    without `started` (kubelet's prober sets that only for containers and init containers)."""
+    status = container_status(spec_container, runtime, waiting, runtime_name, should_restart=False)
+    status["ready"] = False
+    status.pop("started", None)
+    return status
+
+
+def add_resize_status(status: Obj, pod: Obj, runtime: PodRuntimeStatus, resize: ResizeView) -> None:
+    """In-place resize: allocatedResources and the applied resources of each resizable container, and the
+    PodResizePending / PodResizeInProgress conditions (agent/resize.py)."""
+    names = {c["name"] for c in resizable_containers(pod)}
+    for entry in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        allocated = resize.allocated.get(entry["name"])
+        if entry["name"] not in names or allocated is None:
+            continue
+        if allocated.get("requests"):
+            entry["allocatedResources"] = dict(allocated["requests"])
+        latest = runtime.latest_container(entry["name"])
+        running = latest is not None and latest.phase == ContainerPhase.RUNNING
+        applied = actual_resources(allocated, latest.resources if running and latest is not None else None)
+        if applied:
+            entry["resources"] = applied
+    if resize.pending is not None:
+        reason, message = resize.pending
+        status["conditions"].append(_condition("PodResizePending", True, reason, message))
+    if resize.in_progress or resize.error:
+        status["conditions"].append(_condition("PodResizeInProgress", True, "Error" if resize.error else "",
+                                               resize.error))
+
+
+def resize_in_progress(pod: Obj, runtime: PodRuntimeStatus, resize: ResizeView) -> bool:
+    """An admitted allocation some running container does not have applied yet."""
+    for container in resizable_containers(pod):
+        latest = runtime.latest_container(container["name"])
+        allocated = resize.allocated.get(container["name"])
+        if latest is not None and latest.phase == ContainerPhase.RUNNING and allocated is not None \
+                and resize_action(container, allocated, latest.resources):
+            return True
+    return False
+
+
 def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, ContainerWaiting],
                         *, host_ips: list[str], runtime_name: str, now: datetime,
-                        pod_is_terminal: bool = False, probes: ProbeResults | None = None) -> Obj:
+                        pod_is_terminal: bool = False, probes: ProbeResults | None = None,
+                        resize: ResizeView | None = None) -> Obj:
     old = pod.get("status") or {}
     spec = pod.get("spec", {})
     init_containers = spec.get("initContainers") or []
@@ -300,6 +353,8 @@ def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, 
 
     init_statuses = [convert(c, True) for c in init_containers]
     statuses = [convert(c, False) for c in spec.get("containers") or []]
+    ephemeral_statuses = [ephemeral_container_status(c, runtime, waiting.get(c["name"]), runtime_name)
+                          for c in spec.get("ephemeralContainers") or []]
     limit_termination_messages(init_statuses + statuses)
     phase = pod_phase(pod, statuses, pod_is_terminal, init_statuses)
     if phase not in TERMINAL_PHASES and old.get("phase") in TERMINAL_PHASES:
@@ -315,6 +370,19 @@ def generate_pod_status(pod: Obj, runtime: PodRuntimeStatus, waiting: dict[str, 
     }
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
+    if ephemeral_statuses:
+        status["ephemeralContainerStatuses"] = ephemeral_statuses
+    if resize is not None and phase not in TERMINAL_PHASES:
+        add_resize_status(status, pod, runtime, resize)
+        status["conditions"] = carry_transition_times(old.get("conditions") or [], status["conditions"], stamp)
+    generation = (pod.get("metadata") or {}).get("generation")
+    if generation:
+        # The pod generation this status answers (PodObservedGenerationTracking), on the status and on the
+        # conditions the node owns; PodScheduled is the scheduler's and keeps its own.
+        status["observedGeneration"] = generation
+        for condition in status["conditions"]:
+            if condition["type"] in KUBELET_CONDITIONS:
+                condition["observedGeneration"] = generation
     if host_ips:
         status["hostIP"] = host_ips[0]
         status["hostIPs"] = [{"ip": ip} for ip in host_ips]

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Awaitable, Callable
+from shipmate.supervisor import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,7 @@ class PodWorkers:
             del self.finished_at[old]
 
     async def stop(self) -> None:
-        for worker in list(self.workers.values()):
-            if worker.task is not None:
-                worker.task.cancel()
-        await asyncio.gather(*(w.task for w in self.workers.values() if w.task), return_exceptions=True)
+        await stop_tasks([w.task for w in self.workers.values() if w.task is not None])
 
 
 def _name(pod: Pod) -> str:

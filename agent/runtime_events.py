@@ -80,12 +80,15 @@ async def _notify_when_settled(runtime: CRIClient, exits: ExitCache, container_i
         try:
             status = (await runtime.container_status(container_id)).status
         except NotFound:
+            exits.settled(container_id)
             break
         except CRIError as error:
             log.debug("container status after exit failed container=%s error=%s", container_id, error)
             break
         if status.state != api_pb2.CONTAINER_RUNNING:
+            exits.settled(container_id)
             break
         await asyncio.sleep(SETTLE_POLL)
-    exits.settled(container_id)
+    # Until CRI agrees, the announced exit stays (ExitCache forgets it after EXIT_MEMORY): dropping it
+    # while CRI still said RUNNING would turn a terminated container's status back to running.
     notify(uid, time.monotonic())

@@ -19,13 +19,16 @@ from cri.gen import api_pb2
 from agent import labels
 from agent.backoff import Backoff
 from agent.container_config import (ContainerConfigError, EnvSources, ImageUser, NodeResources, PodContext,
-                                    container_config, container_hash, pod_format, verify_run_as_non_root)
+                                    container_config, container_hash, container_resources, oom_score_adj, pod_format,
+                                    verify_run_as_non_root)
 from agent.dns import ResolvConf, pod_dns
 from agent.events import container_field_path
 from agent.hooks import HookError, run_hook
 from agent.image_manager import ImageError, ImageManager
+from agent.stop_signal import signal_and_wait
 from agent.pod_actions import ContainerToStart, compute_pod_actions, first_exited, is_sidecar
 from agent.pod_status import CONTAINER_CREATING, POD_INITIALIZING, ContainerWaiting
+from agent.resize import resizable_containers, resize_action
 from agent.runtime_state import (ContainerPhase, ContainerState, PodRuntimeStatus, container_from_status, newest_first,
                                  sandbox_from_status)
 from agent.sandbox_config import managed_hosts_file, pod_log_directory, sandbox_config
@@ -34,6 +37,7 @@ from agent.volumes import VolumeError, VolumeManager
 from shipmate.durations import format_go_duration
 from shipmate.timeutil import rfc3339
 from shipmate.kubeclient import CONFIG_MAPS, SECRETS, SERVICES, ApiError, KubeClient, NotFound as ApiNotFound
+from shipmate.supervisor import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +156,7 @@ class RuntimeManager:
         for container_id in actions.remove:
             await self._remove_quietly(self.runtime.remove_container(container_id))
         to_start = actions.init_start + actions.start
-        if not to_start and not actions.create_sandbox:
+        if not to_start and not actions.create_sandbox and not actions.ephemeral_start:
             return result
 
         if actions.create_sandbox and self.sandbox_backoff.in_backoff(uid):
@@ -203,10 +207,10 @@ class RuntimeManager:
                     break
             for start in actions.start if may_start_apps else []:
                 await self._start_one(pod, start, sandbox_id, config, context, status, images, result)
+            for start in actions.ephemeral_start if not actions.create_sandbox else []:
+                await self._start_one(pod, start, sandbox_id, config, context, status, images, result)
         finally:
-            for pending in images.values():
-                pending.cancel()
-            await asyncio.gather(*images.values(), return_exceptions=True)
+            await stop_tasks(list(images.values()))
         return result
 
     async def _start_one(self, pod: dict[str, Any], start: ContainerToStart, sandbox_id: str,
@@ -227,7 +231,7 @@ class RuntimeManager:
                                status: PodRuntimeStatus, image: asyncio.Future[str] | None,
                                ) -> tuple[ContainerWaiting | None, float | None]:
         name = container["name"]
-        field_path = container_field_path(name, start.init)
+        field_path = container_field_path(name, start.init, start.ephemeral)
         in_backoff, remaining = self._restart_backoff_check(pod, status, container)
         if in_backoff:
             key = _backoff_key(pod, container)
@@ -250,7 +254,8 @@ class RuntimeManager:
             mounts += await self._termination_message_mount(pod, container)
             config = container_config(pod, container, restart_count=start.restart_count,
                                       node_name=self.node_name, context=context, sources=sources, mounts=mounts,
-                                      seccomp_root=self.seccomp_root)
+                                      seccomp_root=self.seccomp_root,
+                                      target_id=_target_container_id(container, status))
         except (ContainerConfigError, VolumeError) as error:
             self._event(pod, WARNING, "Failed", f"Error: {error}", field_path)
             return ContainerWaiting("CreateContainerConfigError", str(error)), SYNC_ERROR_RETRY
@@ -417,6 +422,37 @@ class RuntimeManager:
                               log_root=self.log_root, seen=rfc3339(datetime.now(timezone.utc)),
                               seccomp_root=self.seccomp_root)
 
+    # ------------------------------------------------------------------ in-place resize
+    async def resize(self, pod: dict[str, Any], status: PodRuntimeStatus, allocation: dict[str, dict[str, Any]]
+                     ) -> tuple[bool, str]:
+        """Brings each running container's resources to its allocation (agent/resize.py): CRI
+        UpdateContainerResources, or a restart where the container's resizePolicy asks for one. `pod` carries the
+        allocation already (resize.with_allocation). Returns (acted, error message of a failed update)."""
+        acted, failures = False, []
+        by_name = {c["name"]: c for c in resizable_containers(pod)}
+        for name, container in by_name.items():
+            latest = status.latest_container(name)
+            allocated = allocation.get(name)
+            if latest is None or latest.phase != ContainerPhase.RUNNING or allocated is None:
+                continue
+            action = resize_action(container, allocated, latest.resources)
+            if action == "restart":
+                acted = True
+                await self._kill_container(pod, status, latest.id, f"Container {name} resize requires restart")
+            elif action == "update":
+                acted = True
+                init = container in ((pod.get("spec") or {}).get("initContainers") or [])
+                oom = oom_score_adj(pod, container, self.node_resources.memory_capacity)
+                try:
+                    await self.runtime.update_container_resources(latest.id, container_resources(container, oom))
+                    log.info("container resized pod=%s container=%s resources=%s", _name(pod), name, allocated)
+                except CRIError as error:
+                    failures.append(f"failed to update resources of container {name}: {error.message}")
+                    self._event(pod, WARNING, "ResizeFailed",
+                                f"Pod resize failed for container {name}: {error.message}",
+                                container_field_path(name, init))
+        return acted, "; ".join(failures)
+
     # ------------------------------------------------------------------ stop
     async def stop_pod(self, status: PodRuntimeStatus, grace_seconds: int, pod: dict[str, Any] | None = None) -> None:
         """Stops every running container within the grace period (all at once, each running its
@@ -450,6 +486,12 @@ class RuntimeManager:
                 if isinstance(error, HookError) and pod is not None:
                     self._event(pod, WARNING, "FailedPreStopHook", "PreStopHook failed", container_field_path(name))
             grace -= int(time.monotonic() - started)
+        stop_signal = ((spec or {}).get("lifecycle") or {}).get("stopSignal")
+        if stop_signal and state is not None and state.phase == ContainerPhase.RUNNING:
+            await signal_and_wait(self.runtime, container_id, stop_signal, max(grace, MINIMUM_GRACE_PERIOD))
+            # Stopped already, or out of time: the runtime kills what is left at once.
+            await self._remove_quietly(self.runtime.stop_container(container_id, 0))
+            return
         await self._stop_container(container_id, grace)
 
     async def _stop_container(self, container_id: str, grace: int) -> None:
@@ -480,7 +522,16 @@ class RuntimeManager:
 
 def _containers_by_name(pod: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     spec = (pod or {}).get("spec", {})
-    return {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+    return {c["name"]: c for key in ("initContainers", "containers", "ephemeralContainers")
+            for c in spec.get(key) or []}
+
+
+def _target_container_id(container: dict[str, Any], status: PodRuntimeStatus) -> str:
+    """The running container whose process namespace an ephemeral container with targetContainerName joins
+    ("" when it names none, or that container is not running: then the pod's namespace, as kubelet)."""
+    target = container.get("targetContainerName")
+    latest = status.latest_container(target) if target else None
+    return latest.id if latest is not None and latest.phase == ContainerPhase.RUNNING else ""
 
 
 def _backoff_key(pod: dict[str, Any], container: dict[str, Any]) -> tuple[str, str, str]:

@@ -7,6 +7,7 @@ from enum import Enum
 from cri.gen import api_pb2
 
 from agent import labels
+from agent.resize import RuntimeResources
 from agent.termination_message import MessageSource, message_source
 
 
@@ -52,6 +53,7 @@ class ContainerState:
     image_ref: str = ""
     hash: str = ""
     message_source: MessageSource | None = None  # where its termination message is read once it exits
+    resources: RuntimeResources | None = None    # what the runtime applied (CRI ContainerStatus.resources)
 
 
 @dataclass
@@ -88,7 +90,15 @@ def container_from_status(status: api_pb2.ContainerStatus, sandbox_id: str = "")
         created_at=status.created_at, started_at=status.started_at, finished_at=status.finished_at,
         exit_code=status.exit_code, reason=status.reason, message=status.message,
         image=status.image.image, image_ref=status.image_ref,
-        hash=status.annotations.get(labels.CONTAINER_HASH, ""), message_source=message_source(status))
+        hash=status.annotations.get(labels.CONTAINER_HASH, ""), message_source=message_source(status),
+        resources=_runtime_resources(status))
+
+
+def _runtime_resources(status: api_pb2.ContainerStatus) -> RuntimeResources | None:
+    if not status.HasField("resources") or not status.resources.HasField("linux"):
+        return None
+    linux = status.resources.linux
+    return RuntimeResources(linux.cpu_shares, linux.cpu_quota, linux.cpu_period, linux.memory_limit_in_bytes)
 
 
 def newest_first(status: PodRuntimeStatus) -> PodRuntimeStatus:

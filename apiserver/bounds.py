@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Open connections in total (each holds ~200 KiB of TLS and parser buffers); past it a new connection is
+# Open connections in total (each holds ~50 KiB of TLS and parser buffers); past it a new connection is
 # closed at once and the client retries (--max-open-connections).
 MAX_OPEN_CONNECTIONS = 4096
 # Maps/lists in a body or object. Upstream's decoder allows 10000 levels; our pipeline (copy, patch, managed

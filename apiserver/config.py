@@ -68,6 +68,14 @@ class ServerConfig:
     max_requests_inflight: int = 400  # non-mutating requests served at once (0: no limit)
     max_mutating_requests_inflight: int = 200  # mutating requests served at once (0: no limit)
     max_open_connections: int = MAX_OPEN_CONNECTIONS  # open client connections (0: no limit)
+    # Service account tokens: issuers (the first signs; all are accepted), the API's audiences (default: the
+    # issuers) and the jwks_uri the OIDC discovery document names (default: this server's /openid/v1/jwks).
+    service_account_issuers: tuple[str, ...] = ("https://kubernetes.default.svc.cluster.local",)
+    api_audiences: tuple[str, ...] = ()
+    service_account_jwks_uri: str = ""
+    metric_resolution: float = 15.0  # --metric-resolution: how often nodes' resource metrics are scraped
+    hpa_sync_period: float = 15.0  # --horizontal-pod-autoscaler-sync-period
+    hpa_downscale_stabilization: float = 300.0  # --horizontal-pod-autoscaler-downscale-stabilization
 
     @property
     def database_path(self) -> str:
@@ -99,6 +107,14 @@ def parse_args(argv: list[str]) -> ServerConfig:
     parser.add_argument("--pod-eviction-timeout", type=_duration, default="5m0s",
                         help="how long pods stay on a not-ready/unreachable node (their default "
                              "NoExecute tolerationSeconds) before they are evicted")
+    parser.add_argument("--metric-resolution", type=_duration, default="15s",
+                        help="how often the server scrapes each node's /metrics/resource for metrics.k8s.io "
+                             "(metrics-server's flag); figures older than 3 times this are not served")
+    parser.add_argument("--horizontal-pod-autoscaler-sync-period", type=_duration, default="15s",
+                        help="how often each HorizontalPodAutoscaler is evaluated")
+    parser.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=_duration, default="5m0s",
+                        help="the scale-down stabilization window of HorizontalPodAutoscalers without "
+                             "behavior.scaleDown.stabilizationWindowSeconds")
     parser.add_argument("--cluster-signing-duration", type=_duration, default="8760h0m0s",
                         help="the longest validity of certificates the CSR signer issues (a request's "
                              "spec.expirationSeconds may ask for less)")
@@ -137,7 +153,23 @@ def parse_args(argv: list[str]) -> ServerConfig:
     parser.add_argument("--max-open-connections", type=int, default=MAX_OPEN_CONNECTIONS,
                         help="the maximum number of open client connections; past it a new connection is "
                              f"closed at once (zero for no limit; default {MAX_OPEN_CONNECTIONS})")
+    parser.add_argument("--service-account-issuer", action="append", default=[], metavar="URL",
+                        help="the iss of service account tokens (repeatable: the first signs new tokens, all are "
+                             "accepted; default https://kubernetes.default.svc.cluster.local)")
+    parser.add_argument("--api-audiences", default="", metavar="AUD,...",
+                        help="the audiences of the API: tokens must be meant for one of them (default: the issuers)")
+    parser.add_argument("--service-account-jwks-uri", default="", metavar="URL",
+                        help="the jwks_uri of /.well-known/openid-configuration (default: this server's "
+                             "/openid/v1/jwks at the advertise address)")
     args = parser.parse_args(argv)
+    issuers = tuple(dict.fromkeys(i.strip() for i in args.service_account_issuer if i.strip())) or \
+        ("https://kubernetes.default.svc.cluster.local",)
+    for issuer in issuers:
+        if ":" in issuer and not issuer.startswith("https://"):
+            parser.error(f"--service-account-issuer: {issuer!r} must be an https URL or a string without a colon")
+    if args.service_account_jwks_uri and not args.service_account_jwks_uri.startswith("https://"):
+        parser.error("--service-account-jwks-uri must be an https URL")
+    audiences = tuple(a.strip() for a in args.api_audiences.split(",") if a.strip())
     try:
         parse_default(args.pod_security_default)
     except ValueError as exc:
@@ -209,4 +241,9 @@ def parse_args(argv: list[str]) -> ServerConfig:
                         max_requests_inflight=args.max_requests_inflight,
                         max_mutating_requests_inflight=args.max_mutating_requests_inflight,
                         max_open_connections=args.max_open_connections,
-                        allow_service_external_ips=args.allow_service_external_ips)
+                        allow_service_external_ips=args.allow_service_external_ips,
+                        service_account_issuers=issuers, api_audiences=audiences,
+                        service_account_jwks_uri=args.service_account_jwks_uri,
+                        metric_resolution=args.metric_resolution,
+                        hpa_sync_period=args.horizontal_pod_autoscaler_sync_period,
+                        hpa_downscale_stabilization=args.horizontal_pod_autoscaler_downscale_stabilization)

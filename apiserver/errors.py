@@ -27,7 +27,7 @@ class FieldError:
     def message(self) -> str:
         kind = self._TYPES.get(self.reason, self.reason)
         if self.reason in ("FieldValueInvalid", "FieldValueDuplicate", "FieldValueNotSupported",
-                           "FieldValueTypeInvalid"):
+                           "FieldValueTypeInvalid") or (self.reason == "FieldValueTooMany" and self.bad_value is not None):
             text = f"{kind}: {_format_bad_value(self.bad_value)}"
         else:
             text = kind
@@ -87,17 +87,19 @@ class APIError(Exception):
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": dict(self.list_meta),
-                                "status": "Failure", "message": self.message,
-                                "reason": self.reason, "code": self.code}
+                                "status": "Failure", "message": self.message, "reason": self.reason}
         if self.details is not None:
             body["details"] = self.details
+        body["code"] = self.code  # upstream's field order: clients compare the encoded Status
         return body
 
 
 def _details(name: str, group: str, plural: str) -> dict[str, Any]:
-    details: dict[str, Any] = {"name": name, "kind": plural}
+    """StatusDetails in upstream's field order (name, group, kind): clients compare the encoded Status."""
+    details: dict[str, Any] = {"name": name}
     if group:
         details["group"] = group
+    details["kind"] = plural
     return details
 
 
@@ -130,9 +132,10 @@ def invalid_object(group: str, kind: str, name: str, errors: list[FieldError]) -
     if len(errors) > 1:
         summary = f"[{summary}]"
     qualified_kind = f"{kind}.{group}" if group else kind
-    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+    details: dict[str, Any] = {"name": name}
     if group:
         details["group"] = group
+    details.update({"kind": kind, "causes": causes})
     return APIError(422, "Invalid", f'{qualified_kind} "{name}" is invalid: {summary}', details)
 
 

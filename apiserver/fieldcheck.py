@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from apiserver.openapi_schemas import DEFINITIONS
+
 Shape = dict[str, Optional["Shape"]]
 
 
@@ -83,6 +85,31 @@ WORKLOAD_SPEC: dict[str, Shape] = {
     "ReplicaSet": {**_REPLICATED, "selector": LABEL_SELECTOR},
     "ReplicationController": {**_REPLICATED, "selector": None},  # a plain label map
 }
+JOB_SPEC: Shape = {
+    **_leaves("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "backoffLimitPerIndex",
+              "maxFailedIndexes", "manualSelector", "ttlSecondsAfterFinished", "completionMode", "suspend",
+              "podReplacementPolicy", "managedBy"),
+    "selector": LABEL_SELECTOR, "template": POD_TEMPLATE,
+    "podFailurePolicy": {"rules": {"action": None, "onExitCodes": _leaves("containerName", "operator", "values"),
+                                   "onPodConditions": _leaves("type", "status")}},
+    "successPolicy": {"rules": _leaves("succeededIndexes", "succeededCount")},
+}
+CRONJOB_SPEC: Shape = {
+    **_leaves("schedule", "timeZone", "startingDeadlineSeconds", "concurrencyPolicy", "suspend",
+              "successfulJobsHistoryLimit", "failedJobsHistoryLimit"),
+    "jobTemplate": {"metadata": OBJECT_META, "spec": JOB_SPEC},
+}
+PVC_SPEC: Shape = {**_leaves("accessModes", "selector", "volumeName", "storageClassName", "volumeMode", "dataSource",
+                             "dataSourceRef", "volumeAttributesClassName"), "resources": _leaves("limits", "requests")}
+PVC_TEMPLATE: Shape = {"apiVersion": None, "kind": None, "metadata": OBJECT_META, "spec": PVC_SPEC, "status": None}
+WORKLOAD_SPEC["DaemonSet"] = {"selector": LABEL_SELECTOR, "template": POD_TEMPLATE, **_leaves(
+    "minReadySeconds", "revisionHistoryLimit", "templateGeneration"), "updateStrategy": {
+    "type": None, "rollingUpdate": _leaves("maxUnavailable", "maxSurge")}}
+WORKLOAD_SPEC["StatefulSet"] = {**_REPLICATED, "selector": LABEL_SELECTOR, "volumeClaimTemplates": PVC_TEMPLATE,
+                                **_leaves("serviceName", "podManagementPolicy", "revisionHistoryLimit"),
+                                "updateStrategy": {"type": None, "rollingUpdate": _leaves("partition", "maxUnavailable")},
+                                "persistentVolumeClaimRetentionPolicy": _leaves("whenDeleted", "whenScaled"),
+                                "ordinals": _leaves("start")}
 ENDPOINT_PORT = _leaves("name", "port", "protocol", "appProtocol")
 ENDPOINT_ADDRESS: Shape = {**_leaves("ip", "hostname", "nodeName"), "targetRef": OBJECT_REFERENCE}
 
@@ -94,6 +121,18 @@ ROLE_REF = _leaves("apiGroup", "kind", "name")
 
 def _kind(**fields: Shape | None) -> Shape:
     return {"apiVersion": None, "kind": None, "metadata": OBJECT_META, **fields}
+
+
+def _from_definition(name: str) -> Shape:
+    """The shape of a fully described definition (openapi_schemas): every field, nested definitions too;
+    scalars, maps and free-form objects unchecked; status left unchecked."""
+    shape: Shape = {}
+    for field, (type_name, _) in DEFINITIONS[name].fields.items():
+        base = type_name[2:] if type_name.startswith("[]") else type_name
+        shape[field] = _from_definition(base) if base in DEFINITIONS and field != "status" else None
+    if "metadata" in shape:
+        shape["metadata"] = OBJECT_META
+    return shape
 
 
 KINDS: dict[str, Shape] = {
@@ -117,12 +156,23 @@ KINDS: dict[str, Shape] = {
                    **_leaves("reason", "message", "firstTimestamp", "lastTimestamp", "count", "type", "eventTime",
                              "series", "action", "reportingComponent", "reportingInstance")),
     **{kind: _kind(spec=spec, status=None) for kind, spec in WORKLOAD_SPEC.items()},
+    "Job": _kind(spec=JOB_SPEC, status=None),
+    "CronJob": _kind(spec=CRONJOB_SPEC, status=None),
     "Role": _kind(rules=POLICY_RULE),
     "ClusterRole": _kind(rules=POLICY_RULE, aggregationRule=_leaves("clusterRoleSelectors")),
     "RoleBinding": _kind(subjects=RBAC_SUBJECT, roleRef=ROLE_REF),
     "ClusterRoleBinding": _kind(subjects=RBAC_SUBJECT, roleRef=ROLE_REF),
+    "ControllerRevision": _kind(data=None, revision=None),
+    "PersistentVolumeClaim": _kind(spec=PVC_SPEC, status=None),
     "CertificateSigningRequest": _kind(spec=_leaves("request", "signerName", "expirationSeconds", "usages",
                                                     "username", "uid", "groups", "extra"), status=None),
+    **{kind: _from_definition(f"{group}.{kind}") for group, kind in (
+        ("networking", "NetworkPolicy"), ("networking", "Ingress"), ("networking", "IngressClass"),
+        ("core", "LimitRange"), ("scheduling", "PriorityClass"), ("autoscaling", "HorizontalPodAutoscaler"),
+        ("policy", "PodDisruptionBudget"), ("core", "PersistentVolume"), ("storage", "StorageClass"),
+        ("storage", "CSIStorageCapacity"),
+        ("apiextensions", "CustomResourceDefinition"), ("admissionregistration", "ValidatingWebhookConfiguration"),
+        ("admissionregistration", "MutatingWebhookConfiguration"), ("apiregistration", "APIService"))},
 }
 
 
@@ -161,9 +211,9 @@ def unknown_fields(kind: str, obj: Any) -> list[str]:
 # before anything reads it; a value of another JSON type is a 400 there. Checking every body against the
 # schema first gives the kinds' defaulting and validation well-typed objects, as upstream's typed code has.
 
-_INT64_FIELDS = frozenset({"terminationGracePeriodSeconds", "activeDeadlineSeconds", "generation",
+_INT64_FIELDS = frozenset({"terminationGracePeriodSeconds", "activeDeadlineSeconds", "generation", "observedGeneration",
                            "deletionGracePeriodSeconds", "tolerationSeconds", "runAsUser", "runAsGroup", "fsGroup",
-                           "expirationSeconds"})
+                           "expirationSeconds", "startingDeadlineSeconds"})
 _GO_SCALARS = {"string": "string", "boolean": "bool", "number": "float64", "Time": "v1.Time",
                "IntOrString": "intstr.IntOrString", "Quantity": "resource.Quantity", "object": "object"}
 

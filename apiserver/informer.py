@@ -1,25 +1,23 @@
-"""In-process informer: list + watch a registry into a cache, relist on 410, call back on every change."""
+"""The shared informer (shipmate.informer) fed in process from a registry, the controllers' shared informers,
+and the admission plugins' read-through storage cache."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
-from typing import Awaitable, Callable
+from typing import AsyncIterator
 
 from apiserver.kinds.base import Obj
 from apiserver.registry import Registry, WatchEvent
 from apiserver.storage.interface import EventType, RevisionCompacted, StorageEvent, Watch, WatchClosed
+from shipmate import informer as shared
+from shipmate.informer import Expired, Handler, object_key
 from shipmate.selectors import FieldSelector, LabelSelector
+from shipmate.supervisor import stop_tasks
 
-log = logging.getLogger(__name__)
+__all__ = ["RegistryInformer", "RegistrySource", "SharedInformers", "StorageCache", "object_key",
+           "partial_object_metadata", "share_strings"]
+
 _intern = sys.intern
-
-Handler = Callable[[str, Obj], Awaitable[None] | None]
-
-
-def object_key(obj: Obj) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
 
 
 def share_strings(value: object) -> None:
@@ -55,70 +53,51 @@ def partial_object_metadata(obj: Obj) -> Obj:
             "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
 
 
-class Informer:
-    def __init__(self, registry: Registry, on_change: Callable[[str, Obj], None] | None = None,
-                 metadata_only: bool = False):
+class RegistrySource:
+    """A registry's objects (all namespaces) listed and watched in process: an informer's source."""
+
+    def __init__(self, registry: Registry):
         self.registry = registry
-        self.metadata_only = metadata_only  # cache and handlers get partial_object_metadata() of each object
-        self.cache: dict[str, Obj] = {}
-        self.synced = asyncio.Event()
-        self._handlers: list[Callable[[str, Obj], None]] = [on_change] if on_change else []
 
-    def add_handler(self, on_change: Callable[[str, Obj], None]) -> None:
-        """Another consumer of the same cache (handlers added before run() see the initial list)."""
-        self._handlers.append(on_change)
+    @property
+    def name(self) -> str:
+        return self.registry.info.plural
 
-    def _apply(self, event: WatchEvent) -> None:
-        obj = partial_object_metadata(event.object) if self.metadata_only else event.object
-        key = object_key(obj)
-        if event.type == "DELETED":
-            self.cache.pop(key, None)
-        else:
-            share_strings(obj)
-            self.cache[key] = obj
-        for handler in self._handlers:
-            handler(event.type, obj)
-
-    async def run(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                await self._list_and_watch()
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the informer must survive and retry
-                log.warning("informer restarting resource=%s error=%r backoff=%.1fs",
-                            self.registry.info.plural, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-
-    async def _list_and_watch(self) -> None:
+    async def list(self) -> tuple[list[Obj], str]:
         items, revision = await self.registry.list()
-        fresh = {object_key(obj): obj for obj in items}
-        for key, obj in list(self.cache.items()):
-            if key not in fresh:
-                self._apply(WatchEvent("DELETED", obj))
-        for obj in items:
-            self._apply(WatchEvent("ADDED", obj))
-        self.synced.set()
-        while True:
-            try:
-                watch = await self.registry.watch("", LabelSelector(), FieldSelector(), str(revision))
-            except RevisionCompacted:
-                log.info("informer relisting after compaction resource=%s", self.registry.info.plural)
-                return
-            try:
-                while True:
-                    event = await watch.next()
-                    if event is None:
-                        continue
-                    self._apply(event)
-                    revision = int(event.object["metadata"]["resourceVersion"])
-            except WatchClosed:
-                return
-            finally:
-                watch.stop()
+        return items, str(revision)
+
+    async def watch(self, resource_version: str) -> AsyncIterator[WatchEvent]:
+        try:
+            watch = await self.registry.watch("", LabelSelector(), FieldSelector(), resource_version)
+        except RevisionCompacted as compacted:
+            raise Expired(str(compacted)) from compacted
+        try:
+            while True:
+                event = await watch.next()
+                if event is not None:
+                    yield event
+        except WatchClosed:  # storage closed, history reset, or the watch fell behind: resumed or relisted
+            return
+        finally:
+            watch.stop()
+
+
+class RegistryInformer(shared.Informer[Obj]):
+    """The shared informer over a registry. Cached objects share their strings (share_strings); a
+    metadata-only informer caches and hands out partial_object_metadata() of each object."""
+
+    def __init__(self, registry: Registry, on_change: Handler[Obj] | None = None, metadata_only: bool = False):
+        super().__init__(RegistrySource(registry), on_change, transform=self._cached_form)
+        self.registry = registry
+        self.metadata_only = metadata_only
+
+    def _cached_form(self, obj: Obj) -> Obj:
+        if self.metadata_only:
+            obj = partial_object_metadata(obj)
+        share_strings(obj)
+        return obj
+
 
 
 class SharedInformers:
@@ -128,27 +107,25 @@ class SharedInformers:
     that any consumer wants whole is cached whole, and its metadata consumers see whole objects."""
 
     def __init__(self) -> None:
-        self._informers: dict[str, Informer] = {}
+        self._informers: dict[str, RegistryInformer] = {}
 
-    def informer(self, registry: Registry, on_change: Callable[[str, Obj], None],
-                 metadata_only: bool = False) -> Informer:
+    def informer(self, registry: Registry, on_change: Handler[Obj],
+                 metadata_only: bool = False) -> RegistryInformer:
         key = registry.prefix()
         informer = self._informers.get(key)
         if informer is None:
-            informer = self._informers[key] = Informer(registry, metadata_only=metadata_only)
+            informer = self._informers[key] = RegistryInformer(registry, metadata_only=metadata_only)
         informer.metadata_only = informer.metadata_only and metadata_only
         informer.add_handler(on_change)
         return informer
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.registry.info.plural}")
+        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.source.name}")
                  for i in self._informers.values()]
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(tasks)
 
 
 class StorageCache:

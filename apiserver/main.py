@@ -15,12 +15,17 @@ from apiserver.config import ServerConfig, parse_args
 from apiserver.controllers.manager import run_term
 from apiserver.http.limits import HEADER_READ_TIMEOUT, InflightLimiter
 from apiserver.http.serving import BoundedTCPSite, log_client_errors_at_debug
+from apiserver.http.tls_buffers import limit_tls_read_buffer
 from apiserver.memory import limit_heap_retention
 from apiserver.http.server import HTTPServer
+from apiserver.kinds.priorityclasses import ensure_system_priority_classes
+from apiserver.kinds.storageclasses import ensure_local_path_class
 from apiserver.kubeconfig import admin_kubeconfig, write_kubeconfig
 from apiserver.leader_election import LeaderElector
-from apiserver.pki_bootstrap import PKIError, bootstrap as bootstrap_pki
+from apiserver.auth.service_accounts import TokenIssuer
+from apiserver.pki_bootstrap import PKIError, bootstrap as bootstrap_pki, load_or_create_service_account_key
 from apiserver.podsecurity.labels import parse_default
+from apiserver.resource_metrics import ResourceMetrics
 from apiserver.storage import open_storage
 from apiserver.storage import sqlite_admin
 from apiserver.storage.interface import StorageError
@@ -58,19 +63,27 @@ async def serve(config: ServerConfig) -> None:
               service_cluster_ip_range=config.service_cluster_ip_range,
               service_node_port_range=config.service_node_port_range,
               allow_service_external_ips=config.allow_service_external_ips)
-    api.default_toleration_seconds = int(config.pod_eviction_timeout)
+    api.default_tolerations.seconds = int(config.pod_eviction_timeout)
     api.pod_security.default = parse_default(config.pod_security_default)
     api.pod_security.exempt_namespaces = frozenset(config.pod_security_exempt_namespaces)
     await api.start()
     await bootstrap_policy.reconcile(api)  # default ClusterRoles/ClusterRoleBindings (RBAC)
+    await ensure_system_priority_classes(api.registry("scheduling.k8s.io", "priorityclasses"))
+    await ensure_local_path_class(api.registry("storage.k8s.io", "storageclasses"))
     api.pki = await bootstrap_pki(storage, config.data_dir, config.advertise_address,
                                   config.service_cluster_ip_range, config.tls_sans)
+    api.token_issuer = TokenIssuer(await load_or_create_service_account_key(storage), config.service_account_issuers,
+                                   config.api_audiences, config.service_account_jwks_uri
+                                   or f"https://{_host(config.advertise_address)}:{config.port}/openid/v1/jwks")
+    api.resource_metrics = ResourceMetrics(api, resolution=config.metric_resolution)  # metrics.k8s.io
+    api.service_account.enabled = True  # ServiceAccount admission (the serviceaccount controller runs too)
     kubernetes = kubernetes_service.KubernetesService(api, config.advertise_address, config.port)
     await kubernetes.reconcile()
     local_host = "127.0.0.1" if config.bind_address in ("0.0.0.0", "::") else config.bind_address
     http = HTTPServer(api, f"{local_host}:{config.port}", token_auth_file=config.token_auth_file,
                       inflight=InflightLimiter(config.max_requests_inflight, config.max_mutating_requests_inflight))
     log_client_errors_at_debug()
+    limit_tls_read_buffer()
     runner = web.AppRunner(http.app, handler_cancellation=True, access_log=None, shutdown_timeout=5,
                            keepalive_timeout=HEADER_READ_TIMEOUT)
     await runner.setup()
@@ -95,7 +108,8 @@ async def serve(config: ServerConfig) -> None:
         else run_term(api, config)
     tasks = [asyncio.create_task(notifier.run_watchdog(), name="systemd-watchdog"),
              asyncio.create_task(control_plane, name="control-plane"),
-             asyncio.create_task(kubernetes.run(), name="kubernetes-service")]
+             asyncio.create_task(kubernetes.run(), name="kubernetes-service"),
+             asyncio.create_task(api.custom_resources.run(), name="custom-resources")]
     if config.datastore_endpoint:  # other servers write Services too: follow them for the allocator's view
         tasks.append(asyncio.create_task(api.follow_service_allocations(), name="service-allocations"))
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
@@ -110,6 +124,10 @@ async def serve(config: ServerConfig) -> None:
         if data_dir_lock:
             data_dir_lock.release()
         log.info("stopped")
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def _snapshot_or_restore(config: ServerConfig) -> int:

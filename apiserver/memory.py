@@ -1,8 +1,8 @@
 """How the server's heap gives memory back (glibc malloc; a no-op elsewhere).
 
-Each TLS connection holds buffers of 128 KiB and more. glibc serves blocks that size from mmap only up to
-a threshold that it raises each time such a block is freed, after which they come from the heap, whose
-freed pages are rarely returned: RSS then keeps every past peak of connections. A fixed threshold and a
+Request bodies and responses take blocks of 64 KiB and more. glibc serves blocks that size from mmap only
+up to a threshold that it raises each time such a block is freed, after which they come from the heap,
+whose freed pages are rarely returned: RSS then keeps every past peak of requests. A fixed threshold and a
 trim after each collection of closed connections (serving.ConnectionLimiter) return them."""
 from __future__ import annotations
 

@@ -7,10 +7,22 @@ its apiserver-kubelet-client certificate."""
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 from shipmate import pki
 
 NODE_USER_PREFIX = "system:node:"
+DEFAULT_NODE_PORT = 10250
+
+
+def node_address(node: dict[str, Any]) -> tuple[str, int]:
+    """Where a node's server listens: its InternalIP (else Hostname, else its name) and
+    `status.daemonEndpoints.kubeletEndpoint.Port` (10250 if absent)."""
+    status = node.get("status") or {}
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    host = addresses.get("InternalIP") or addresses.get("Hostname") or node["metadata"]["name"]
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_NODE_PORT
+    return host, int(port)
 
 
 class NodeIdentityError(ssl.SSLCertVerificationError):

@@ -44,8 +44,10 @@ MERGE_KEYS: dict[str, str] = {
     "metadata.finalizers": PRIMITIVE_MERGE,
     "metadata.ownerReferences": "uid",
     **{f"spec.{path}": key for path, key in _POD_SPEC_LISTS.items()},
-    # Pod templates of Deployments, ReplicaSets and ReplicationControllers merge like the pod spec they hold.
+    # Pod templates of workloads (Deployments, ReplicaSets, Jobs, ...) merge like the pod spec they hold.
     **{f"spec.template.spec.{path}": key for path, key in _POD_SPEC_LISTS.items()},
+    **{f"spec.jobTemplate.spec.template.spec.{path}": key for path, key in _POD_SPEC_LISTS.items()},  # CronJob
+    "webhooks": "name",  # Validating/MutatingWebhookConfiguration
     "spec.ports": "port",  # Service ports
     "spec.podCIDRs": PRIMITIVE_MERGE,  # Node
     "status.conditions": "type",

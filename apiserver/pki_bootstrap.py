@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from apiserver.auth import jwt
 from apiserver.node_tls import node_client_context
 from apiserver.storage.interface import KeyExists, Storage
 from shipmate import pki
@@ -28,6 +29,8 @@ from shipmate.files import read_if_exists, write_atomically
 log = logging.getLogger(__name__)
 
 CA_STORAGE_KEY = "/shipmate/pki/ca"
+# The service account token signing key, shared like the CA: a token one server signs, every server validates.
+SERVICE_ACCOUNT_KEY_STORAGE_KEY = "/shipmate/pki/service-account-key"
 SERVER_COMMON_NAME = "kube-apiserver"
 KUBELET_CLIENT_COMMON_NAME = "kube-apiserver-kubelet-client"
 ADMIN_COMMON_NAME = "kubernetes-admin"
@@ -172,6 +175,27 @@ async def load_or_create_ca(storage: Storage) -> tuple[bytes, bytes]:
         return document["cert"].encode(), document["key"].encode()
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PKIError(f"the cluster CA at {CA_STORAGE_KEY} is unreadable: {exc!r}") from None
+
+
+async def load_or_create_service_account_key(storage: Storage) -> jwt.SigningKey:
+    """The key service account tokens are signed with, from the datastore; the first server creates it (one
+    winner if several race), as the CA."""
+    stored = await storage.get(SERVICE_ACCOUNT_KEY_STORAGE_KEY)
+    if stored is None:
+        key = await asyncio.to_thread(jwt.SigningKey.generate)
+        value = json.dumps({"key": key.pem().decode()}).encode()
+        try:
+            await storage.create(SERVICE_ACCOUNT_KEY_STORAGE_KEY, value)
+            log.info("created the service account signing key key=%s kid=%s", SERVICE_ACCOUNT_KEY_STORAGE_KEY, key.kid)
+            return key
+        except KeyExists:
+            stored = await storage.get(SERVICE_ACCOUNT_KEY_STORAGE_KEY)
+            if stored is None:
+                raise PKIError(f"{SERVICE_ACCOUNT_KEY_STORAGE_KEY} reported as existing but could not be read") from None
+    try:
+        return jwt.SigningKey.from_pem(json.loads(stored.value)["key"].encode())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PKIError(f"the service account key at {SERVICE_ACCOUNT_KEY_STORAGE_KEY} is unreadable: {exc!r}") from None
 
 
 def ensure_leaf(server_pki: ServerPKI, spec: LeafSpec) -> None:

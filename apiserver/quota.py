@@ -3,7 +3,9 @@
 Usage names: `pods`, `count/pods`, `requests.cpu` (alias `cpu`), `requests.memory` (alias `memory`),
 `limits.cpu`, `limits.memory`; object counts `count/<plural>` (core) or `count/<plural>.<group>`,
 plus the legacy names `services`, `configmaps`, `secrets`, `replicationcontrollers`,
-`resourcequotas`, `services.nodeports`, `services.loadbalancers`.
+`resourcequotas`, `services.nodeports`, `services.loadbalancers`; PersistentVolumeClaims also count
+`requests.storage`, `<class>.storageclass.storage.k8s.io/requests.storage` and
+`<class>.storageclass.storage.k8s.io/persistentvolumeclaims` (upstream's PVC evaluator).
 """
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import datetime
 from fractions import Fraction
 from typing import Any, Iterable
 
+from shipmate.pod_resources import container_limits, container_requests, pod_limits, pod_requests
+from shipmate.pod_resources import resource_list as parse_resource_list  # quota hard/used lists too
 from shipmate.timeutil import parse_rfc3339
-from shipmate.quantity import QuantityError, format_quantity, parse_quantity, QuantityFormat
+from shipmate.quantity import QuantityFormat, format_quantity
 
 Obj = dict[str, Any]
 Usage = dict[str, Fraction]
@@ -21,24 +25,13 @@ LEGACY_COUNT_NAMES = {"pods": "pods", "services": "services", "configmaps": "con
                       "replicationcontrollers": "replicationcontrollers", "resourcequotas": "resourcequotas",
                       "persistentvolumeclaims": "persistentvolumeclaims"}
 COMPUTE_NAMES = ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory", "cpu", "memory")
-_BINARY_NAMES = ("memory",)
+_BINARY_NAMES = ("memory", "storage")
+STORAGE_CLASS_SUFFIX = ".storageclass.storage.k8s.io/"
+_STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 
 
 def count_name(group: str, plural: str) -> str:
     return f"count/{plural}.{group}" if group else f"count/{plural}"
-
-
-def _quantity(value: Any) -> Fraction:
-    try:
-        return parse_quantity(value).value
-    except (QuantityError, TypeError):
-        return Fraction(0)
-
-
-def parse_resource_list(values: Any) -> Usage:
-    if not isinstance(values, dict):
-        return {}
-    return {name: _quantity(value) for name, value in values.items()}
 
 
 def format_value(name: str, value: Fraction) -> str:
@@ -63,37 +56,37 @@ def pod_counts(pod: Obj, now: datetime.datetime) -> bool:
     return True
 
 
-def _container_resources(container: Obj) -> tuple[dict, dict]:
-    resources = container.get("resources") or {}
-    limits = dict(resources.get("limits") or {})
-    requests = dict(limits)             # defaulting: a limit without a request is the request
-    requests.update(resources.get("requests") or {})
-    return requests, limits
-
-
 def pod_compute_usage(pod: Obj) -> Usage:
-    """Sum over app containers, at least each init container, plus overhead (upstream's PodUsageFunc)."""
-    spec = pod.get("spec") or {}
-    totals = {"requests.cpu": Fraction(0), "requests.memory": Fraction(0),
-              "limits.cpu": Fraction(0), "limits.memory": Fraction(0)}
-
-    def container_usage(container: Obj) -> Usage:
-        requests, limits = _container_resources(container)
-        return {"requests.cpu": _quantity(requests.get("cpu", 0)), "requests.memory": _quantity(requests.get("memory", 0)),
-                "limits.cpu": _quantity(limits.get("cpu", 0)), "limits.memory": _quantity(limits.get("memory", 0))}
-    for container in spec.get("containers") or []:
-        for name, value in container_usage(container).items():
-            totals[name] += value
-    for container in spec.get("initContainers") or []:
-        for name, value in container_usage(container).items():
-            totals[name] = max(totals[name], value)
-    overhead = spec.get("overhead") or {}
+    """The pod's requests and limits of cpu and memory (upstream's PodUsageFunc over PodRequests/PodLimits:
+    sidecars, pod-level resources and overhead included; a resized pod's requests are the largest of desired,
+    allocated and actual); 0 for what it does not set."""
+    requests, limits = pod_requests(pod, use_status=True), pod_limits(pod)
+    usage: Usage = {}
     for resource in ("cpu", "memory"):
-        if resource in overhead:
-            totals[f"requests.{resource}"] += _quantity(overhead[resource])
-            totals[f"limits.{resource}"] += _quantity(overhead[resource])
-    totals["cpu"], totals["memory"] = totals["requests.cpu"], totals["requests.memory"]
-    return totals
+        usage[f"requests.{resource}"] = usage[resource] = requests.get(resource, Fraction(0))
+        usage[f"limits.{resource}"] = limits.get(resource, Fraction(0))
+    return usage
+
+
+def claim_storage_usage(claim: Obj) -> Usage:
+    """requests.storage (the larger of the request and status.allocatedResources, as upstream) in total and
+    per StorageClass, and the claim counted per class."""
+    spec, status = claim.get("spec") or {}, claim.get("status") or {}
+    request = parse_resource_list((spec.get("resources") or {}).get("requests")).get("storage", Fraction(0))
+    allocated = parse_resource_list(status.get("allocatedResources")).get("storage", Fraction(0))
+    storage = max(request, allocated)
+    usage: Usage = {"requests.storage": storage}
+    annotations = (claim.get("metadata") or {}).get("annotations") or {}
+    class_name = annotations.get(_STORAGE_CLASS_ANNOTATION, spec.get("storageClassName") or "")
+    if class_name:
+        usage[f"{class_name}{STORAGE_CLASS_SUFFIX}requests.storage"] = storage
+        usage[f"{class_name}{STORAGE_CLASS_SUFFIX}persistentvolumeclaims"] = Fraction(1)
+    return usage
+
+
+def is_storage_name(name: str) -> bool:
+    """Resource names only PersistentVolumeClaims use (besides their counts)."""
+    return name == "requests.storage" or STORAGE_CLASS_SUFFIX in name
 
 
 def object_usage(group: str, plural: str, obj: Obj, now: datetime.datetime) -> Usage:
@@ -105,6 +98,8 @@ def object_usage(group: str, plural: str, obj: Obj, now: datetime.datetime) -> U
     usage: Usage = {count_name(group, plural): Fraction(1)}
     if group == "" and plural in LEGACY_COUNT_NAMES:
         usage[LEGACY_COUNT_NAMES[plural]] = Fraction(1)
+    if group == "" and plural == "persistentvolumeclaims":
+        usage.update(claim_storage_usage(obj))
     if group == "" and plural == "services":
         spec = obj.get("spec") or {}
         kind = spec.get("type") or "ClusterIP"
@@ -144,7 +139,7 @@ def missing_compute(pod: Obj, hard: Usage) -> str | None:
     missing: dict[str, list[str]] = {}
     spec = pod.get("spec") or {}
     for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        requests, limits = _container_resources(container)
+        requests, limits = container_requests(container), container_limits(container)
         present = set()
         for resource in ("cpu", "memory"):
             if resource in requests:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import copy
 import datetime
 import json
@@ -10,9 +9,10 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from apiserver import errors
+from apiserver.decoded_objects import DecodedObjects
 from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
 from apiserver.fieldcheck import WrongType, check_types, definition_name
@@ -30,8 +30,15 @@ Clock = Callable[[], datetime.datetime]
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _UPDATE_RETRIES = 16
 # Validating admission on an update: (new, old) → None, or raises the APIError that refuses it.
-Admit = Callable[[Obj, Obj], None]
-_DECODE_CACHE_SIZE = 512
+
+
+
+class WriteAdmission(Protocol):
+    """The admission of one write (apiserver.admission.chain.Admission), as the registry calls it."""
+
+    async def admit(self, obj: Obj, old: Obj | None) -> Obj: ...
+
+    async def validate(self, obj: Obj | None, old: Obj | None) -> None: ...
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with arguments builds one per call
 
 
@@ -153,12 +160,28 @@ def parse_resource_version(value: str | None) -> int:
 
 
 class Registry:
-    def __init__(self, strategy: Strategy, storage: Storage, clock: Clock = utc_now):
+    def __init__(self, strategy: Strategy, storage: Storage, clock: Clock = utc_now,
+                 decoded: DecodedObjects | None = None):
         self.strategy = strategy
         self.info = strategy.info
         self.storage = storage
         self.clock = clock
-        self._decoded: collections.OrderedDict[tuple[str, int], Obj] = collections.OrderedDict()
+        self._decoded = decoded if decoded is not None else DecodedObjects()
+        # What decode() depends on besides the stored value: registries of the same scope share decoded objects.
+        self._decode_scope = (self.info.api_version, self.info.kind)
+        self._subresource_registries: dict[str, Registry] = {}
+
+    def for_subresource(self, subresource: str) -> "Registry":
+        """The registry that writes this subresource: the same objects through the subresource's own strategy
+        (a CSR's `approval`, a namespace's `finalize`), else this one."""
+        strategy = self.strategy.subresource_strategies().get(subresource)
+        if strategy is None:
+            return self
+        registry = self._subresource_registries.get(subresource)
+        if registry is None or registry.storage is not self.storage:
+            registry = self._subresource_registries[subresource] = Registry(strategy, self.storage, self.clock,
+                                                                            self._decoded)
+        return registry
 
     # keys and encoding -----------------------------------------------------------------------
     # Keys follow upstream's etcd layout: the plural without the group (events.k8s.io shares core events).
@@ -170,6 +193,10 @@ class Registry:
         base = f"/registry/{self.info.plural}/"
         return f"{base}{namespace}/" if self.info.namespaced and namespace else base
 
+    def encode(self, obj: Obj) -> bytes:
+        """The stored bytes of an object (custom resources store their storage version)."""
+        return encode(obj)
+
     def decode(self, kv: KeyValue) -> Obj:
         obj = json.loads(kv.value)
         obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
@@ -178,12 +205,11 @@ class Registry:
 
     def decode_shared(self, kv: KeyValue) -> Obj:
         """decode() memoized for watch fan-out: many watchers see the same event. Callers must not mutate."""
-        cache_key = (kv.key, kv.mod_revision)
+        cache_key = (*self._decode_scope, kv.key, kv.mod_revision)
         obj = self._decoded.get(cache_key)
         if obj is None:
-            obj = self._decoded[cache_key] = self.decode(kv)
-            while len(self._decoded) > _DECODE_CACHE_SIZE:
-                self._decoded.popitem(last=False)
+            obj = self.decode(kv)
+            self._decoded.put(cache_key, obj, len(kv.value))
         return obj
 
     def _not_found(self, name: str) -> errors.APIError:
@@ -262,8 +288,9 @@ class Registry:
         return obj
 
     async def create(self, namespace: str, body: Any, dry_run: bool = False,
-                     admit: Callable[[Obj], None] | None = None) -> Obj:
-        """POST. `admit(obj)` (validating admission) sees the defaulted, validated object and may refuse by raising."""
+                     admission: WriteAdmission | None = None) -> Obj:
+        """POST. `admission` mutates the defaulted object, then validates it after the kind did; it refuses by
+        raising."""
         obj = self._validate_body(body, namespace)
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
@@ -281,21 +308,25 @@ class Registry:
             meta.pop("generation", None)
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
-        track(obj, None, "", now)  # metadata.managedFields
+        if admission is not None:
+            obj = await admission.admit(obj, None)
+            meta = obj["metadata"]
+        track(obj, None, "", now, self.strategy.field_layout())  # metadata.managedFields
         problems = self.strategy.validate(obj) or self.strategy.admit(obj, None)
         if problems:
             raise self._invalid(meta.get("name") or "", problems)
-        if admit is not None:
-            admit(obj)
+        if admission is not None:
+            await admission.validate(obj, None)
         if dry_run:
             return obj
         try:
-            kv = await self.storage.create(self.key(namespace, meta["name"]), encode(obj))
+            kv = await self.storage.create(self.key(namespace, meta["name"]), self.encode(obj))
         except KeyExists:
             raise errors.already_exists(self.info.group, self.info.plural, meta["name"]) from None
         return self.decode(kv)
 
-    def _prepare_update(self, new: Obj, old: Obj, subresource: str, admit: Admit | None = None) -> Obj:
+    async def _prepare_update(self, new: Obj, old: Obj, subresource: str,
+                              admission: WriteAdmission | None = None) -> Obj:
         new_meta, old_meta = new["metadata"], old["metadata"]
         if new_meta.get("uid") and new_meta["uid"] != old_meta.get("uid"):
             raise self._conflict(old_meta["name"], f"Precondition failed: UID in precondition: {new_meta['uid']}, "
@@ -311,15 +342,18 @@ class Registry:
         else:
             self.strategy.prepare_for_update(new, old)
         self.strategy.default(new)
-        if admit is not None:
-            admit(new, old)  # admission sees the defaulted object and refuses before validation, as upstream's
+        if admission is not None:
+            new = await admission.admit(new, old)
+            new_meta = new["metadata"]
         if subresource == "status":
             problems = self.strategy.validate_status_update(new, old)
         else:
             problems = self.strategy.validate_update(new, old) or self.strategy.admit(new, old)
         if problems:
             raise self._invalid(old_meta["name"], problems)
-        track(new, old, subresource, rfc3339(self.clock()))  # metadata.managedFields
+        if admission is not None:
+            await admission.validate(new, old)
+        track(new, old, subresource, rfc3339(self.clock()), self.strategy.field_layout())  # metadata.managedFields
         if self.strategy.spec_changed(new, old):
             new_meta["generation"] = int(old_meta.get("generation") or 0) + 1
         return new
@@ -342,7 +376,7 @@ class Registry:
         if dry_run:
             return new
         try:
-            kv = await self.storage.update(self.key(namespace, name), encode(new), old_revision)
+            kv = await self.storage.update(self.key(namespace, name), self.encode(new), old_revision)
         except RevisionMismatch:
             raise self._conflict(name) from None
         except KeyNotFound:
@@ -350,29 +384,29 @@ class Registry:
         return self.decode(kv)
 
     async def update(self, namespace: str, name: str, body: Any, subresource: str = "",
-                     dry_run: bool = False, admit: Admit | None = None) -> tuple[Obj, bool]:
-        """PUT. Returns (object, created). `admit(new, old)` (admission) may refuse by raising."""
+                     dry_run: bool = False, admission: WriteAdmission | None = None) -> tuple[Obj, bool]:
+        """PUT. Returns (object, created). `admission` runs as in `create`, on (new, old)."""
         new = self._validate_body(body, namespace, name)
         requested_rv = new["metadata"].get("resourceVersion")
         kv = await self.storage.get(self.key(namespace, name))
         if kv is None:
             if self.strategy.allow_create_on_update and not subresource:
                 new["metadata"].pop("resourceVersion", None)
-                return await self.create(namespace, new, dry_run), True
+                return await self.create(namespace, new, dry_run, admission), True
             raise self._not_found(name)
         old = self.decode(kv)
         if requested_rv and parse_resource_version(requested_rv) != kv.mod_revision:
             raise self._conflict(name)
-        self._prepare_update(new, old, subresource, admit)
+        new = await self._prepare_update(new, old, subresource, admission)
         if new == old:
             return old, False
         return await self._store_update(namespace, name, new, kv.mod_revision, dry_run), False
 
     async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[Obj], Obj],
-                                subresource: str = "", dry_run: bool = False, admit: Admit | None = None,
-                                offload: bool = False) -> Obj:
-        """Read-modify-write with retries on conflicting concurrent writes (patches, bindings); `admit(new,
-        old)` (validating admission) sees every attempt and may refuse by raising. `offload`: `mutate` may
+                                subresource: str = "", dry_run: bool = False,
+                                admission: WriteAdmission | None = None, offload: bool = False) -> Obj:
+        """Read-modify-write with retries on conflicting concurrent writes (patches, bindings); `admission`
+        runs on every attempt, with that attempt's stored object. `offload`: `mutate` may
         take long (a big patch), so it runs in a thread and other requests stay answered meanwhile."""
         for _ in range(_UPDATE_RETRIES):
             kv = await self.storage.get(self.key(namespace, name))
@@ -384,7 +418,7 @@ class Registry:
             requested_rv = new["metadata"].get("resourceVersion")
             if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
-            self._prepare_update(new, old, subresource, admit)
+            new = await self._prepare_update(new, old, subresource, admission)
             if new == old:
                 return old
             try:
@@ -396,10 +430,11 @@ class Registry:
         raise self._conflict(name)
 
     async def patch(self, namespace: str, name: str, patch_type: str, patch: Any, subresource: str = "",
-                    dry_run: bool = False, admit: Admit | None = None) -> Obj:
+                    dry_run: bool = False, admission: WriteAdmission | None = None) -> Obj:
         def mutate(current: Obj) -> Obj:
             if patch_type == APPLY_PATCH:  # server-side apply
-                return apply_config(current, patch, self.info.group, self.info.plural, name, rfc3339(self.clock()))
+                return apply_config(current, patch, self.info.group, self.info.plural, name, rfc3339(self.clock()),
+                                    self.strategy.field_layout())
             try:
                 patched = apply_patch(patch_type, current, patch)
             except PatchError as exc:
@@ -412,7 +447,7 @@ class Registry:
                 if not (isinstance(patch_meta, dict) and "resourceVersion" in patch_meta):
                     patched_meta.pop("resourceVersion")
             return patched
-        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run, admit,
+        return await self.guaranteed_update(namespace, name, mutate, subresource, dry_run, admission,
                                             offload=is_heavy_patch(patch_type, patch))
 
     async def delete(self, namespace: str, name: str, options: DeleteOptions = DeleteOptions()) -> DeleteResult:
@@ -430,6 +465,7 @@ class Registry:
                 raise self._conflict(name, "Precondition failed: ResourceVersion in precondition: "
                                            f"{options.precondition_resource_version}, ResourceVersion in object "
                                            f"meta: {meta['resourceVersion']}")
+            self.strategy.check_delete(current)
             if not meta.get("deletionTimestamp"):
                 finalizers = gc_finalizers(current, options.propagation_policy, options.orphan_dependents,
                                            self.strategy.orphans_dependents_by_default)
@@ -451,7 +487,7 @@ class Registry:
             if options.dry_run:
                 return DeleteResult(marked, False)
             try:
-                kv = await self.storage.update(self.key(namespace, name), encode(marked), kv.mod_revision)
+                kv = await self.storage.update(self.key(namespace, name), self.encode(marked), kv.mod_revision)
             except (RevisionMismatch, KeyNotFound):
                 continue
             return DeleteResult(self.decode(kv), False)

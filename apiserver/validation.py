@@ -43,6 +43,21 @@ def dns1123_subdomain(value: str) -> list[str]:
     return problems
 
 
+_DNS1035_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def dns1035_label(value: str) -> list[str]:
+    """apimachinery's IsDNS1035Label (Service names, CRD names)."""
+    problems = []
+    if len(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not _DNS1035_LABEL_RE.match(value):
+        problems.append("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                        "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or "
+                        "'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
+    return problems
+
+
 def path_segment_name(value: str) -> list[str]:
     if value in (".", ".."):
         return [f"may not be '{value}'"]

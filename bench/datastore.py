@@ -6,27 +6,31 @@ concurrent HTTPS clients; a watch from before the burst replays its N events; li
 Every request carries the admin kubeconfig's client certificate, so the server authenticates and
 authorizes each one. Creates, updates and gets go over C keep-alive connections opened before timing,
 through a minimal HTTP/1.1 client (the load generator shares the two cores with the server and store).
-Baselines, same writes, same concurrency, in-process:
-  raw store      sqlite: plain sqlite3 INSERTs, one per transaction, WAL + synchronous=FULL (the
-                 server's setting), C threads with connections opened before timing; etcd: Put RPCs
-                 (`etcdctl put`) through the backend's own grpc.aio client and channel
+Floors, same writes, same concurrency (C clients), in-process:
   storage layer  our backend class without HTTP/registry (SQLiteStorage with its group commit,
-                 EtcdStorage with its Txn writes and watch cache): where the API's own cost shows
-Prints one line per backend and operation, and last the SQLite create ratio API / raw store
-(target ≥ 0.5 on both backends). With SHIPMATE_BENCH_JSON set (bench/report.py) it also writes the
-create ratio of each backend.
+                 EtcdStorage with its Txn writes and watch cache): the floor of every API figure, per
+                 operation (create, update, get, list, watch)
+  raw store      sqlite: a bare loop that batches the same way as the group commit (C clients queue
+                 INSERTs to one writer thread, which applies all pending ones in one transaction,
+                 WAL + synchronous=FULL), so the storage layer's own cost shows against it; etcd: Put
+                 RPCs (`etcdctl put`) through the backend's own grpc.aio client and channel
+Targets: SQLite API creates ≥ 0.15 × the storage layer; etcd API creates ≥ 0.8 × raw etcd puts; API gets
+and lists ≥ 0.25 × the storage layer (both backends). With --rounds N (default 3) every rate is measured N
+times, alternating API, storage layer and raw store, and the medians are compared (spread in the notes).
+Prints one line per backend and operation, and last the SQLite create ratio API / storage layer.
 
     /opt/shipmate/venv/bin/python bench/datastore.py [--objects 2000] [--concurrency 64]
-        [--backends sqlite,etcd] [--json FILE]
+        [--backends sqlite,etcd] [--rounds 3] [--json FILE]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import os
+import queue
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -295,41 +299,60 @@ async def _storage_watch_replay(store, before: int, last: int, count: int) -> fl
     return count / (time.perf_counter() - start)
 
 
-def _sqlite_inserts(path: str, count: int, concurrency: int) -> float:
-    """The raw store: plain sqlite3 INSERTs, one per transaction, WAL + synchronous=FULL (the server's
-    sync setting), from `concurrency` threads with their own connections (SQLite serializes them)."""
+async def _sqlite_batched_inserts(path: str, count: int, concurrency: int) -> float:
+    """The raw store, batched as the group commit batches: `concurrency` clients (asyncio tasks) queue plain
+    INSERTs to one writer thread, which applies every pending one in one transaction (WAL +
+    synchronous=FULL, the server's settings) and completes the clients' futures; no revisions, events,
+    history or error handling."""
     setup = sqlite3.connect(path, isolation_level=None)
     setup.execute("PRAGMA journal_mode=WAL")
     setup.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, create_revision INTEGER NOT NULL,"
                   " mod_revision INTEGER NOT NULL) WITHOUT ROWID")
     setup.close()
-    indices = iter(range(count))
-    lock = threading.Lock()
+    loop = asyncio.get_running_loop()
+    pending: queue.SimpleQueue = queue.SimpleQueue()
 
-    def connect() -> sqlite3.Connection:
+    def writer() -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=60000")
-        return conn
-
-    def worker(conn: sqlite3.Connection) -> None:
+        revision = 0
         while True:
-            with lock:
-                i = next(indices, None)
-            if i is None:
-                break
-            conn.execute("INSERT INTO kv VALUES(?,?,?,?)", (_key(i), _value(i), i + 1, i + 1))
+            first = pending.get()
+            if first is None:
+                conn.close()
+                return
+            batch = [first]
+            while len(batch) < 512:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    pending.put(None)
+                    break
+                batch.append(item)
+            conn.execute("BEGIN IMMEDIATE")
+            for key, value, _ in batch:
+                revision += 1
+                conn.execute("INSERT INTO kv VALUES(?,?,?,?)", (key, value, revision, revision))
+            conn.execute("COMMIT")
+            loop.call_soon_threadsafe(_resolve, [future for _, _, future in batch])
 
-    connections = [connect() for _ in range(concurrency)]  # open before timing, as the API's connections
+    def _resolve(futures: list) -> None:
+        for future in futures:
+            future.set_result(None)
+
+    thread = threading.Thread(target=writer, name="raw-sqlite-write", daemon=True)
+    thread.start()
     try:
-        start = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            for future in [pool.submit(worker, conn) for conn in connections]:
-                future.result()
-        return count / (time.perf_counter() - start)
+        async def insert(i: int) -> None:
+            future = loop.create_future()
+            pending.put((_key(i), _value(i), future))
+            await future
+        return await _run_concurrently(count, concurrency, insert)
     finally:
-        for conn in connections:
-            conn.close()
+        pending.put(None)
+        await asyncio.to_thread(thread.join)
 
 
 async def _raw_etcd_puts(store: EtcdStorage, count: int, concurrency: int) -> float:
@@ -344,72 +367,137 @@ async def _raw_etcd_puts(store: EtcdStorage, count: int, concurrency: int) -> fl
 
 
 # --- report -------------------------------------------------------------------------------------
+OPS = ("create", "update", "get", "list_items", "watch_events")
+OP_LABELS = {"create": "create", "update": "update", "get": "get", "list_items": "list (objects)",
+             "watch_events": "watch (events)"}
+# Targets against the storage layer (both backends) and, for etcd creates, against raw puts.
+LAYER_TARGETS = {("sqlite", "create"): "≥ 0.15", ("sqlite", "get"): "≥ 0.25", ("sqlite", "list_items"): "≥ 0.25",
+                 ("etcd", "get"): "≥ 0.25", ("etcd", "list_items"): "≥ 0.25"}
+RAW_TARGETS = {"etcd": "≥ 0.8"}
+
+
 def _line(backend: str, what: str, api: float, baseline: float, name: str) -> str:
     return f"{backend:6} {what:13} api {api:8.0f}/s   {name:13} {baseline:8.0f}/s   ratio {api / baseline:5.2f}"
 
 
-async def main_async(options: argparse.Namespace) -> dict:
+async def one_round(options: argparse.Namespace, root: Path, cluster) -> dict:
+    """One measurement of every rate: API, storage layer, raw store, per backend (fresh dirs / keys)."""
     results: dict[str, dict] = {}
     backends = options.backends.split(",")
-    with tempfile.TemporaryDirectory(prefix="bench-datastore-") as tmp:
-        root = Path(tmp)
-        if "sqlite" in backends:
-            (root / "sqlite-api").mkdir()
-            api = await _through_api(root / "sqlite-api", [], options.objects, options.concurrency)
-            raw = await _storage_rates(SQLiteStorage(str(root / "raw.db")), options.objects, options.concurrency)
-            inserts = await asyncio.to_thread(_sqlite_inserts, str(root / "inserts.db"), options.objects,
-                                              options.concurrency)
-            results["sqlite"] = {"api": asdict(api), "storage_layer": asdict(raw), "raw_insert": inserts}
-        if "etcd" in backends:
-            if not etcd_available():
-                raise SystemExit("etcd not installed: apt-get install etcd-server etcd-client")
-            (root / "etcd").mkdir()
-            cluster = EtcdCluster(root / "etcd", size=1).start()
-            try:
-                (root / "etcd-api").mkdir()
-                api = await _through_api(root / "etcd-api", ["--datastore-endpoint", cluster.endpoint],
-                                         options.objects, options.concurrency)
-                cluster.etcdctl("del", "/registry/configmaps/", "--prefix")
-                options_etcd = parse_etcd_endpoint(cluster.endpoint)
-                raw = await _storage_rates(EtcdStorage(options_etcd, compaction_interval=0), options.objects,
-                                           options.concurrency)
-                puts = await _raw_etcd_puts(EtcdStorage(options_etcd, compaction_interval=0), options.objects,
-                                            options.concurrency)
-            finally:
-                cluster.stop()
-            results["etcd"] = {"api": asdict(api), "storage_layer": asdict(raw), "raw_put": puts}
+    if "sqlite" in backends:
+        (root / "sqlite-api").mkdir()
+        api = await _through_api(root / "sqlite-api", [], options.objects, options.concurrency)
+        layer = await _storage_rates(SQLiteStorage(str(root / "layer.db")), options.objects, options.concurrency)
+        raw = await _sqlite_batched_inserts(str(root / "raw.db"), options.objects, options.concurrency)
+        results["sqlite"] = {"api": asdict(api), "storage_layer": asdict(layer), "raw": raw}
+    if "etcd" in backends:
+        (root / "etcd-api").mkdir()
+        cluster.etcdctl("del", "/", "--prefix")
+        api = await _through_api(root / "etcd-api", ["--datastore-endpoint", cluster.endpoint],
+                                 options.objects, options.concurrency)
+        cluster.etcdctl("del", "/", "--prefix")
+        options_etcd = parse_etcd_endpoint(cluster.endpoint)
+        layer = await _storage_rates(EtcdStorage(options_etcd, compaction_interval=0), options.objects,
+                                     options.concurrency)
+        puts = await _raw_etcd_puts(EtcdStorage(options_etcd, compaction_interval=0), options.objects,
+                                    options.concurrency)
+        results["etcd"] = {"api": asdict(api), "storage_layer": asdict(layer), "raw": puts}
     return results
 
 
-def report(results: dict, objects: int, concurrency: int) -> list[str]:
-    """`storage layer` = our backend class in-process (no HTTP/registry); `raw` = the bare store."""
-    lines = [f"{objects} ConfigMaps (~330 B), {concurrency} concurrent clients"]
+async def main_async(options: argparse.Namespace) -> list[dict]:
+    rounds = []
+    backends = options.backends.split(",")
+    if "etcd" in backends and not etcd_available():
+        raise SystemExit("etcd not installed: apt-get install etcd-server etcd-client")
+    with tempfile.TemporaryDirectory(prefix="bench-datastore-") as tmp:
+        cluster = None
+        if "etcd" in backends:
+            (Path(tmp) / "etcd").mkdir()
+            cluster = EtcdCluster(Path(tmp) / "etcd", size=1).start()
+        try:
+            for n in range(options.rounds):
+                root = Path(tmp) / f"round{n}"
+                root.mkdir()
+                rounds.append(await one_round(options, root, cluster))
+                for line in report([rounds[-1]], options.objects, options.concurrency, header=f"round {n}"):
+                    print(line, flush=True)
+        finally:
+            if cluster:
+                cluster.stop()
+    return rounds
+
+
+def _ratios(rounds: list[dict], backend: str, op: str, against: str) -> list[float]:
+    out = []
+    for r in rounds:
+        if backend in r:
+            base = r[backend]["storage_layer"][op] if against == "layer" else r[backend]["raw"]
+            out.append(r[backend]["api"][op] / base)
+    return out
+
+
+def _median(rounds: list[dict], backend: str, path: tuple[str, ...]) -> float:
+    values = []
+    for r in rounds:
+        value = r[backend]
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
+
+
+def report(rounds: list[dict], objects: int, concurrency: int, header: str = "median") -> list[str]:
+    """Medians over rounds: API against the storage layer per operation, creates against the raw store."""
+    lines = [f"{header}: {objects} ConfigMaps (~330 B), {concurrency} concurrent clients"]
     for backend in ("etcd", "sqlite"):
-        if backend not in results:
+        if backend not in rounds[0]:
             continue
-        api, layer = results[backend]["api"], results[backend]["storage_layer"]
-        for what in ("create", "update", "get", "list_items", "watch_events"):
-            lines.append(_line(backend, what, api[what], layer[what], "storage layer"))
-        raw_name, raw = (("raw put", results[backend]["raw_put"]) if backend == "etcd"
-                         else ("raw insert", results[backend]["raw_insert"]))
-        lines.append(_line(backend, "create", api["create"], raw, raw_name))
-    if "sqlite" in results:
-        sqlite = results["sqlite"]
-        lines.append(f"SQLite create ratio (API / raw sqlite3 inserts, synchronous=FULL): "
-                     f"{sqlite['api']['create'] / sqlite['raw_insert']:.2f}")
+        for op in OPS:
+            lines.append(_line(backend, op, _median(rounds, backend, ("api", op)),
+                               _median(rounds, backend, ("storage_layer", op)), "storage layer"))
+        raw_name = "raw put" if backend == "etcd" else "raw batched"
+        lines.append(_line(backend, "create", _median(rounds, backend, ("api", "create")),
+                           _median(rounds, backend, ("raw",)), raw_name))
+        lines.append(_line(backend, "layer create", _median(rounds, backend, ("storage_layer", "create")),
+                           _median(rounds, backend, ("raw",)), raw_name))
+    if "sqlite" in rounds[0]:
+        lines.append(f"SQLite create ratio (API / storage layer, group commit): "
+                     f"{statistics.median(_ratios(rounds, 'sqlite', 'create', 'layer')):.2f}")
     return lines
 
 
-def figures(results: dict) -> list[Figure]:
-    """The create ratio per backend for bench/report.py (`make bench`)."""
-    rows = []
-    for backend, name, raw_key, raw_label in (("sqlite", "SQLite", "raw_insert", "raw sqlite3 inserts"),
-                                              ("etcd", "etcd", "raw_put", "raw etcd puts")):
-        if backend in results:
-            rows.append(Figure(f"{name} API create (HTTPS, client cert) vs {raw_label}",
-                               results[backend]["api"]["create"], results[backend][raw_key], "/s", "≥ 0.5",
-                               baseline_label=raw_label))
-    return rows
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}–{max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def figures(rounds: list[dict]) -> tuple[list[Figure], str]:
+    """Per backend and operation, API against the storage layer (medians over rounds), and creates
+    against the raw store; the notes carry each ratio's spread and the per-round table."""
+    rows, notes = [], ["| backend | op | API /s | storage layer /s | API / layer (rounds) | raw store /s |",
+                       "| --- | --- | --- | --- | --- | --- |"]
+    for backend, name in (("sqlite", "SQLite"), ("etcd", "etcd")):
+        if backend not in rounds[0]:
+            continue
+        for op in OPS:
+            api, layer = _median(rounds, backend, ("api", op)), _median(rounds, backend, ("storage_layer", op))
+            ratios = _ratios(rounds, backend, op, "layer")
+            rows.append(Figure(f"{name} API {OP_LABELS[op]} vs our storage layer", api, layer, "/s",
+                               LAYER_TARGETS.get((backend, op), ""), ratio=statistics.median(ratios),
+                               baseline_label="storage layer"))
+            raw = f"{_median(rounds, backend, ('raw',)):.0f}" if op == "create" else ""
+            notes.append(f"| {backend} | {OP_LABELS[op]} | {api:.0f} | {layer:.0f} | "
+                         f"{statistics.median(ratios):.2f} ({_spread(ratios)}) | {raw} |")
+        raw_label = "raw etcd puts" if backend == "etcd" else "raw batched sqlite3 inserts"
+        raw_ratios = _ratios(rounds, backend, "create", "raw")
+        rows.append(Figure(f"{name} API create vs {raw_label}", _median(rounds, backend, ("api", "create")),
+                           _median(rounds, backend, ("raw",)), "/s", RAW_TARGETS.get(backend, ""),
+                           ratio=statistics.median(raw_ratios), baseline_label=raw_label))
+        layer_raw = [r[backend]["storage_layer"]["create"] / r[backend]["raw"] for r in rounds]
+        notes.append(f"\n{name}: API creates / {raw_label} {statistics.median(raw_ratios):.2f} "
+                     f"({_spread(raw_ratios)}); storage-layer creates / {raw_label} "
+                     f"{statistics.median(layer_raw):.2f} ({_spread(layer_raw)}).\n")
+    return rows, "\n".join(notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,16 +505,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--backends", default="sqlite,etcd")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default="", help="also write the figures to this file")
     options = parser.parse_args(argv)
-    results = asyncio.run(main_async(options))
-    write_result("datastore", figures(results),
-                 notes=f"{options.objects} ConfigMaps, {options.concurrency} concurrent clients")
-    for line in report(results, options.objects, options.concurrency):
+    rounds = asyncio.run(main_async(options))
+    rows, notes = figures(rounds)
+    write_result("datastore", rows, notes=f"{options.objects} ConfigMaps, {options.concurrency} concurrent clients, "
+                 f"{options.rounds} rounds (medians; spread of each ratio in brackets):\n\n{notes}")
+    for line in report(rounds, options.objects, options.concurrency, header=f"median of {options.rounds} rounds"):
         print(line)
     if options.json:
         with open(options.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump(rounds, f, indent=2)
     return 0
 
 

@@ -2,13 +2,17 @@
 (110 pods, kubelet's default maxPods), and the API server's memory with 10k pods stored.
 
 - Agent (the running cluster's, pid from /run/shipmate/agent.pid): psutil samples RSS each second over
-  `--seconds` (60) after the pods settled; CPU = the process's user+system seconds over the window.
+  `--seconds` (60) after the pods settled, of the agent and its live child processes; CPU = user+system
+  seconds over the window of the agent and every child process it started (iptables-restore, nft,
+  conntrack, CNI helpers...): the agent's own times, the times of children it reaped (the kernel's
+  cutime/cstime) and those of children still running, so short-lived children are counted.
   The node is filled to its allocatable pod count with pods of our own namespace (others' pods count).
 - Server: a `shipmate server` of our own (spare port, temporary data dir, nothing else talks to it);
   10k pods created through the API (64 concurrent clients), then RSS sampled the same way.
 
-Targets (absolute, so the ratio printed is figure / limit): agent RSS with 110 pods ≤ 120 MiB, agent CPU at
-idle ≤ 2 % of one core, server RSS with 10k pods ≤ 300 MiB. Last line: the agent RSS ratio.
+Targets (absolute, so the ratio printed is figure / limit): agent RSS ≤ 80 MiB idle with the node's pods as
+found and ≤ 100 MiB with 110 pods, agent CPU at idle with 110 pods ≤ 1 % of one core (children included),
+server RSS with 10k pods ≤ 300 MiB. Last line: the agent RSS ratio with the node full.
 
     /opt/shipmate/venv/bin/python bench/footprint.py [--seconds 60] [--no-fill] [--no-server]
 """
@@ -36,8 +40,9 @@ from shipmate.kubeclient import NAMESPACES, NODES, PODS, KubeClient, NotFound, l
 
 MIB = 2 ** 20
 AGENT_PID_FILE = "/run/shipmate/agent.pid"
-AGENT_RSS_LIMIT_MIB = 120
-AGENT_CPU_LIMIT_PERCENT = 2
+AGENT_RSS_IDLE_LIMIT_MIB = 80       # the node's pods as found
+AGENT_RSS_LIMIT_MIB = 100            # with the node full (110 pods)
+AGENT_CPU_LIMIT_PERCENT = 1
 SERVER_RSS_LIMIT_MIB = 300
 
 
@@ -53,16 +58,41 @@ class Usage:
                 f"CPU {self.cpu_percent:5.2f} % of a core")
 
 
+def tree_cpu_seconds(process: psutil.Process) -> float:
+    """User+system seconds of a process and every descendant it ever had: its own, its reaped children's
+    (cutime/cstime, which include their reaped descendants) and, recursively, its live children's. The
+    sum is continuous when a child exits and is reaped, so a difference of two readings counts every
+    child's work in between, short-lived ones included."""
+    try:
+        times = process.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        children = process.children()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return 0.0
+    return total + sum(tree_cpu_seconds(child) for child in children)
+
+
+def tree_rss_mib(process: psutil.Process) -> float:
+    """RSS of a process and its live descendants."""
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / MIB
+
+
 async def sample(pid: int, seconds: float) -> Usage:
     process = psutil.Process(pid)
-    started, cpu_start = time.monotonic(), sum(process.cpu_times()[:2])
+    started, cpu_start = time.monotonic(), tree_cpu_seconds(process)
     samples = []
     while True:
-        samples.append(process.memory_info().rss / MIB)
+        samples.append(tree_rss_mib(process))
         if time.monotonic() - started >= seconds:
             break
         await asyncio.sleep(1.0)
-    cpu = sum(process.cpu_times()[:2]) - cpu_start
+    cpu = tree_cpu_seconds(process) - cpu_start
     return Usage(statistics.median(samples), max(samples), 100 * cpu / (time.monotonic() - started), samples)
 
 
@@ -188,14 +218,16 @@ async def run(args: argparse.Namespace) -> None:
         print(f"server RSS with {args.server_pods} pods / {SERVER_RSS_LIMIT_MIB} MiB: "
               f"{full.rss_mib / SERVER_RSS_LIMIT_MIB:.2f}")
     for label, count, usage in agent:
-        figures.append(Figure(f"agent CPU at idle, {count} pods", usage.cpu_percent, None, "% of a core",
+        figures.append(Figure(f"agent CPU at idle, {count} pods (children included)", usage.cpu_percent, None,
+                              "% of a core",
                               f"≤ {AGENT_CPU_LIMIT_PERCENT} %", ratio=usage.cpu_percent / AGENT_CPU_LIMIT_PERCENT,
                               baseline_label="limit"))
         print(f"agent CPU at idle with {count} pods / {AGENT_CPU_LIMIT_PERCENT} %: "
               f"{usage.cpu_percent / AGENT_CPU_LIMIT_PERCENT:.2f}")
     for label, count, usage in agent:
-        figures.append(Figure(f"agent RSS, {count} pods", usage.rss_mib, None, "MiB", f"≤ {AGENT_RSS_LIMIT_MIB} MiB",
-                              ratio=usage.rss_mib / AGENT_RSS_LIMIT_MIB, baseline_label="limit"))
+        limit = AGENT_RSS_IDLE_LIMIT_MIB if label == "as found" else AGENT_RSS_LIMIT_MIB
+        figures.append(Figure(f"agent RSS, {count} pods ({label})", usage.rss_mib, None, "MiB", f"≤ {limit} MiB",
+                              ratio=usage.rss_mib / limit, baseline_label="limit"))
     write_result("footprint", figures, series, notes=f"psutil, {args.seconds:.0f} s windows")
     if agent:
         label, count, usage = agent[-1]

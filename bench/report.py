@@ -2,13 +2,19 @@
 
 Each benchmark runs as `python bench/<name>.py` with SHIPMATE_BENCH_JSON=bench/results/<name>.json (see
 bench/result.py); its output goes to bench/results/<name>.log. A benchmark that wrote no JSON still
-counts: its last line carries its ratio, which is taken as its figure. A benchmark that fails keeps its
-previous result (said in the report).
+counts when it exits 0: its last line carries its ratio, which is taken as its figure.
 
-docs/benchmarks.md keeps everything written by hand; this script owns only the blocks between
-`<!-- bench-report:NAME begin -->` and `<!-- bench-report:NAME end -->` markers: the summary table with
-the plots (placed after the page's introduction the first time) and one section per benchmark that has
-none written by hand (density, footprint). Plots are PNGs in docs/img/ (matplotlib).
+A run never leaves an earlier figure standing: a benchmark that exits non-zero after writing its figures
+is reported with them and its exit status (a miss is a **no**, not a failure to hide); one that exits
+non-zero (or times out) without figures replaces its previous result with a failure record
+(bench/results/<name>.json with "failed"), shown as **failed** in the summary; a benchmark with no result
+at all is shown as **not run**. Figures from an earlier `make bench` than this one (with --only/--skip)
+say so in the "measured" column.
+
+docs/benchmarks.md is generated: this script owns the blocks between `<!-- bench-report:NAME begin -->`
+and `<!-- bench-report:NAME end -->` markers, the summary table with the plots and one section per
+benchmark (its method from the benchmark's docstring, its figures, its notes), so no hand-written
+figure can contradict the summary. Plots are PNGs in docs/img/ (matplotlib).
 
     /opt/shipmate/venv/bin/python bench/report.py              # run everything, then write the report
     /opt/shipmate/venv/bin/python bench/report.py --no-run     # only rewrite the report from bench/results/
@@ -17,6 +23,7 @@ none written by hand (density, footprint). Plots are PNGs in docs/img/ (matplotl
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -48,7 +55,9 @@ class BenchResult:
     series: dict[str, list[float]] = field(default_factory=dict)
     notes: str = ""
     measured_at: str = ""
-    status: str = "ok"                # ok | failed (previous result kept) | not run
+    status: str = "ok"                # ok | exited N | failed | not run
+    failure: str = ""                 # why it failed (status failed), or ""
+    earlier: bool = False             # from an earlier `make bench` than this one
 
 
 def benchmarks() -> list[str]:
@@ -65,14 +74,23 @@ def last_line_ratio(text: str) -> tuple[str, float] | None:
 
 
 def load_result(bench: str) -> BenchResult | None:
-    """The bench's JSON (result.py's shape), else a one-figure result from the last line of its log."""
+    """The bench's JSON (result.py's shape, or a failure record), else a one-figure result from the last
+    line of its log; None when there is neither (never run)."""
     json_path, log_path = RESULTS_DIR / f"{bench}.json", RESULTS_DIR / f"{bench}.log"
     if json_path.exists():
-        data = json.loads(json_path.read_text())
+        try:
+            data = json.loads(json_path.read_text())
+        except ValueError as exc:
+            return BenchResult(bench, [], status="failed", failure=f"unreadable result file: {exc}")
+        if isinstance(data, dict) and data.get("failed"):
+            return BenchResult(bench, [], notes=data.get("notes", ""), measured_at=data.get("measured_at", ""),
+                               status="failed", failure=str(data["failed"]))
         if isinstance(data, dict) and "figures" in data:
             figures = [Figure(**f) for f in data["figures"]]
+            exit_status = data.get("exit_status", 0)
             return BenchResult(bench, figures, data.get("series", {}), data.get("notes", ""),
-                               data.get("measured_at", ""))
+                               data.get("measured_at", ""),
+                               status="ok" if not exit_status else f"exited {exit_status}")
     if log_path.exists():
         found = last_line_ratio(log_path.read_text(errors="replace"))
         if found:
@@ -85,31 +103,60 @@ def load_result(bench: str) -> BenchResult | None:
     return None
 
 
-def run_bench(bench: str, extra: list[str], timeout: float) -> bool:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def record_run(bench: str, returncode: int | None, output: str, fresh_json: Path) -> str:
+    """Store what one run left: its figures (with a non-zero exit status noted) or a failure record.
+    Nothing of an earlier run survives. Returns the status: ok | exited N | failed."""
     json_path, log_path = RESULTS_DIR / f"{bench}.json", RESULTS_DIR / f"{bench}.log"
+    failed_log = RESULTS_DIR / f"{bench}.failed.log"
+    log_path.unlink(missing_ok=True)
+    json_path.unlink(missing_ok=True)
+    failed_log.unlink(missing_ok=True)
+    data = None
+    if fresh_json.exists():
+        try:
+            data = json.loads(fresh_json.read_text())
+        except ValueError:
+            data = None
+        fresh_json.unlink()
+    if returncode == 0:
+        log_path.write_text(output)
+        if data is not None:
+            json_path.write_text(json.dumps(data, indent=1))
+        return "ok"
+    failed_log.write_text(output)
+    if data is not None and data.get("figures"):
+        data["exit_status"] = returncode if returncode is not None else "timeout"
+        json_path.write_text(json.dumps(data, indent=1))
+        return f"exited {data['exit_status']}"
+    tail = [line.strip() for line in output.strip().splitlines() if line.strip()][-1:] or ["no output"]
+    why = "timed out" if returncode is None else f"exit status {returncode}"
+    json_path.write_text(json.dumps({"bench": bench, "failed": f"{why}: {tail[0][:200]}", "figures": [],
+                                     "measured_at": _now(),
+                                     "notes": f"output in bench/results/{bench}.failed.log"}, indent=1))
+    return "failed"
+
+
+def run_bench(bench: str, extra: list[str], timeout: float) -> str:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     fresh_json = RESULTS_DIR / f"{bench}.json.new"
     env = {**os.environ, ENV: str(fresh_json)}
     print(f"== {bench} {' '.join(extra)}", flush=True)
     started = time.monotonic()
+    fresh_json.unlink(missing_ok=True)
     try:
         done = subprocess.run([sys.executable, str(BENCH_DIR / f"{bench}.py"), *extra], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=timeout)
-        output, ok = done.stdout + done.stderr, done.returncode == 0
+        output, returncode = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as exc:
-        output, ok = f"{exc.stdout or ''}{exc.stderr or ''}\ntimed out after {timeout:.0f} s", False
+        def text(value) -> str:
+            return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
+        output, returncode = f"{text(exc.stdout)}{text(exc.stderr)}\ntimed out after {timeout:.0f} s", None
     print("\n".join(output.rstrip().splitlines()[-3:]), f"({time.monotonic() - started:.0f} s)", flush=True)
-    if not ok:
-        (RESULTS_DIR / f"{bench}.failed.log").write_text(output)
-        fresh_json.unlink(missing_ok=True)
-        return False
-    log_path.write_text(output)
-    (RESULTS_DIR / f"{bench}.failed.log").unlink(missing_ok=True)
-    if fresh_json.exists():
-        fresh_json.replace(json_path)
-    else:
-        json_path.unlink(missing_ok=True)   # the log's last line is the result now
-    return True
+    return record_run(bench, returncode, output, fresh_json)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -120,16 +167,25 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".strip() if unit and unit != "ratio" else text
 
 
-def summary_table(results: list[BenchResult]) -> str:
+def summary_table(results: list[BenchResult], missing: list[str] = ()) -> str:
     rows = ["| benchmark | figure | ours | baseline | ratio | target | met? | measured |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for result in results:
-        when = result.measured_at + ("" if result.status == "ok" else f" ({result.status})")
+        notes = [result.status] if result.status not in ("ok", "failed") else []
+        if result.earlier:
+            notes.append("earlier run")
+        when = result.measured_at + (f" ({', '.join(notes)})" if notes else "")
+        if result.status == "failed" or not result.figures:
+            why = (result.failure or "no figures").replace("|", "\\|")
+            rows.append(f"| `{result.bench}` | {why} | — | — | — | — | **failed** | {when} |")
+            continue
         for f in result.figures:
             baseline = fmt(f.baseline, f.unit) if f.baseline is not None else f.baseline_label
             met = {True: "yes", False: "**no**", None: "—"}[f.met]
             rows.append(f"| `{result.bench}` | {f.name} | {fmt(f.value, f.unit)} | {baseline} | {fmt(f.ratio)} | "
                         f"{f.target or '—'} | {met} | {when} |")
+    for bench in missing:
+        rows.append(f"| `{bench}` | no result | — | — | — | — | **not run** | — |")
     return "\n".join(rows)
 
 
@@ -179,12 +235,12 @@ def plot_scale(results: dict[str, BenchResult], path: Path) -> bool:
     if pods:
         ax = axes.pop(0)
         ax.plot(pods, footprint.series["agent RSS median (MiB)"], "o-", label="agent RSS (MiB)")
-        ax.axhline(120, color="gray", linestyle="--", label="target 120 MiB")
+        ax.axhline(100, color="gray", linestyle="--", label="target 100 MiB (110 pods)")
         ax.set_xlabel("pods on the node")
         ax.set_ylabel("MiB")
         ax2 = ax.twinx()
         ax2.plot(pods, footprint.series["agent CPU (% of a core)"], "s-", color="tab:red", label="agent CPU (%)")
-        ax2.axhline(2, color="tab:red", linestyle=":", label="target 2 %")
+        ax2.axhline(1, color="tab:red", linestyle=":", label="target 1 % (children included)")
         ax2.set_ylabel("% of one core")
         ax.set_ylim(bottom=0)
         ax2.set_ylim(bottom=0)
@@ -209,34 +265,68 @@ def plot_scale(results: dict[str, BenchResult], path: Path) -> bool:
     return True
 
 
-def density_section(result: BenchResult) -> str:
-    rows = ["| phase | ours | floor (raw CRI) | ratio | target |", "| --- | --- | --- | --- | --- |"]
-    for f in result.figures:
-        rows.append(f"| {f.name} | {fmt(f.value, f.unit)} | {fmt(f.baseline, f.unit)} | {fmt(f.ratio)} | "
-                    f"{f.target or '—'} ({'met' if f.met else 'not met'}) |")
-    return ("## Density (`bench/density.py`, issue 8; target fill ratio ≤ 1.5)\n"
-            "Ours = `kubectl scale deployment --replicas=N` (bare pods created concurrently when the server has no "
-            "Deployments) until every pod is Running on a watch; then to 0 until no sandbox, host veth or IPAM entry "
-            "of those pods is left. Floor = the same sandboxes and containers (the configs our agent builds) created "
-            "by a raw CRI loop all at once, then stopped and removed all at once, timed to the same check. "
-            "N is capped at the node's free pod capacity (kubelet's default maxPods 110 counts other pods too).\n\n"
-            f"Run {result.measured_at}: {result.notes}.\n\n" + "\n".join(rows))
+INTRO = """# Benchmarks
+
+Generated by `make bench` (`bench/report.py`) from fresh runs; do not edit by hand: a re-run rewrites the
+whole page. Each benchmark in `bench/` measures its floor in the same run and prints its ratio as its last
+line; every figure below comes from the latest run of its benchmark (`bench/results/`). A benchmark that
+failed is shown as failed, a missed target as **no**: an earlier figure never stands in for a run that did not
+pass. The machine is a 2-core Debian 12 box shared with other work while measured, so read ratios (ours and
+the floor measured in the same run) rather than absolute times; where a benchmark repeats rounds, its notes
+give the spread.
+"""
 
 
-def footprint_section(result: BenchResult) -> str:
-    rows = ["| figure | value | target | figure / target |", "| --- | --- | --- | --- |"]
-    for f in result.figures:
-        rows.append(f"| {f.name} | {fmt(f.value, f.unit)} | {f.target} | {fmt(f.ratio)} |")
-    return ("## Footprint (`bench/footprint.py`, issue 8)\n"
-            "Agent: the running cluster's agent, psutil RSS each second and user+system CPU over the window, at "
-            "idle with the node's pods as found and with the node filled to 110 pods. Server: a server of its own "
-            "(temporary dir, spare port) with 10k pods created through the API. Targets are absolute limits: "
-            "agent RSS ≤ 120 MiB with 110 pods (k3s agent ≈ 275 MB; kubelet e2e ceiling 300 MB at 100 pods), agent "
-            "idle CPU ≤ 2 % of a core, server RSS ≤ 300 MiB with 10k pods on SQLite.\n\n"
-            f"Run {result.measured_at}: {result.notes}.\n\n" + "\n".join(rows))
+def bench_method(bench: str) -> str:
+    """The method part of a benchmark's docstring: its text up to the usage lines (indented commands)."""
+    path = BENCH_DIR / f"{bench}.py"
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    except (OSError, SyntaxError):
+        return ""
+    kept = []
+    for line in doc.splitlines():
+        if line.startswith("    ") and ("python" in line or "bench/" in line):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip()
 
 
-SECTIONS = {"density": density_section, "footprint": footprint_section}
+def _spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    def pick(q: float) -> float:
+        return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))]
+    return (f"n={len(ordered)}, min {fmt(ordered[0])}, p50 {fmt(pick(0.5))}, p99 {fmt(pick(0.99))}, "
+            f"max {fmt(ordered[-1])}")
+
+
+def bench_section(result: BenchResult) -> str:
+    """One benchmark's section: method (docstring), run, figures table, notes, sample spreads."""
+    lines = [f"## `{result.bench}` (`bench/{result.bench}.py`)"]
+    method = bench_method(result.bench)
+    if method:
+        lines += ["", "```text", method, "```"]
+    when = result.measured_at or "unknown time"
+    if result.status == "failed" or not result.figures:
+        lines += ["", f"Run {when}: **failed** ({result.failure or 'no figures'}); no figure from it is shown."]
+    else:
+        status = "" if result.status == "ok" else f" ({result.status})"
+        earlier = " (from an earlier `make bench`)" if result.earlier else ""
+        lines += ["", f"Run {when}{status}{earlier}."]
+        rows = ["| figure | ours | baseline | ratio | target | met? |", "| --- | --- | --- | --- | --- | --- |"]
+        for f in result.figures:
+            baseline = fmt(f.baseline, f.unit) if f.baseline is not None else f.baseline_label
+            met = {True: "yes", False: "**no**", None: "—"}[f.met]
+            rows.append(f"| {f.name} | {fmt(f.value, f.unit)} | {baseline} | {fmt(f.ratio)} | {f.target or '—'} | "
+                        f"{met} |")
+        lines += ["", *rows]
+    if result.notes:
+        lines += ["", result.notes.strip()]
+    samples = [(name, values) for name, values in result.series.items()
+               if values and len(values) >= 3 and ("(ms)" in name or "(s)" in name or "(µs)" in name)]
+    if samples:
+        lines += ["", "Samples: " + "; ".join(f"{name}: {_spread(values)}" for name, values in samples) + "."]
+    return "\n".join(lines)
 
 
 def replace_block(text: str, name: str, body: str, after: str | None = None) -> str:
@@ -255,27 +345,88 @@ def replace_block(text: str, name: str, body: str, after: str | None = None) -> 
     return text.rstrip() + "\n\n" + block + "\n"
 
 
+VAGRANT_RESULTS = RESULTS_DIR / "vagrant.json"  # written by hack/vagrant.sh (make e2e-vagrant, make test's smoke)
+VAGRANT_STEPS = [("box_ready", "box ready (`make vagrant-box`; cached: a check only)"),
+                 ("vms_up", "`vagrant up` (boot to SSH)"), ("shipmate_installed", "shipmate's venv (built on the host) unpacked"),
+                 ("agent_installed", "`shipmate install agent` (smoke: join of the host's server)"),
+                 ("node_ready_pod_running", "smoke: Node Ready, unit active, a pod Running and its log"),
+                 ("cluster_ready_after_boot", "server + agents installed, every node Ready"),
+                 ("tests", "tests/e2e/multinode + tests/vagrant/test_vm_checks.py"), ("destroy", "destroy"),
+                 ("total", "total (smoke: the test's own; under `make test` the boot overlaps the clients' suites)")]
+
+
+def vagrant_section() -> str:
+    """Wall times of the Vagrant runs (not a benchmark against a floor: the figures of the last run)."""
+    if not VAGRANT_RESULTS.exists():
+        return ""
+    data = json.loads(VAGRANT_RESULTS.read_text())
+    lines = ["## Vagrant (real VMs)",
+             "Wall times of the latest `make e2e-vagrant` (one server + two agent VMs) and of `make test`'s one-VM "
+             "smoke (`tests/vagrant`), from `bench/results/vagrant.json` (hack/vagrant.sh writes it). The VMs run "
+             "the box `make vagrant-box` builds; on this machine under QEMU's software emulation (TCG: no usable "
+             "hardware virtualization), about 30 times slower than the host.", "",
+             "| step | " + " | ".join(name for name in ("smoke", "e2e") if name in data) + " |",
+             "| --- | " + " | ".join("---:" for name in ("smoke", "e2e") if name in data) + " |"]
+    for key, label in VAGRANT_STEPS:
+        cells = [f"{data[name][key]} s" if key in data[name] else "–" for name in ("smoke", "e2e") if name in data]
+        if any(cell != "–" for cell in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "box_build_seconds" in data:
+        lines += ["", f"Latest box build (`make vagrant-box`, from the cached debootstrap tree): "
+                      f"{data['box_build_seconds']} s; a first build adds debootstrap from the mirror"
+                      + (f" ({data['debootstrap_seconds']} s here)" if "debootstrap_seconds" in data else "") + "."]
+    for name in ("smoke", "e2e"):
+        if name in data:
+            entry = data[name]
+            status = entry.get("tests_status")
+            lines.append("")
+            lines.append(f"{name}: measured {entry.get('measured', '?')}, {entry.get('cores', '?')} host cores, "
+                         f"driver {entry.get('driver', '?')}"
+                         + (f", tests exit status {status}" if status is not None else "") + ".")
+            if entry.get("notes"):
+                lines.append(entry["notes"])
+    return "\n".join(lines)
+
+
+def render_page(results: list[BenchResult], missing: list[str] = (), plots: list[str] = ()) -> str:
+    """The whole of docs/benchmarks.md: introduction, summary (with plots), one section per benchmark."""
+    summary = ("## Summary\n"
+               "Every figure against its baseline, from the latest run of each benchmark (`bench/results/`); "
+               "`bench/report.py --no-run` rewrites this page from those files.\n\n"
+               + summary_table(results, missing)
+               + ("\n\n" + "\n\n".join(plots) if plots else ""))
+    text = INTRO + "\n" + replace_block("", "summary", summary).lstrip()
+    for result in sorted(results, key=lambda r: r.bench):
+        text = replace_block(text, result.bench, bench_section(result))
+    if vagrant_section():
+        text = replace_block(text, "vagrant", vagrant_section())
+    return text
+
+
 def write_report(results: list[BenchResult], missing: list[str] = ()) -> None:
     IMG_DIR.mkdir(parents=True, exist_ok=True)
-    by_name = {r.bench: r for r in results}
+    by_name = {r.bench: r for r in results if r.figures}
     plots = []
     if plot_latency(by_name, IMG_DIR / "bench-latency.png"):
         plots.append("![Latency distributions](img/bench-latency.png)")
     if plot_scale(by_name, IMG_DIR / "bench-scale.png"):
         plots.append("![Cost against scale](img/bench-scale.png)")
-    summary = ("## Summary (generated by `make bench`)\n"
-               "Every figure against its baseline, from the latest run of each benchmark (`bench/results/`); "
-               "`bench/report.py --no-run` rewrites this block from those files. Sections below add the "
-               "details of each run.\n\n" + summary_table(results)
-               + (f"\n\nNo result yet (their sections below hold earlier figures): "
-                  f"{', '.join(f'`{m}`' for m in missing)}." if missing else "")
-               + ("\n\n" + "\n\n".join(plots) if plots else ""))
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    text = replace_block(text, "summary", summary, after="read ratios rather than absolute times.")
-    for bench, render in SECTIONS.items():
-        if bench in by_name:
-            text = replace_block(text, bench, render(by_name[bench]))
-    DOC.write_text(text)
+    DOC.write_text(render_page(results, missing, plots))
+
+
+def collect(names: list[str], ran: dict[str, str] | None) -> tuple[list[BenchResult], list[str]]:
+    """Every benchmark's latest result; `ran`: the statuses of this run's benchmarks (None: --no-run),
+    the others are marked as from an earlier run. Returns (results, benchmarks without any)."""
+    results, missing = [], []
+    for bench in names:
+        result = load_result(bench)
+        if result is None:
+            print(f"no result for {bench}", file=sys.stderr)
+            missing.append(bench)
+            continue
+        result.earlier = ran is not None and bench not in ran
+        results.append(result)
+    return results, missing
 
 
 def main() -> int:
@@ -296,17 +447,8 @@ def main() -> int:
     if args.run:
         wanted = [n for n in (args.only.split(",") if args.only else names) if n and n not in args.skip.split(",")]
         for bench in wanted:
-            status[bench] = "ok" if run_bench(bench, extra.get(bench, []), args.timeout) else \
-                "failed, previous result kept"
-    results, missing = [], []
-    for bench in names:
-        result = load_result(bench)
-        if result is None:
-            print(f"no result for {bench}", file=sys.stderr)
-            missing.append(bench)
-            continue
-        result.status = status.get(bench, "ok")
-        results.append(result)
+            status[bench] = run_bench(bench, extra.get(bench, []), args.timeout)
+    results, missing = collect(names, status if args.run else None)
     write_report(results, missing)
     failed = [b for b, s in status.items() if s != "ok"]
     print(f"wrote {DOC.relative_to(REPO)} ({len(results)} benchmarks, failed: {', '.join(failed) or 'none'})")

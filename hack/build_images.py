@@ -316,7 +316,132 @@ def build_default_images(out_dir: Path = DEFAULT_OUT) -> list[BuiltImage]:
         build_image(PAUSE_IMAGE, [host_file("/pause", pause, 0o755)],
                     ImageConfig(entrypoint=["/pause"], env=[]), out_dir),
         build_image(BUSYBOX_IMAGE, base_files(), ImageConfig(cmd=["sh"]), out_dir),
+        build_image(CLUSTER_DNS_IMAGE, base_files() + python_files() + module_files(CLUSTER_DNS_MODULE),
+                    ImageConfig(entrypoint=["python3", "-m", CLUSTER_DNS_MODULE],
+                                env=[f"PATH={DEFAULT_PATH}", f"PYTHONPATH={MODULES_DIR}", "PYTHONDONTWRITEBYTECODE=1"],
+                                exposed_ports=["53/udp", "53/tcp", "9153/tcp"]), out_dir),
     ]
+
+
+# The cluster DNS addon's image (shipmate.addons runs it as kube-system/coredns): Debian's Python, and the
+# modules `python -m agent.cluster_dns.pod` imports from this repo plus the third-party packages they come from
+# (whole, from the venv this script runs in: same CPython ABI as Debian's 3.11), under MODULES_DIR.
+CLUSTER_DNS_IMAGE = "shipmate/cluster-dns:1.0"
+CLUSTER_DNS_MODULE = "agent.cluster_dns.pod"
+MODULES_DIR = "/opt/shipmate/lib"
+_CLOSURE_SCRIPT = """
+import importlib, json, os, sys, sysconfig
+importlib.import_module(sys.argv[1])
+repo, stdlib = os.path.realpath(sys.argv[2]), os.path.realpath(sysconfig.get_paths()["stdlib"])
+site = [os.path.realpath(p) for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)]
+files = set()
+for module in list(sys.modules.values()):
+    path = os.path.realpath(getattr(module, "__file__", None) or "")
+    if not os.path.isfile(path) or path.startswith(stdlib + os.sep):
+        continue
+    if path.startswith(repo + os.sep):
+        files.add((repo, os.path.relpath(path, repo)))
+        continue
+    for root in site:
+        if path.startswith(root + os.sep):
+            top = os.path.relpath(path, root).split(os.sep)[0]
+            if top.endswith((".py", ".so")):
+                files.add((root, top))
+            else:
+                for folder, dirs, names in os.walk(os.path.join(root, top)):
+                    dirs[:] = [d for d in dirs if d != "__pycache__"]
+                    files.update((root, os.path.relpath(os.path.join(folder, n), root)) for n in names
+                                 if n.endswith((".py", ".so")))
+            break
+print(json.dumps(sorted(files)))
+"""
+
+
+def module_files(module: str) -> list[Entry]:
+    """Every non-stdlib file `import module` loads (repo files one by one, third-party packages whole), under
+    MODULES_DIR, and the shared libraries their extensions need."""
+    image_python = PYTHON.resolve().name.removeprefix("python")
+    if image_python != f"{sys.version_info.major}.{sys.version_info.minor}":
+        raise SystemExit(f"build_images.py runs on Python {sys.version_info.major}.{sys.version_info.minor} but the "
+                         f"image's is {PYTHON} ({image_python}): its compiled packages would not load there")
+    output = subprocess.run([sys.executable, "-c", _CLOSURE_SCRIPT, module, str(REPO_ROOT)], cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                            capture_output=True, text=True, check=True).stdout
+    entries, extensions = [], []
+    for root, relative in json.loads(output):
+        source = Path(root) / relative
+        entries.append(host_file(f"{MODULES_DIR}/{relative}", source, 0o644))
+        if source.suffix == ".so":
+            extensions.append(source)
+    have = {entry.path for entry in python_files()}
+    entries += [host_file(str(library), library.resolve(), 0o755)
+                for library in shared_libraries(extensions) if str(library) not in have]
+    return entries
+
+
+# Stand-ins for public images that clients' own test suites use (issue 19), under the same names through the
+# docker.io mirror: the suites run offline, and an image they cannot pull is not an excuse for a failure.
+NGINX_TAGS = ("latest", "1.15.4", "1.10")
+NGINX_ROOT = "/usr/share/nginx/html"
+# nginx's default page has this heading, and clients' tests look for it (not nginx's text, our own page)
+NGINX_INDEX = "<!DOCTYPE html>\n<html><head><title>stand-in</title></head>\n" \
+              "<body><h1>Welcome to nginx!</h1><p>A busybox httpd standing in for nginx.</p></body></html>\n"
+PYTHON = Path("/usr/bin/python3")
+# Parts of the standard library a server in a test pod never imports (the image stays small).
+PYTHON_SKIPPED = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "__pycache__",
+                  "site-packages", "dist-packages", "config-3.11-x86_64-linux-gnu"}
+
+
+def shared_libraries(binaries: list[Path]) -> list[Path]:
+    """Every shared library (and the loader) the binaries load, as `ldd` names them."""
+    found: set[Path] = set()
+    for binary in binaries:
+        output = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+        for line in output.splitlines():
+            words = line.split()
+            path = words[2] if "=>" in words and len(words) > 2 else words[0] if words else ""
+            if path.startswith("/") and Path(path).exists():
+                found.add(Path(path))
+    return sorted(found)
+
+
+def python_files(python: Path = PYTHON) -> list[Entry]:
+    """The host's Python (Debian's) with its standard library and the libraries they load, at the same paths:
+    `python` runs scripts of the standard library only, which is what test pods ask of the python image."""
+    interpreter = python.resolve()
+    stdlib = Path(f"/usr/lib/python{interpreter.name.removeprefix('python')}")
+    entries = [host_file(str(interpreter), interpreter, 0o755),
+               symlink("/usr/bin/python3", interpreter.name), symlink("/usr/bin/python", interpreter.name)]
+    extensions = []
+    for path in sorted(stdlib.rglob("*")):
+        relative = path.relative_to(stdlib)
+        if set(relative.parts) & PYTHON_SKIPPED or path.is_dir():
+            continue
+        if path.is_symlink():
+            entries.append(symlink(str(path), os.readlink(path)))
+        elif path.is_file():
+            entries.append(host_file(str(path), path, path.stat().st_mode & 0o777))
+            if path.suffix == ".so":
+                extensions.append(path)
+    entries += [host_file(str(library), library.resolve(), 0o755)
+                for library in shared_libraries([interpreter, *extensions])]
+    return entries
+
+
+def stand_in_images(out_dir: Path = DEFAULT_OUT) -> list[BuiltImage]:
+    """nginx: busybox httpd serving NGINX_ROOT on port 80; ubuntu: a shell and the usual tools; python: the host's
+    interpreter beside busybox; pause: our pause."""
+    nginx = base_files() + [file(f"{NGINX_ROOT}/index.html", NGINX_INDEX)]
+    nginx_config = ImageConfig(cmd=["httpd", "-f", "-p", "80", "-h", NGINX_ROOT], exposed_ports=["80/tcp"])
+    images = [build_image(f"library/nginx:{tag}", nginx, nginx_config, out_dir) for tag in NGINX_TAGS]
+    images.append(build_image("library/ubuntu:latest", base_files(), ImageConfig(cmd=["sh"]), out_dir))
+    python = base_files() + python_files()
+    images.append(build_image("library/python:latest", python, ImageConfig(cmd=["python3"]), out_dir))
+    # registry.k8s.io/pause:3.9, k8s.gcr.io/pause:2.0, gcr.io/google_containers/pause through the default mirrors
+    pause = [host_file("/pause", build_pause_binary(), 0o755)]
+    images += [build_image(name, pause, ImageConfig(entrypoint=["/pause"], env=[]), out_dir)
+               for name in ("pause:3.9", "pause:2.0", "google_containers/pause:latest")]
+    return images
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,8 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default=DEFAULT_REGISTRY)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--no-push", action="store_true", help="only write the OCI layouts")
+    parser.add_argument("--stand-ins", action="store_true",
+                        help="also the stand-ins of public images clients' test suites use (nginx, ubuntu, python)")
     args = parser.parse_args(argv)
-    for image in build_default_images(args.out):
+    images = build_default_images(args.out) + (stand_in_images(args.out) if args.stand_ins else [])
+    for image in images:
         state = "built"
         if not args.no_push:
             state = "pushed" if push_image(image, args.registry) else "up to date"

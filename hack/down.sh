@@ -22,6 +22,12 @@ main() {
   if containerd_up; then
     "$PY" "$REPO_ROOT/hack/cri_tool.py" remove-pods || pods_status=$?
   fi
+  # The proxy's rules lead to the pods just removed: remove them too, whichever mode wrote them (the
+  # iptables chains and the nftables table ip shipmate-proxy); `make up` programs them again.
+  if [[ -x $VENV/bin/shipmate ]]; then
+    "$VENV/bin/shipmate" agent --cleanup-iptables >/dev/null \
+      || printf 'warning: the proxy rules could not all be removed (shipmate agent --cleanup-iptables)\n' >&2
+  fi
   stop_daemon server 'shipmate server'
   if [[ $delete_state == yes ]]; then
     log "deleting $STATE_DIR/{server,agent,ipam} and $KUBECONFIG_PATH"

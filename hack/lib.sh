@@ -142,3 +142,13 @@ ensure_netns_dir_mounted() {
   fi
   mount --make-shared "$dir"
 }
+
+# The Debian mirror this machine's apt uses (deb822 .sources or one-line sources.list).
+debian_mirror() {
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' |
+        grep -E '/debian/?$' | head -n1)
+  [[ -n $uri ]] || uri=$(grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -E '/debian/?$' | head -n1)
+  [[ -n $uri ]] || die "no Debian mirror in /etc/apt/sources.list{,.d}: debootstrap needs one"
+  printf '%s\n' "$uri"
+}

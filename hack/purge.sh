@@ -3,7 +3,8 @@
 # `make up` starts as on a fresh box: the daemons, every pod sandbox our agents made (this node's and
 # the test suites' simulated nodes'), the images pushed to the local registry and pulled from it, the
 # proxy's iptables chains, the bridge and CNI files, systemd units, containerd's config (the one it
-# had before make up comes back), /etc/shipmate, /var/lib/shipmate*, /opt/shipmate, kubectl, logs.
+# had before make up comes back), /etc/shipmate, /var/lib/shipmate*, /opt/shipmate, kubectl, logs, and
+# the Vagrant VMs, networks, pool and cache (/var/cache/shipmate).
 # apt packages stay: other software may use them.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -34,7 +35,9 @@ remove_pods_and_images() {
 remove_network_state() {
   local ns
   if [[ -x $VENV/bin/shipmate ]]; then
-    "$VENV/bin/shipmate" agent --cleanup-iptables >/dev/null || note_left "iptables chains of the proxy remain"
+    # Both proxy modes: the iptables chains and the nftables table ip shipmate-proxy.
+    "$VENV/bin/shipmate" agent --cleanup-iptables >/dev/null \
+      || note_left "proxy rules remain (iptables chains or the nftables table ip shipmate-proxy)"
   fi
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(shipmate|smn)-' || true); do
     ip netns delete "$ns" 2>/dev/null || note_left "could not delete netns $ns"
@@ -84,6 +87,26 @@ remove_units() {
   return 0
 }
 
+# Vagrant (hack/vagrant.sh, hack/vagrant_box.sh): the VMs of both sets, their networks and volumes, the
+# libvirt pool, /var/cache/shipmate (box, debootstrap tree, Vagrant's home) and the qemu.conf lines.
+remove_vagrant() {
+  local cache=${SHIPMATE_VAGRANT_CACHE:-/var/cache/shipmate/vagrant} vset
+  if command -v virsh >/dev/null && virsh -q version >/dev/null 2>&1; then
+    for vset in smoke e2e; do
+      bash "$REPO_ROOT/hack/vagrant.sh" down "$vset" >/dev/null 2>&1 || note_left "Vagrant set $vset: VMs or network remain"
+    done
+    if virsh pool-info shipmate-vagrant >/dev/null 2>&1; then
+      virsh -q pool-destroy shipmate-vagrant >/dev/null 2>&1 || true
+      virsh -q pool-undefine shipmate-vagrant >/dev/null 2>&1 || note_left "libvirt pool shipmate-vagrant remains"
+    fi
+  fi
+  rm -rf "$cache"
+  rmdir /var/cache/shipmate 2>/dev/null || true
+  if [[ -f /etc/libvirt/qemu.conf ]] && grep -q '^# shipmate (hack/vagrant_lib.sh)' /etc/libvirt/qemu.conf; then
+    sed -i '/^# shipmate (hack\/vagrant_lib.sh)/,+2d' /etc/libvirt/qemu.conf
+  fi
+}
+
 main() {
   require_root purge
   log "stopping shipmate and removing its pods"
@@ -95,6 +118,7 @@ main() {
   stop_daemon registry docker-registry
   restore_containerd
   remove_units
+  remove_vagrant
   log "removing /etc/shipmate, /var/lib/shipmate*, /opt/shipmate, $KUBECTL, $LOG_DIR, $RUN_DIR"
   local dir
   for dir in "$STATE_DIR" /var/lib/shipmate-* /opt/shipmate; do
@@ -102,6 +126,10 @@ main() {
   done
   rm -rf "$ETC_DIR" "$LOG_DIR" "$RUN_DIR" "$REPO_ROOT/_output"
   rm -f "$KUBECTL"
+  # /etc/crictl.yaml only when shipmate wrote it (its first line says so).
+  if [[ -f /etc/crictl.yaml ]] && head -n1 /etc/crictl.yaml | grep -q '^# Written by shipmate'; then
+    rm -f /etc/crictl.yaml
+  fi
   if ((${#LEFT[@]})); then
     printf 'error: make purge left %d thing(s) behind:\n' "${#LEFT[@]}" >&2
     printf '  - %s\n' "${LEFT[@]}" >&2

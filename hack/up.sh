@@ -4,7 +4,8 @@
 #   hack/up.sh [--images-only | --host-only] [--test-extras]
 #     --images-only  stop after the registry and the images
 #     --host-only    stop after containerd, the registry and the images (no server, no agent)
-#     --test-extras  also install what the tests need from apt (etcd, systemd-analyze); the virtualenv
+#     --test-extras  also install what the tests need from apt (etcd, systemd-analyze) and push the stand-in
+#                    images of tests/peer (nginx, ubuntu, python); the virtualenv
 #                    always holds every locked Python dependency (requirements.lock), test and bench too
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -76,7 +77,13 @@ ensure_registry() {
 }
 
 ensure_images() {
-  "$PY" "$REPO_ROOT/hack/build_images.py" --registry "$REGISTRY"
+  "$PY" "$REPO_ROOT/hack/build_images.py" --registry "$REGISTRY" "${IMAGE_OPTIONS[@]}"
+}
+
+# /etc/crictl.yaml → this containerd, so `crictl pods` works as it is (a crictl.yaml of the user's is kept).
+ensure_crictl_config() {
+  "$VENV/bin/shipmate" crictl-config --endpoint "unix://$CONTAINERD_SOCKET" --out /etc/crictl.yaml
+  command -v crictl >/dev/null || log "crictl is not installed (Debian 12 has no package for it); install cri-tools' crictl and it reads /etc/crictl.yaml"
 }
 
 # containerd is restarted only when the config it was started with differs from the one on disk.
@@ -132,6 +139,18 @@ ensure_server() {
   wait_for 60 "shipmate server" server started_server_up
 }
 
+# kubeadm's addon phase: the cluster DNS Deployment and its kube-dns Service (idempotent: every start).
+ensure_addons() {
+  "$VENV/bin/shipmate" addons apply --kubeconfig "$KUBECONFIG_PATH" >/dev/null || die "could not apply the addons"
+}
+
+# Pods resolve names once the DNS pods serve (the agent gives them the kube-dns Service's address).
+wait_cluster_dns() {
+  log "waiting for the cluster DNS (kube-system/coredns)"
+  "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" -n kube-system rollout status deployment/coredns --timeout=120s \
+    || die "the cluster DNS did not become available; see kubectl -n kube-system describe pods -l k8s-app=kube-dns"
+}
+
 # The first start joins the cluster with a fresh bootstrap token (1 h); later starts (hack/restart.sh)
 # use the client certificate that join left in the agent's root dir and need no token.
 new_join_token() {
@@ -178,6 +197,8 @@ Logs: $LOG_DIR/{server,agent,containerd,registry}.log   Stop: sudo make down
 EOF
 }
 
+IMAGE_OPTIONS=()
+
 main() {
   local until=cluster
   while (($#)); do
@@ -185,7 +206,9 @@ main() {
       --images-only) until=images ;;
       --host-only) until=host ;;
       # etcd: tests/integration/test_etcd_*; systemd-analyze, systemd-nspawn, debootstrap: test_systemd_units
-      --test-extras) APT_PACKAGES+=(etcd-server etcd-client systemd systemd-container debootstrap) ;;
+      # and the stand-ins of the public images clients' own test suites use (tests/peer)
+      --test-extras) APT_PACKAGES+=(etcd-server etcd-client systemd systemd-container debootstrap)
+        IMAGE_OPTIONS+=(--stand-ins) ;;
       *) die "unknown option $1" ;;
     esac
     shift
@@ -198,11 +221,14 @@ main() {
   ensure_images
   [[ $until == images ]] && return 0
   ensure_containerd
+  ensure_crictl_config
   pull_images
   [[ $until == host ]] && { log "host containerd, registry and images are up"; return 0; }
   ensure_server
+  ensure_addons
   ensure_agent
   wait_node_ready
+  wait_cluster_dns
 }
 
 main "$@"

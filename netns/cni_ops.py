@@ -23,6 +23,7 @@ from netns.cni_spec import (
     NetConf, add_result, host_veth_name, loopback_result, mac_for_ipv4, parse_netconf,
     parse_request, prev_result_address, version_result,
 )
+from netns.hostport import HostPortStore, Sandbox, parse_port_mappings
 from netns.ipam import IPAMExhausted, IPAMStore
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,13 @@ def _add(request: CNIRequest, conf: NetConf, ipam: IPAMStore) -> dict[str, Any]:
                     request.pod, request.container_id, ip, e)
         _undo(request, host_name, ipam)
         raise CNIError(ERR_INTERFACE_SETUP, f"attaching {request.ifname} to {conf.bridge} failed: {e}") from e
-    log.info("cni added pod=%s container=%s ip=%s veth=%s", request.pod, request.container_id,
-             address, host_name)
+    mappings = parse_port_mappings(request.config.get("runtimeConfig"))
+    if mappings:
+        # The agent programs them (agent/hostports.py) from this record, right after this ADD.
+        HostPortStore(conf.ipam_dir, conf.name).record(
+            Sandbox(request.container_id, str(ip), str(conf.subnet), request.pod, mappings))
+    log.info("cni added pod=%s container=%s ip=%s veth=%s host_ports=%s", request.pod, request.container_id,
+             address, host_name, ",".join(str(m.host_port) for m in mappings) or "-")
     return add_result(request.cni_version, host_ifname=host_name, host_mac=host_mac,
                       pod_ifname=request.ifname, pod_mac=pod_mac, netns=request.netns,
                       address=address, gateway=conf.gateway)
@@ -144,6 +150,7 @@ def _delete(request: CNIRequest, conf: NetConf, ipam: IPAMStore) -> None:
     except Exception as e:
         # Keep the address reserved: releasing it while the old interface lives would duplicate it.
         raise CNIError(ERR_INTERFACE_SETUP, f"deleting {host_name} failed: {e}") from e
+    HostPortStore(conf.ipam_dir, conf.name).forget(request.container_id)
     released = ipam.release(request.container_id, request.ifname)
     log.info("cni deleted pod=%s container=%s veth_removed=%s released=%s", request.pod,
              request.container_id, deleted, ",".join(map(str, released)) or "-")

@@ -37,6 +37,8 @@ def render_conflist(pod_cidr: str, *, ipam_dir: str = DEFAULT_IPAM_DIR, mtu: int
         "gateway": str(next(subnet.hosts())),
         "hairpinMode": True,
         "ipamDataDir": ipam_dir,
+        # containerd then passes the pods' hostPorts as runtimeConfig.portMappings (netns/hostport.py).
+        "capabilities": {"portMappings": True},
     }
     if mtu is not None:
         plugin["mtu"] = mtu

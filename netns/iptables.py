@@ -118,6 +118,13 @@ class Iptables:
             return False
         raise IptablesError(f"{self.backend.iptables} -t {table} -S {chain}: {err.strip()}")
 
+    async def rules(self, table: str, chain: str) -> str:
+        """`iptables -S <chain>`: one chain's rules (cheap for small built-in chains)."""
+        rc, out, err = await _run((*self._prefix, self.backend.iptables, "-w", "-t", table, "-S", chain))
+        if rc != 0:
+            raise IptablesError(f"{self.backend.iptables} -t {table} -S {chain}: {err.strip()}")
+        return out
+
     async def has_rule(self, table: str, chain: str, spec: Iterable[str]) -> bool:
         rc, _, err = await _run((*self._prefix, self.backend.iptables, "-w", "-t", table, "-C", chain, *spec))
         if rc == 0:

@@ -7,23 +7,31 @@ import functools
 import json
 import logging
 import os
-import signal
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from netns import cni_ops
 from netns.cni_codes import ERR_DECODING_FAILURE
 from netns.cni_spec import DEFAULT_IPAM_DIR, DEFAULT_SOCKET_PATH, CNIError, CNIReply
 from netns.cni_wire import MAX_MESSAGE_BYTES, decode_request, encode_reply
+from shipmate.supervisor import cancel_on_signals
 
 log = logging.getLogger(__name__)
 
 # Netlink work of concurrent pod starts runs in parallel up to this; more requests queue.
 CNI_WORKER_THREADS = 8
+# How long an ADD/DEL waits for `on_change` (the agent programming hostPorts) before answering.
+ON_CHANGE_TIMEOUT = 5.0
 
 
 class CNIService:
-    def __init__(self, state_dir: str = DEFAULT_IPAM_DIR) -> None:
+    """`on_change`, when given, is awaited after every successful ADD and DEL (the agent applies the
+    hostPorts recorded by it before the runtime starts the pod's containers)."""
+
+    def __init__(self, state_dir: str = DEFAULT_IPAM_DIR,
+                 on_change: Callable[[], Awaitable[None]] | None = None) -> None:
         self.state_dir = state_dir
+        self.on_change = on_change
         self._executor: ThreadPoolExecutor | None = None
 
     async def serve(self, socket_path: str = DEFAULT_SOCKET_PATH) -> None:
@@ -75,7 +83,13 @@ class CNIService:
             error = CNIError(ERR_DECODING_FAILURE, "malformed request on the CNI socket", str(e))
             return CNIReply(1, json.dumps(error.to_json("1.0.0")))
         work = functools.partial(cni_ops.handle, env, stdin, ipam_dir=self.state_dir)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        reply = await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        if reply.exit_code == 0 and self.on_change is not None and env.get("CNI_COMMAND") in ("ADD", "DEL"):
+            try:
+                await asyncio.wait_for(self.on_change(), ON_CHANGE_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - the periodic resync retries; the pod still starts
+                log.warning("cni change hook failed command=%s error=%r", env.get("CNI_COMMAND"), error)
+        return reply
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve_until_signalled(service: CNIService, socket_path: str) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
+    cancel_on_signals()
     try:
         await service.serve(socket_path)
     except asyncio.CancelledError:

@@ -314,15 +314,21 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
     return True
 
 
+# The public registries whose images manifests name most (pause images included) that a default mirror serves.
+DEFAULT_MIRRORED = ("docker.io", "registry.k8s.io", "k8s.gcr.io", "gcr.io")
+
+
 def load_registries(path: Path, default_mirror: str | None = None) -> object:
-    """The registries document of `path`; without that file, docker.io is mirrored to default_mirror
-    (when given): the offline images answer `image: busybox`, and containerd falls back to docker.io
-    itself for any image the mirror lacks. A file the user wrote is used as it is."""
+    """The registries document of `path`; without that file, docker.io, registry.k8s.io, k8s.gcr.io and gcr.io are
+    mirrored to default_mirror (when given): the offline images answer `image: busybox` or
+    `registry.k8s.io/pause:3.9`, and containerd falls back to the registry itself for any image the mirror lacks.
+    A file the user wrote is used as it is."""
     import yaml
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {"mirrors": {"docker.io": {"endpoint": [default_mirror]}}} if default_mirror else {}
+        return {"mirrors": {name: {"endpoint": [default_mirror]} for name in DEFAULT_MIRRORED}} \
+            if default_mirror else {}
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as error:

@@ -20,9 +20,11 @@ from pathlib import Path
 
 from shipmate import bootstrap_token
 from shipmate import containerd_config as containerd_conf
+from shipmate import crictl_config
 from shipmate.kubeclient import parse_servers
 
-SYSTEMD_SOURCE_DIR = Path(__file__).resolve().parent.parent / "systemd"
+# The repository's systemd/ (shipmate/systemd links to it), or the copy a wheel installed there.
+SYSTEMD_SOURCE_DIR = Path(__file__).resolve().parent / "systemd"
 UNIT_DIR = "/etc/systemd/system"
 ETC_DIR = "/etc/shipmate"
 DEFAULT_SHIPMATE_BIN = "/opt/shipmate/venv/bin/shipmate"
@@ -284,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         changed = write_files(files, args.root)
         for path in changed:
             print(f"wrote {under_root(args.root, path)}")
+        if args.role == "agent":
+            crictl = under_root(args.root, crictl_config.CRICTL_CONFIG)
+            outcome = crictl_config.write_crictl_config(crictl, f"unix://{options.paths.containerd_socket}")
+            if outcome == "written":
+                print(f"wrote {crictl}")
+            elif outcome == "kept":
+                print(f"kept {crictl}: not written by shipmate")
         if args.no_start:
             return 0
         if not systemd_is_init(args.root):

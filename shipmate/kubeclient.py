@@ -1,4 +1,4 @@
-"""Async Kubernetes API client (aiohttp): CRUD, watch with resume, and an informer.
+"""Async Kubernetes API client (aiohttp): CRUD, watch, and the informer's source over HTTP.
 
 Built from a kubeconfig or `--server URL[,URL...]` (failover between several servers). Errors come
 back as typed exceptions carrying the API's `Status` object so callers can branch on NotFound /
@@ -14,12 +14,14 @@ import os
 import ssl
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
 import yaml
+
+from shipmate.informer import Expired
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class KubeConfig:
     client_key: str | None = None
     client_key_data: bytes | None = None
     token: str | None = None
+    token_file: str | None = None                  # re-read when it changes (projected tokens rotate)
     insecure_skip_tls_verify: bool = False
     namespace: str = "default"
     extra_servers: tuple[str, ...] = ()            # failover targets, tried in order after `server`
@@ -117,7 +120,13 @@ class KubeConfig:
     def credential_files(self) -> tuple[str, ...]:
         """The files the TLS credentials are read from (watched for changes by KubeClient)."""
         return tuple(dict.fromkeys(path for path in (self.certificate_authority, self.client_certificate,
-                                                     self.client_key) if path))
+                                                     self.client_key, self.token_file) if path))
+
+    def bearer_token(self) -> str | None:
+        if self.token_file:
+            with open(self.token_file) as handle:
+                return handle.read().strip() or None
+        return self.token
 
 
 def _scratch_file(directory: str, name: str, data: bytes | None) -> str | None:
@@ -181,6 +190,27 @@ def parse_kubeconfig(document: Obj, base_dir: str = ".", context: str | None = N
     )
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_config(environ: dict[str, str] | None = None, account_dir: str = SERVICE_ACCOUNT_DIR) -> KubeConfig:
+    """client-go's rest.InClusterConfig: the API at $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT,
+    the pod's service account token (re-read as the kubelet rotates it) and the cluster CA."""
+    env = os.environ if environ is None else environ
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise ValueError("not in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set")
+    host = f"[{host}]" if ":" in host else host
+    namespace = "default"
+    try:
+        with open(os.path.join(account_dir, "namespace")) as handle:
+            namespace = handle.read().strip() or namespace
+    except FileNotFoundError:
+        pass
+    return KubeConfig(server=f"https://{host}:{port}", certificate_authority=os.path.join(account_dir, "ca.crt"),
+                      token_file=os.path.join(account_dir, "token"), namespace=namespace)
+
+
 def load_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
     with open(path) as handle:
         document = yaml.safe_load(handle) or {}
@@ -237,6 +267,7 @@ EVENTS = Resource("v1", "events")
 LEASES = Resource("coordination.k8s.io/v1", "leases")
 SERVICES = Resource("v1", "services")
 ENDPOINT_SLICES = Resource("discovery.k8s.io/v1", "endpointslices")
+NETWORK_POLICIES = Resource("networking.k8s.io/v1", "networkpolicies")
 CONFIG_MAPS = Resource("v1", "configmaps")
 SECRETS = Resource("v1", "secrets")
 
@@ -266,8 +297,7 @@ class KubeClient:
         self.config = config
         self.timeout = timeout
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
-        if config.token:
-            self._headers["Authorization"] = f"Bearer {config.token}"
+        self._set_token(config.bearer_token())
         self._servers = config.servers
         self._current = 0
         self._ssl = config.ssl_context()
@@ -299,12 +329,19 @@ class KubeClient:
         """Rebuilds the TLS context from the config's files; new requests use it at once, the old
         connections (watches included) are closed after a grace period and reconnect with it."""
         self._ssl = self.config.ssl_context()
+        self._set_token(self.config.bearer_token())
         self._credentials_stamp = _files_stamp(self.config.credential_files())
         old, self._session = self._session, None
         if old is not None:
             self._retired.add(old)
             asyncio.get_running_loop().call_later(RETIRED_SESSION_GRACE, self._close_retired, old)
         log.info("client credentials reloaded files=%s", ",".join(self.config.credential_files()))
+
+    def _set_token(self, token: str | None) -> None:
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        else:
+            self._headers.pop("Authorization", None)
 
     def _close_retired(self, session: aiohttp.ClientSession) -> None:
         if session not in self._retired:
@@ -515,105 +552,35 @@ def _watch_event(raw: Obj) -> WatchEvent:
 
 
 # ---------------------------------------------------------------------------------------------
-# Informer
+# The informer's source
 # ---------------------------------------------------------------------------------------------
-def object_key(obj: Obj) -> str:
-    meta = obj.get("metadata", {})
-    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta.get("name", "")
-
-
-ChangeHandler = Callable[[str, Obj | None, Obj | None], Awaitable[None] | None]
-
-
-@dataclass
-class Informer:
-    """list+watch into a local store; calls `on_change(type, old, new)` for every change.
-
-    Relists on 410 Gone (emitting the differences), resumes from the last resourceVersion (bookmarks
-    included), and reconnects with exponential backoff on any other failure.
-    """
+@dataclass(frozen=True)
+class ResourceSource:
+    """One resource listed and watched over the API: what the agent's informers (shipmate.informer) read.
+    A watch stops after `watch_timeout_seconds` (the informer resumes it), so a server that went away
+    without closing the stream is noticed."""
     client: KubeClient
     resource: Resource
     namespace: str | None = None
-    field_selector: str | None = None
     label_selector: str | None = None
-    on_change: ChangeHandler | None = None
-    min_backoff: float = 0.2
-    max_backoff: float = 10.0
+    field_selector: str | None = None
     watch_timeout_seconds: int = 300
-    store: dict[str, Obj] = field(default_factory=dict)
-    resource_version: str | None = None
-    synced: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def run(self) -> None:
-        backoff = self.min_backoff
-        need_list = True
-        while True:
-            try:
-                if need_list:
-                    await self._relist()
-                    need_list = False
-                await self._watch_once()
-                backoff = self.min_backoff
-            except Gone:
-                log.info("watch expired, relisting resource=%s rv=%s", self.resource.plural,
-                         self.resource_version)
-                need_list = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - the informer must survive anything
-                log.warning("list/watch failed resource=%s error=%r retry_in=%.1fs",
-                            self.resource.plural, error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+    @property
+    def name(self) -> str:
+        return self.resource.plural
 
-    async def _relist(self) -> None:
+    async def list(self) -> tuple[list[Obj], str]:
         listing = await self.client.list(self.resource, self.namespace, label_selector=self.label_selector,
                                          field_selector=self.field_selector)
-        fresh = {object_key(item): item for item in listing.get("items", [])}
-        self.resource_version = listing.get("metadata", {}).get("resourceVersion")
-        old_store, self.store = self.store, fresh
-        for key, obj in fresh.items():
-            previous = old_store.get(key)
-            if previous is None:
-                await self._notify("ADDED", None, obj)
-            elif _rv(previous) != _rv(obj):
-                await self._notify("MODIFIED", previous, obj)
-        for key, previous in old_store.items():
-            if key not in fresh:
-                await self._notify("DELETED", previous, None)
-        self.synced.set()
+        return listing.get("items") or [], str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
-    async def _watch_once(self) -> None:
-        async for event in self.client.watch(
-                self.resource, self.namespace, resource_version=self.resource_version,
-                label_selector=self.label_selector, field_selector=self.field_selector,
-                timeout_seconds=self.watch_timeout_seconds):
-            obj = event.object
-            rv = _rv(obj)
-            if event.type == "BOOKMARK":
-                self.resource_version = rv or self.resource_version
-                continue
-            key = object_key(obj)
-            previous = self.store.get(key)
-            if event.type == "DELETED":
-                self.store.pop(key, None)
-                await self._notify("DELETED", previous, obj)
-            else:
-                self.store[key] = obj
-                await self._notify("ADDED" if previous is None else "MODIFIED", previous, obj)
-            self.resource_version = rv or self.resource_version
-
-    async def _notify(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        if self.on_change is None:
-            return
+    async def watch(self, resource_version: str) -> AsyncIterator[WatchEvent]:
         try:
-            result = self.on_change(kind, old, new)
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception:  # noqa: BLE001 - a handler bug must not stop the informer
-            log.exception("informer handler failed resource=%s", self.resource.plural)
-
-
-def _rv(obj: Obj) -> str | None:
-    return obj.get("metadata", {}).get("resourceVersion")
+            async for event in self.client.watch(
+                    self.resource, self.namespace, resource_version=resource_version or None,
+                    label_selector=self.label_selector, field_selector=self.field_selector,
+                    timeout_seconds=self.watch_timeout_seconds):
+                yield event
+        except Gone as gone:
+            raise Expired(str(gone)) from gone

@@ -3,7 +3,18 @@ control-plane term) run a set of them until the first ends, then stop the others
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Sequence
+
+
+def cancel_on_signals() -> None:
+    """SIGTERM and SIGINT cancel the calling task (a daemon's main coroutine), which then stops through its own
+    `finally` blocks; without handlers a PID 1 in a container would ignore SIGTERM until it is killed."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
 
 
 async def stop_tasks(tasks: Sequence[asyncio.Task]) -> None:

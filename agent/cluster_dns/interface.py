@@ -49,3 +49,13 @@ def _ensure_link(ipr: IPRoute, interface: str) -> str:
                 raise
             log.info("link kind unavailable kind=%s interface=%s error=%s", kind, interface, error)
     raise RuntimeError(f"cannot create {interface}: the kernel supports none of {', '.join(LINK_KINDS)}")
+
+
+def remove_dns_link(interface: str = INTERFACE) -> bool:
+    """Deletes `interface` (left by an agent that served DNS itself); True if there was one."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=interface)
+        if not found:
+            return False
+        ipr.link("del", index=found[0])
+        return True

@@ -100,6 +100,8 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._pending: set[asyncio.Task] = set()
+        self.requests = {"udp": 0, "tcp": 0}   # queries received, by transport (the pod's /metrics)
+        self.forwarded = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,6 +132,7 @@ class DNSServer:
             task.cancel()
 
     def _on_datagram(self, data: bytes, addr: tuple) -> None:
+        self.requests["udp"] += 1
         try:
             response, query = answer_locally(self.zone, data, wire.CLASSIC_UDP_SIZE)
         except Exception:  # noqa: BLE001 - one bad query must not stop the server
@@ -138,6 +141,7 @@ class DNSServer:
         if response is not None:
             self._send(response, addr)
         elif query is not None:
+            self.forwarded += 1
             task = asyncio.create_task(self._forward_udp(data, query, addr))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -158,8 +162,10 @@ class DNSServer:
             while True:   # RFC 7766: several queries may share a connection
                 header = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
                 data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", header)[0]), TCP_IDLE_TIMEOUT)
+                self.requests["tcp"] += 1
                 response, query = answer_locally(self.zone, data, None)
                 if response is None and query is not None:
+                    self.forwarded += 1
                     response = await self.forwarder.forward(data, tcp=True) or wire.encode_response(
                         query, wire.Answer(wire.RCODE_SERVFAIL, authoritative=False))
                 if response is None:

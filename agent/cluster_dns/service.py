@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-from agent.cluster_dns.interface import ensure_dns_address
 from agent.cluster_dns.server import DNS_PORT, DNSServer, Forwarder
 from agent.cluster_dns.zone import Zone
 from agent.dns import ResolvConf
@@ -34,17 +33,15 @@ class ClusterDNS:
         self.ready = asyncio.Event()
 
     # ServiceConsumer (agent.proxy.sources): cheap dictionary updates, never blocking.
-    def on_service_change(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+    def on_service_change(self, kind: str, service: Obj, _old: Obj | None) -> None:
         if kind == "DELETED":
-            meta = (old or new or {}).get("metadata") or {}
+            meta = service.get("metadata") or {}
             self.zone.delete_service(meta.get("namespace") or "default", meta.get("name") or "")
-        elif new is not None:
-            self.zone.set_service(new)
+        else:
+            self.zone.set_service(service)
 
-    def on_endpoint_slice_change(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        obj = new if new is not None else old
-        if obj is not None:
-            self.zone.set_slice(obj, deleted=kind == "DELETED")
+    def on_endpoint_slice_change(self, kind: str, endpoint_slice: Obj, _old: Obj | None) -> None:
+        self.zone.set_slice(endpoint_slice, deleted=kind == "DELETED")
 
     def on_services_synced(self) -> None:
         self.zone.services_synced = True
@@ -57,6 +54,8 @@ class ClusterDNS:
         while self.server is None:
             try:
                 if self.manage_interface:
+                    # pyroute2 only here: the DNS pod (agent.cluster_dns.pod) has no link to manage.
+                    from agent.cluster_dns.interface import ensure_dns_address
                     kind = await asyncio.to_thread(ensure_dns_address, self.listen_address)
                     log.info("cluster dns address ready address=%s link_kind=%s", self.listen_address, kind)
                 server = DNSServer(self.zone, self.forwarder, self.listen_address, self.port)

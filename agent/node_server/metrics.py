@@ -1,5 +1,5 @@
 """The node server's /metrics: process RSS/CPU, kubelet's pod worker duration histogram, the PLEG relist
-duration and the pod workers' queue depth."""
+duration, the pod workers' queue depth and the open port-forward connections and streams."""
 from __future__ import annotations
 
 from typing import Callable
@@ -27,6 +27,19 @@ class NodeMetrics:
         self.queue_depth = Gauge(
             "kubelet_pod_worker_queue_depth", "Number of pods with an update waiting for their pod worker.",
             registry=self.registry)
+
+        self.portforward_sessions = Gauge(
+            "shipmate_node_portforward_sessions", "Port-forward connections the node server is serving.",
+            registry=self.registry)
+        self.portforward_streams = Gauge(
+            "shipmate_node_portforward_streams",
+            "Open port-forward client streams (SPDY) or forwarded ports (WebSocket) across connections.",
+            registry=self.registry)
+
+    def track_port_forward(self, sessions: Callable[[], int], streams: Callable[[], int]) -> None:
+        """Read at scrape time, from the scrape's thread (plain int reads)."""
+        self.portforward_sessions.set_function(sessions)
+        self.portforward_streams.set_function(streams)
 
     def observe_pod_sync(self, seconds: float, operation: str = "sync") -> None:
         self.pod_worker_duration.labels(operation=operation).observe(seconds)

@@ -2,7 +2,7 @@
 
 WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`): every binary message is one channel byte and
 data: 0 stdin, 1 stdout, 2 stderr, 3 error (a JSON metav1.Status when the command ends), 4 resize
-(JSON TerminalSize); v5 adds 255, a CLOSE signal `[255, channel]` that half-closes a stream (stdin
+(JSON TerminalSize); a client's text messages count as their UTF-8 bytes; v5 adds 255, a CLOSE signal `[255, channel]` that half-closes a stream (stdin
 EOF). SPDY (`v4.channel.k8s.io` to containerd): one stream per channel, named by a `streamType`
 header; the same bytes flow as DATA frames, and FIN on stdin is the EOF.
 """
@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from agent.node_server.spdy import SYN_REPLY, SpdySession
 
@@ -62,14 +62,34 @@ def frame(channel: int, data: bytes) -> bytes:
     return bytes([channel]) + data
 
 
+def message_bytes(message: WSMessage) -> bytes | None:
+    """The bytes of a data message, binary or text; None for any other message.
+
+    Clients may send channel data as text messages: the official Python client writes stdin given as a
+    `str` as a text message whose first character is the channel (`"\\x00ls\\n"`). kubelet's wsstream reads a
+    text message's UTF-8 bytes exactly as a binary message's, and so do we."""
+    if message.type == WSMsgType.BINARY:
+        return message.data
+    if message.type == WSMsgType.TEXT:
+        return message.data.encode()
+    return None
+
+
 def unframe(message: bytes) -> tuple[int, bytes]:
     if not message:
         raise RemoteCommandError("empty remote command message")
     return message[0], message[1:]
 
 
-async def bridge(ws: web.WebSocketResponse, session: SpdySession, options: StreamOptions) -> None:
-    """Pump bytes both ways until the runtime ends the session or the client goes away."""
+# containerd replies to an attach's streams before it adds them to the running container's output: stdin sent at
+# once can be answered (`kubectl debug -i` with piped input) before stdout is connected, and that output is lost.
+ATTACH_STDIN_SETTLE_SECONDS = 0.25
+
+
+async def bridge(ws: web.WebSocketResponse, session: SpdySession, options: StreamOptions,
+                 stdin_settle: float = 0.0) -> None:
+    """Pump bytes both ways until the runtime ends the session or the client goes away; the client's first
+    bytes wait `stdin_settle` seconds past the runtime's replies."""
     stream_ids = {name: session.open_stream({"streamType": name}) for name in options.stream_types()}
     names = {stream_id: name for name, stream_id in stream_ids.items()}
     replied = asyncio.Event()
@@ -89,12 +109,17 @@ async def bridge(ws: web.WebSocketResponse, session: SpdySession, options: Strea
     async def from_client() -> None:
         # spdystream drops data on a stream it has not replied to yet.
         await replied.wait()
+        if stdin_settle:
+            await asyncio.sleep(stdin_settle)
         async for message in ws:
-            if message.type != WSMsgType.BINARY:
+            raw = message_bytes(message)
+            if raw is None:
                 if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     return
                 continue
-            channel, data = unframe(message.data)
+            if not raw:
+                continue     # an empty message carries no channel: skipped, as kubelet's wsstream does
+            channel, data = unframe(raw)
             if channel == STDIN and "stdin" in stream_ids:
                 await session.send(stream_ids["stdin"], data)
             elif channel == RESIZE and "resize" in stream_ids:

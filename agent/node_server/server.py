@@ -1,4 +1,5 @@
-"""The agent's HTTPS server on :10250 (kubelet's port): /healthz, /metrics, /containerLogs, /exec, /attach.
+"""The agent's HTTPS server on :10250 (kubelet's port): /healthz, /metrics, /metrics/resource, /stats/summary,
+/containerLogs, /exec, /attach, /portForward.
 Only clients with a certificate signed by the cluster CA get through the TLS handshake, and each request
 is then authorized by the API server for that certificate's user (authz.py)."""
 from __future__ import annotations
@@ -20,10 +21,16 @@ from agent.node_server.cri_log import LogOptionsError, parse_log_query
 from agent.node_server.log_reader import stream_log
 from agent.node_server.metrics import NodeMetrics
 from agent.node_server.pod_lookup import ContainerLookupError, has_container, log_container_id, running_container_id
-from agent.node_server.remotecommand import (RUNTIME_PROTOCOL, WEBSOCKET_PROTOCOLS, RemoteCommandError, bridge,
-                                             parse_stream_options)
+from agent.node_server.portforward import (PROTOCOL as PORT_FORWARD_PROTOCOL, WEBSOCKET_PROTOCOLS as
+                                           PORT_FORWARD_WEBSOCKET_PROTOCOLS, PortForwardError, PortForwardLimits,
+                                           RuntimeBackend, SessionCounter, SpdyServer, parse_ports, serve_websocket)
+from agent.node_server.remotecommand import (ATTACH_STDIN_SETTLE_SECONDS, RUNTIME_PROTOCOL, WEBSOCKET_PROTOCOLS,
+                                             RemoteCommandError, bridge, parse_stream_options)
 from agent.node_server.spdy import SpdyError, SpdySession
+from agent.stats import StatsProvider
+from agent.stats.formats import filesystem, resource_metrics, summary
 from agent.node_server.tls import server_context
+from shipmate.raw_upgrade import RawUpgradeResponse
 from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
 from cri.client import CRIClient
 from cri.errors import CRIError
@@ -43,6 +50,8 @@ class NodeServerConfig:
     client_ca_file: str                  # the cluster CA: clients must present a certificate it signed
     bind_address: str | None = None      # None: every address
     certificate_poll: float = 1.0        # how often to look for the first serving certificate
+    port_forward: PortForwardLimits = PortForwardLimits()
+    root_dir: str = "/"                  # the filesystem /stats/summary reports as the node's
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -51,17 +60,25 @@ def _text(status: int, message: str) -> web.Response:
 
 class NodeServer:
     def __init__(self, runtime: CRIClient, get_pod: PodGetter, config: NodeServerConfig,
-                 metrics: NodeMetrics, authorizer: WebhookAuthorizer) -> None:
+                 metrics: NodeMetrics, authorizer: WebhookAuthorizer, stats: StatsProvider | None = None) -> None:
         self.runtime, self.get_pod, self.config, self.metrics = runtime, get_pod, config, metrics
         self.authorizer = authorizer
+        self.stats = stats or StatsProvider(runtime, config.node_name)
         self._tls: ssl.SSLContext | None = None
         self.app = web.Application(middlewares=[self.authorize])
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/metrics", self.metrics_text)
+        self.app.router.add_get("/metrics/resource", self.resource_metrics)
+        self.app.router.add_get("/stats/summary", self.stats_summary)
         self.app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         for verb in ("exec", "attach"):
             for method in ("GET", "POST"):
                 self.app.router.add_route(method, f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self.remote_command)
+        for method in ("GET", "POST"):
+            self.app.router.add_route(method, "/portForward/{namespace}/{pod}", self.port_forward)
+            self.app.router.add_route(method, "/portForward/{namespace}/{pod}/{uid}", self.port_forward)
+        self.port_forwards = SessionCounter(config.port_forward)
+        metrics.track_port_forward(lambda: self.port_forwards.sessions, lambda: self.port_forwards.streams)
 
     async def _first_certificate(self) -> None:
         """Returns once the serving certificate file exists (issued through the node's kubelet-serving CSR)."""
@@ -123,6 +140,19 @@ class NodeServer:
     async def metrics_text(self, _request: web.Request) -> web.Response:
         body = await asyncio.to_thread(self.metrics.render)
         return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
+
+    async def resource_metrics(self, _request: web.Request) -> web.Response:
+        """kubelet's /metrics/resource: what metrics-server (here: the API server) scrapes."""
+        snapshot = await self.stats.snapshot()
+        return web.Response(text=resource_metrics(snapshot), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"}, charset="utf-8")
+
+    async def stats_summary(self, request: web.Request) -> web.Response:
+        """kubelet's Summary API (stats/v1alpha1); `only_cpu_and_memory=true` leaves the filesystem out."""
+        only = request.query.get("only_cpu_and_memory", "").lower() == "true"
+        snapshot = await self.stats.snapshot()
+        fs = None if only else await asyncio.to_thread(filesystem, self.config.root_dir)
+        return web.json_response(summary(self.config.node_name, snapshot, fs, only))
 
     def _pod(self, request: web.Request) -> Obj:
         namespace, name = request.match_info["namespace"], request.match_info["pod"]
@@ -201,7 +231,8 @@ class NodeServer:
         log.info("%s started pod=%s/%s container=%s protocol=%s tty=%s stdin=%s", verb,
                  request.match_info["namespace"], request.match_info["pod"], request.match_info["container"],
                  ready.protocol, options.tty, options.stdin)
-        await bridge(ws, session, options)
+        await bridge(ws, session, options,
+                     stdin_settle=ATTACH_STDIN_SETTLE_SECONDS if verb == "attach" and options.stdin else 0.0)
         await ws.close()
         return ws
 
@@ -213,3 +244,78 @@ class NodeServer:
         return await self.runtime.attach(api_pb2.AttachRequest(
             container_id=container_id, stdin=options.stdin, tty=options.tty, stdout=options.stdout,
             stderr=options.stderr))
+
+    # ------------------------------------------------------------------ port-forward
+    async def _ready_sandbox(self, pod: Obj) -> str:
+        uid = pod["metadata"].get("uid", "")
+        sandboxes = await self.runtime.list_pod_sandbox(api_pb2.PodSandboxFilter(
+            label_selector={"io.kubernetes.pod.uid": uid},
+            state=api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_READY)))
+        if not sandboxes:
+            raise ContainerLookupError(f'pod "{pod["metadata"]["name"]}" has no running sandbox', 400)
+        return max(sandboxes, key=lambda s: (s.created_at, s.metadata.attempt)).id
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        """kubelet's /portForward/{namespace}/{pod}[/{uid}]: SPDY (portforward.k8s.io) or WebSocket (?port=)."""
+        namespace, name = request.match_info["namespace"], request.match_info["pod"]
+        limits = self.config.port_forward
+        pod = self.get_pod(namespace, name)
+        if pod is None:
+            return _text(404, "pod does not exist")
+        if request.match_info.get("uid") and pod["metadata"].get("uid") != request.match_info["uid"]:
+            return _text(404, "pod not found")
+        upgrade = request.headers.get("Upgrade", "").lower()
+        websocket = upgrade == "websocket"
+        ports: list[int] = []
+        if websocket or "port" in request.query:     # a plain GET is the API server asking why an upgrade failed
+            try:
+                ports = parse_ports(request.query.getall("port", []), limits)
+            except PortForwardError as error:
+                return _text(400, str(error))
+        try:
+            sandbox_id = await self._ready_sandbox(pod)
+        except ContainerLookupError as error:
+            return _text(error.http_status, str(error))
+        except CRIError as error:
+            return _text(500, f"error finding the sandbox of pod {name}: {error}")
+        if upgrade.startswith("spdy/"):
+            offered = [p.strip() for value in request.headers.getall("X-Stream-Protocol-Version", [])
+                       for p in value.split(",") if p.strip()]
+            if PORT_FORWARD_PROTOCOL not in offered:
+                return _text(403, f"unable to upgrade: unable to negotiate protocol: client supports {offered}, "
+                                  f"server supports [{PORT_FORWARD_PROTOCOL}]")
+        elif not websocket:
+            return _text(400, "unable to upgrade: port-forward needs a SPDY/3.1 or WebSocket upgrade")
+        if not self.port_forwards.try_acquire():
+            return _text(429, f"too many port-forward connections ({limits.max_sessions}) on this node")
+        backend: RuntimeBackend | None = None
+        label = f"{namespace}/{name}"
+        try:
+            try:
+                url = await self.runtime.port_forward(sandbox_id, ports)
+                backend = await RuntimeBackend.connect(url)
+            except (CRIError, SpdyError, OSError, asyncio.TimeoutError) as error:
+                return _text(500, f"error starting port-forward to pod {label}: {error}")
+            log.info("port-forward started pod=%s transport=%s ports=%s", label,
+                     "websocket" if websocket else "spdy", ports or "per stream")
+            if websocket:
+                ws = web.WebSocketResponse(protocols=PORT_FORWARD_WEBSOCKET_PROTOCOLS,
+                                           max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=False)
+                await ws.prepare(request)
+                self.port_forwards.streams += len(ports)
+                try:
+                    await serve_websocket(ws, ports, backend, limits, label)
+                finally:
+                    self.port_forwards.streams -= len(ports)
+                await ws.close()
+                return ws
+            response = RawUpgradeResponse("SPDY/3.1", {"X-Stream-Protocol-Version": PORT_FORWARD_PROTOCOL})
+            await response.prepare(request)
+            server = SpdyServer(response.read, response.write, backend, limits, self.port_forwards, label)
+            await server.serve()
+            return response
+        finally:
+            if backend is not None:
+                await backend.close()
+            self.port_forwards.release()
+            log.info("port-forward ended pod=%s", label)

@@ -1,11 +1,11 @@
-"""SPDY/3.1 framing and a small client session: how the agent talks to containerd's CRI streaming server.
+"""SPDY/3.1 framing and a small client session: how the agent talks to containerd's CRI streaming server
+(the server side of port-forward, where kubectl is the client, is in portforward.py).
 
 containerd 1.6's streaming server speaks the remote command protocol over SPDY or WebSocket v4, but
 WebSocket v4 cannot half-close stdin (that is what v5's CLOSE signal added), so `kubectl exec -i`
 with piped input would never see EOF. Over SPDY, stdin is its own stream and a FIN ends it.
 
-Only what the remote command client needs is here: SYN_STREAM out, SYN_REPLY/DATA/RST_STREAM/
-GOAWAY/PING in, DATA out. The peer (moby/spdystream) does no flow control, so WINDOW_UPDATE and
+Frames: SYN_STREAM, SYN_REPLY, DATA, RST_STREAM, PING and GOAWAY both ways. The peer (moby/spdystream) does no flow control, so WINDOW_UPDATE and
 SETTINGS are accepted and ignored.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
 VERSION = 3
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
 FLAG_FIN = 0x01
-RST_CANCEL = 5
+# RST_STREAM status codes (SPDY/3 section 2.6.3) we send or read.
+RST_PROTOCOL_ERROR, RST_INVALID_STREAM, RST_REFUSED_STREAM, RST_CANCEL = 1, 2, 3, 5
 MAX_DATA_LENGTH = (1 << 24) - 1
 # What one incoming frame may make us hold: its payload (the protocol allows 16 MiB; the runtime writes
 # 32 KiB chunks) and its decompressed header block (a few hundred bytes in practice; a zlib "bomb" of
@@ -122,6 +123,15 @@ def _control(kind: int, flags: int, payload: bytes) -> bytes:
 def syn_stream(codec: HeaderCodec, stream_id: int, headers: dict[str, str], fin: bool = False) -> bytes:
     payload = struct.pack(">IIH", stream_id, 0, 0) + codec.encode(headers)
     return _control(SYN_STREAM, FLAG_FIN if fin else 0, payload)
+
+
+def syn_reply(codec: HeaderCodec, stream_id: int, headers: dict[str, str], fin: bool = False) -> bytes:
+    payload = struct.pack(">I", stream_id & 0x7FFFFFFF) + codec.encode(headers)
+    return _control(SYN_REPLY, FLAG_FIN if fin else 0, payload)
+
+
+def goaway_frame(last_good_stream_id: int, status: int = 0) -> bytes:
+    return _control(GOAWAY, 0, struct.pack(">II", last_good_stream_id & 0x7FFFFFFF, status))
 
 
 def data_frame(stream_id: int, data: bytes, fin: bool = False) -> bytes:

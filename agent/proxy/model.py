@@ -45,6 +45,9 @@ class ServicePort:
     port: int
     node_port: int = 0
     external_ips: tuple[str, ...] = ()
+    # status.loadBalancer.ingress IPs (ours come from the server's ServiceLB controller), as kube-proxy's
+    # LoadBalancerVIPs: answered on every node, straight to the endpoints.
+    load_balancer_ips: tuple[str, ...] = ()
     session_affinity_seconds: int = 0  # 0: no ClientIP affinity
     external_policy_local: bool = False
     internal_policy_local: bool = False
@@ -66,7 +69,7 @@ class ServicePort:
 
     @property
     def externally_accessible(self) -> bool:
-        return self.node_port != 0 or bool(self.external_ips)
+        return self.node_port != 0 or bool(self.external_ips) or bool(self.load_balancer_ips)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,13 @@ def service_ports(service: dict) -> list[ServicePort]:
                       and service_type in ("NodePort", "LoadBalancer"))
     internal_local = spec.get("internalTrafficPolicy") == "Local"
     external_ips = tuple(ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip))
+    load_balancer_ips: tuple[str, ...] = ()
+    if service_type == "LoadBalancer":
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+        # ipMode Proxy: the load balancer delivers to the node, not to the VIP (upstream skips those).
+        load_balancer_ips = tuple(dict.fromkeys(
+            entry["ip"] for entry in ingress if isinstance(entry, dict) and _is_ipv4(entry.get("ip") or "")
+            and entry.get("ipMode", "VIP") != "Proxy"))
     result = []
     for port in spec.get("ports") or ():
         protocol = port.get("protocol") or "TCP"
@@ -115,7 +125,7 @@ def service_ports(service: dict) -> list[ServicePort]:
         result.append(ServicePort(
             name=ServicePortName(namespace, name, port.get("name") or "", protocol),
             type=service_type, cluster_ip=cluster_ip, port=port["port"], node_port=node_port,
-            external_ips=external_ips, session_affinity_seconds=affinity_seconds,
+            external_ips=external_ips, load_balancer_ips=load_balancer_ips, session_affinity_seconds=affinity_seconds,
             external_policy_local=external_local, internal_policy_local=internal_local))
     return result
 

@@ -11,17 +11,31 @@ import logging
 import time
 from collections.abc import Iterable
 
+from agent.netpol import render as netpol_render
 from agent.proxy import chains, conntrack, render
+from agent.proxy import nft as nft_render
+from netns import hostport
 from agent.proxy.changes import EndpointMap, EndpointsChangeTracker, PortMap, ServiceChangeTracker
 from agent.proxy.render import ProxyState, RenderConfig
 from agent.proxy.runner import BoundedFrequencyRunner
 from netns.iptables import Backend, Iptables, installed_backends
+from netns.nftables import Nft, nft_available
 
 log = logging.getLogger(__name__)
 
 
 def is_our_chain(table: str, chain: str) -> bool:
-    """The chains `cleanup_iptables` removes: everything the proxy creates, in any table."""
+    """The chains `cleanup_iptables` removes: everything the proxy creates, in any table, and the
+    hostPort (nat) and NetworkPolicy (filter) chains."""
+    if table == "nat" and chain in (hostport.DNAT_CHAIN, hostport.MASQ_CHAIN):
+        return True
+    if table == "filter" and netpol_render.is_our_chain(chain):
+        return True
+    return is_proxy_chain(table, chain)
+
+
+def is_proxy_chain(table: str, chain: str) -> bool:
+    """The proxy's own chains (not the hostPort and NetworkPolicy ones)."""
     if chain == chains.CANARY:
         return table in chains.CANARY_TABLES
     if table == "nat":
@@ -31,22 +45,30 @@ def is_our_chain(table: str, chain: str) -> bool:
     return table == "mangle" and chain == chains.IPTABLES_HINT
 
 
-async def cleanup_iptables(netns: str | None = None, backends: Iterable[Backend] | None = None) -> list[str]:
+async def cleanup_iptables(netns: str | None = None, backends: Iterable[Backend] | None = None,
+                           proxy_only: bool = False) -> list[str]:
     """`shipmate agent --cleanup-iptables`: remove our jumps and chains from every installed
-    backend (rules may have been written by an agent that chose the other one); returns what went."""
+    backend (rules may have been written by an agent that chose the other one); returns what went.
+    `proxy_only`: only the proxy's (an agent switching to the nftables mode keeps its hostPort and
+    NetworkPolicy chains, which stay on iptables)."""
     removed = []
+    jumps = render.JUMPS if proxy_only else (*render.JUMPS, *hostport.JUMPS, *netpol_render.JUMPS)
     for backend in installed_backends() if backends is None else backends:
         removed += (f"{backend.name}:{item}" for item in
-                    await Iptables(backend, netns).cleanup(render.JUMPS, is_our_chain))
+                    await Iptables(backend, netns).cleanup(jumps, is_proxy_chain if proxy_only else is_our_chain))
     return removed
 
 
 class Proxier:
     """Feed it the informer callbacks; `run()` keeps the node's iptables in line with them."""
 
-    def __init__(self, iptables: Iptables, config: RenderConfig, *, min_sync_period: float = 1.0,
-                 sync_period: float = 30.0, full_sync_period: float = 3600.0, burst: int = 2):
+    mode = "iptables"
+
+    def __init__(self, iptables: Iptables | None, config: RenderConfig, *, min_sync_period: float = 1.0,
+                 sync_period: float = 30.0, full_sync_period: float = 3600.0, burst: int = 2,
+                 netns: str | None = None):
         self.iptables = iptables
+        self.netns = iptables.netns if iptables is not None else netns
         self.config = config
         self.full_sync_period = full_sync_period
         self._services_tracker = ServiceChangeTracker()
@@ -85,17 +107,15 @@ class Proxier:
     def on_endpoint_slice_delete(self, endpoint_slice: dict) -> None:
         self.on_endpoint_slice_update(endpoint_slice, deleted=True)
 
-    # The same, in the shape of an informer's `on_change(kind, old, new)` (agent.proxy.sources).
-    def on_service_change(self, kind: str, old: dict | None, new: dict | None) -> None:
+    # The same, in the shape of an informer's handler `(kind, obj, old)` (agent.proxy.sources).
+    def on_service_change(self, kind: str, service: dict, old: dict | None) -> None:
         if kind == "DELETED":
-            self.on_service_update(old or new, None)
+            self.on_service_update(old or service, None)
         else:
-            self.on_service_update(old, new)
+            self.on_service_update(old, service)
 
-    def on_endpoint_slice_change(self, kind: str, old: dict | None, new: dict | None) -> None:
-        obj = new if new is not None else old
-        if obj is not None:
-            self.on_endpoint_slice_update(obj, deleted=kind == "DELETED")
+    def on_endpoint_slice_change(self, kind: str, endpoint_slice: dict, _old: dict | None) -> None:
+        self.on_endpoint_slice_update(endpoint_slice, deleted=kind == "DELETED")
 
     def on_services_synced(self) -> None:
         self._services_synced = True
@@ -126,7 +146,7 @@ class Proxier:
         changed = self._services_tracker.apply(self._services)
         changed |= self._endpoints_tracker.apply(self._endpoints)
         current = ProxyState(dict(self._services), dict(self._endpoints))
-        large = render.is_large_cluster(current)
+        large = self._is_large(current)
         # Crossing the large-cluster threshold changes the text of every endpoint chain.
         full = (self._need_full_sync or large != self._applied_large
                 or started - self._last_full_sync > self.full_sync_period)
@@ -134,16 +154,15 @@ class Proxier:
             if not full and not changed:
                 if await self._rules_intact():
                     return True
-                log.warning("proxy canary chain missing (rules flushed by someone else): full sync")
-                self._known_chains = None
+                log.warning("proxy canary missing (rules flushed by someone else): full sync mode=%s", self.mode)
+                self._rules_lost()
                 full = True
             if full:
                 await self._full_sync(current)
+                self._need_full_sync = False
+                self._last_full_sync = time.monotonic()
             else:
-                ruleset = render.render_partial(self._applied, current, changed, self.config, large)
-                await self.iptables.restore_all(ruleset.transactions)
-                if self._known_chains is not None:
-                    self._known_chains = (self._known_chains - ruleset.deleted) | ruleset.written
+                await self._partial_sync(current, changed, large)
         except Exception as error:  # any failure leaves the kernel state unknown: resync fully
             self._need_full_sync = True
             log.error("proxy sync failed full=%s changed=%d error=%s", full, len(changed), error)
@@ -151,10 +170,22 @@ class Proxier:
         stale_flows = conntrack.stale_udp_flows(self._applied, current, changed)
         self._applied, self._applied_large = current, large
         if stale_flows:
-            await conntrack.clear_flows(stale_flows, self.iptables.netns)
+            await conntrack.clear_flows(stale_flows, self.netns)
         log.info("proxy sync done full=%s services=%d changed=%d elapsed=%.3fs", full,
                  len(current.services), len(changed), time.monotonic() - started)
         return True
+
+    def _is_large(self, state: ProxyState) -> bool:
+        return render.is_large_cluster(state)
+
+    def _rules_lost(self) -> None:
+        self._known_chains = None
+
+    async def _partial_sync(self, current: ProxyState, changed: set, large: bool) -> None:
+        ruleset = render.render_partial(self._applied, current, changed, self.config, large)
+        await self.iptables.restore_all(ruleset.transactions)
+        if self._known_chains is not None:
+            self._known_chains = (self._known_chains - ruleset.deleted) | ruleset.written
 
     async def _rules_intact(self) -> bool:
         found = await asyncio.gather(*(self.iptables.chain_exists(table, chains.CANARY)
@@ -173,5 +204,56 @@ class Proxier:
                                           self.iptables.backend.full_sync_chunk, missing_jumps)
         await self.iptables.restore_all(ruleset.transactions)
         self._known_chains = set(ruleset.written)
-        self._need_full_sync = False
-        self._last_full_sync = time.monotonic()
+
+
+class NftProxier(Proxier):
+    """The same trackers and sync decisions, programmed as nftables: one table of our own
+    (agent.proxy.nft), one `nft -f` transaction per sync; a partial sync touches only the changed
+    service ports' elements and chains."""
+
+    mode = "nftables"
+
+    def __init__(self, nft: Nft, config: RenderConfig, **kwargs):
+        super().__init__(None, config, netns=nft.netns, **kwargs)
+        self.nft = nft
+        self._hairpin = nft_render.HairpinRefs()
+        self._picks: frozenset[str] = frozenset()
+        self.last_text = ""          # the last transaction applied (tests, benchmarks)
+        self.last_by_netlink = False  # ... and whether it went as a netlink element batch
+        self.last_changes: tuple | None = None   # ... its element changes, when it had only those
+
+    def _is_large(self, state: ProxyState) -> bool:
+        return False      # the iptables mode's comments and chain text: nothing here depends on it
+
+    def _rules_lost(self) -> None:
+        self._hairpin = nft_render.HairpinRefs()
+        self._picks = frozenset()
+
+    async def _full_sync(self, state: ProxyState) -> None:
+        ruleset = await asyncio.to_thread(nft_render.render_full, state, self.config)
+        await self.nft.apply(ruleset.text)
+        self._hairpin, self._picks = ruleset.hairpin, ruleset.picks
+        self.last_text, self.last_by_netlink = ruleset.text, False
+
+    async def _partial_sync(self, current: ProxyState, changed: set, large: bool) -> None:
+        ruleset = nft_render.render_partial(self._applied, current, changed, self.config, self._hairpin,
+                                            self._picks)
+        self.last_by_netlink = ruleset.element_changes is not None and self.nft.elements_by_netlink
+        self.last_changes = ruleset.element_changes
+        if ruleset.element_changes is not None:
+            await self.nft.apply_elements("ip", nft_render.TABLE, ruleset.element_changes, ruleset.text)
+        else:
+            await self.nft.apply(ruleset.text)
+        self._hairpin, self._picks = ruleset.hairpin.commit(), ruleset.picks
+        self.last_text = ruleset.text
+
+    async def _rules_intact(self) -> bool:
+        # The table's canary: its `services` chain (listing one small chain stays cheap at any size).
+        return await self.nft.has_chain("ip", nft_render.TABLE, "services")
+
+
+async def cleanup_nftables(netns: str | None = None) -> list[str]:
+    """Remove the nftables mode's table; returns what went."""
+    if not nft_available():
+        return []
+    return [f"nftables:ip/{nft_render.TABLE}"] if await Nft(netns).delete_table("ip", nft_render.TABLE) else []

@@ -112,11 +112,23 @@ def usable_endpoints(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     return ready or [ep for ep in endpoints if ep.serving and ep.terminating]
 
 
-def _service_rules(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: RenderConfig,
-                   large: bool) -> _ServiceRules:
-    out = _ServiceRules()
-    name, proto = sp.name_string, sp.protocol
-    match = f"-m {proto} -p {proto}"
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """What a service port's rules must do, whatever the backend (iptables or nftables) writes them with:
+    upstream's traffic-policy decisions."""
+    all_usable: list[Endpoint]
+    local: list[Endpoint]            # usable endpoints on this node (only with a Local policy)
+    cluster: list[Endpoint]          # endpoints of the cluster-policy chain ([]: no such chain)
+    has_endpoints: bool
+    uses_external_chain: bool
+    has_internal: bool               # internal (cluster IP) traffic has somewhere to go
+    has_external: bool               # external traffic has somewhere to go
+    internal_local: bool             # the internal chain is the local-policy one
+    external_local: bool             # the external policy chain is the local-policy one
+
+
+def plan_service(sp: ServicePort, endpoints: Iterable[Endpoint], cfg: RenderConfig) -> ServicePlan:
+    endpoints = tuple(endpoints)
     all_usable = usable_endpoints(endpoints)
     local = usable_endpoints(ep for ep in endpoints if ep.node_name == cfg.node_name) if (
         sp.internal_policy_local or sp.external_policy_local) else []
@@ -127,8 +139,20 @@ def _service_rules(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: Render
     # The cluster chain also serves the EXT chain's short-circuit for pods and the node itself.
     short_circuit = uses_external_chain and sp.external_policy_local
     cluster = all_usable if uses_cluster_endpoints or short_circuit else []
-    has_internal = has_endpoints and (not sp.internal_policy_local or bool(local))
-    has_external = has_endpoints and (not sp.external_policy_local or bool(local))
+    return ServicePlan(all_usable, local, cluster, has_endpoints, uses_external_chain,
+                       has_internal=has_endpoints and (not sp.internal_policy_local or bool(local)),
+                       has_external=has_endpoints and (not sp.external_policy_local or bool(local)),
+                       internal_local=sp.internal_policy_local, external_local=sp.external_policy_local)
+
+
+def _service_rules(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: RenderConfig,
+                   large: bool) -> _ServiceRules:
+    out = _ServiceRules()
+    name, proto = sp.name_string, sp.protocol
+    match = f"-m {proto} -p {proto}"
+    plan = plan_service(sp, endpoints, cfg)
+    local, cluster, has_endpoints = plan.local, plan.cluster, plan.has_endpoints
+    uses_external_chain, has_internal, has_external = plan.uses_external_chain, plan.has_internal, plan.has_external
     internal_chain = sp.local_chain if sp.internal_policy_local else sp.cluster_chain
     external_policy_chain = sp.local_chain if sp.external_policy_local else sp.cluster_chain
 
@@ -152,6 +176,14 @@ def _service_rules(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: Render
         if not has_external:
             out.filter_external.append(
                 f"-m comment --comment {external_comment} {match} {edest} -j {external_target}")
+    for lb_ip in sp.load_balancer_ips:
+        ldest = f"-d {lb_ip} --dport {sp.port}"
+        if has_endpoints:
+            out.nat_services.append(
+                f'-m comment --comment "{name} loadbalancer IP" {match} {ldest} -j {sp.external_chain}')
+        if not has_external:
+            out.filter_external.append(
+                f"-m comment --comment {external_comment} {match} {ldest} -j {external_target}")
     if sp.node_port:
         if has_endpoints:
             out.nat_nodeports.append(

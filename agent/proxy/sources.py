@@ -10,7 +10,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from shipmate.kubeclient import ENDPOINT_SLICES, SERVICES, Informer, KubeClient
+from shipmate.informer import Informer
+from shipmate.kubeclient import ENDPOINT_SLICES, SERVICES, KubeClient, ResourceSource
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,8 @@ Obj = dict[str, Any]
 class ServiceConsumer(Protocol):
     """What a user of the service sources implements; callbacks must not block."""
 
-    def on_service_change(self, kind: str, old: Obj | None, new: Obj | None) -> None: ...
-    def on_endpoint_slice_change(self, kind: str, old: Obj | None, new: Obj | None) -> None: ...
+    def on_service_change(self, kind: str, service: Obj, old: Obj | None) -> None: ...
+    def on_endpoint_slice_change(self, kind: str, endpoint_slice: Obj, old: Obj | None) -> None: ...
     def on_services_synced(self) -> None: ...
     def on_endpoint_slices_synced(self) -> None: ...
 
@@ -29,16 +30,16 @@ class ServiceConsumer(Protocol):
 class ServiceSources:
     def __init__(self, client: KubeClient, consumers: Sequence[ServiceConsumer]):
         self.consumers = list(consumers)
-        self.services = Informer(client, SERVICES, on_change=self._service_change)
-        self.endpoint_slices = Informer(client, ENDPOINT_SLICES, on_change=self._slice_change)
+        self.services: Informer[Obj] = Informer(ResourceSource(client, SERVICES), self._service_change)
+        self.endpoint_slices: Informer[Obj] = Informer(ResourceSource(client, ENDPOINT_SLICES), self._slice_change)
 
-    def _service_change(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+    def _service_change(self, kind: str, service: Obj, old: Obj | None) -> None:
         for consumer in self.consumers:
-            self._call(consumer.on_service_change, kind, old, new)
+            self._call(consumer.on_service_change, kind, service, old)
 
-    def _slice_change(self, kind: str, old: Obj | None, new: Obj | None) -> None:
+    def _slice_change(self, kind: str, endpoint_slice: Obj, old: Obj | None) -> None:
         for consumer in self.consumers:
-            self._call(consumer.on_endpoint_slice_change, kind, old, new)
+            self._call(consumer.on_endpoint_slice_change, kind, endpoint_slice, old)
 
     @staticmethod
     def _call(handler: Any, *args: Any) -> None:
@@ -50,7 +51,7 @@ class ServiceSources:
 
     async def _announce_synced(self, informer: Informer, method: str) -> None:
         await informer.synced.wait()
-        log.info("informer synced resource=%s objects=%d", informer.resource.plural, len(informer.store))
+        log.info("informer synced resource=%s objects=%d", informer.source.name, len(informer.cache))
         for consumer in self.consumers:
             self._call(getattr(consumer, method))
 

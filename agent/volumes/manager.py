@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ from cri.gen import api_pb2
 
 from agent.backoff import Backoff
 from agent.container_config import NodeResources
-from shipmate.kubeclient import CONFIG_MAPS, SECRETS, ApiError, KubeClient, NotFound
+from shipmate import local_path
+from shipmate.kubeclient import CONFIG_MAPS, SECRETS, ApiError, KubeClient, NotFound, Resource
+from shipmate.pod_resources import container_limits, pod_level_limits, pod_limits
 from shipmate.quantity import QuantityError, parse_quantity
 
 from agent.volumes import tmpfs
@@ -24,6 +27,8 @@ from agent.volumes.mounts import VolumePaths, container_mounts
 from agent.volumes.subpath import Binder, bind_mount, prepare_sub_paths
 from agent.volumes.projection import (Payload, config_map_payload, downward_api_payload,
                                       secret_payload)
+from agent.volumes.service_account_token import TokenManager
+from agent.volumes.atomic_writer import FileProjection
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,13 @@ PLUGIN_DIRS = {
     "projected": "kubernetes.io~projected",
 }
 API_DATA_KINDS = ("configMap", "secret", "downwardAPI", "projected")
+PERSISTENT_VOLUME_CLAIMS = Resource("v1", "persistentvolumeclaims")
+PERSISTENT_VOLUMES = Resource("v1", "persistentvolumes", namespaced=False)
+
+
+class ClaimNotReady(VolumeError):
+    """A persistentVolumeClaim volume whose claim or volume cannot be used yet (kubelet's volume manager
+    reports these as `Unable to attach or mount volumes: ...` and keeps the pod waiting)."""
 MEMORY_TMPFS_MODE = 0o1777
 
 
@@ -46,21 +58,17 @@ def volume_kind(volume: Obj) -> str:
 
 def memory_volume_size(volume: Obj, pod: Obj, allocatable: int) -> int:
     """tmpfs size of a memory-backed emptyDir, as kubelet's calculateEmptyDirMemorySize: the node's
-    allocatable memory, lowered to the pod's memory limit (when every container has one) and to
-    the volume's sizeLimit, whichever is smaller."""
+    allocatable memory, lowered to the pod's memory limit (PodLimits, when every container has one or
+    the pod has a pod-level one, as the pod cgroup's) and to the volume's sizeLimit, whichever is smaller."""
     size = allocatable
+    spec = pod.get("spec") or {}
+    containers = spec.get("containers") or []
+    if (containers and all(container_limits(c).get("memory") for c in containers)) or \
+            pod_level_limits(spec).get("memory"):
+        pod_limit = math.ceil(pod_limits(pod).get("memory", 0))
+        if 0 < pod_limit <= size:
+            size = pod_limit
     try:
-        spec = pod.get("spec") or {}
-        limits = [parse_quantity(value).int_value() if value is not None else None
-                  for value in (((c.get("resources") or {}).get("limits") or {}).get("memory")
-                                for c in spec.get("containers") or [])]
-        if limits and None not in limits:
-            init_limits = [parse_quantity(value).int_value()
-                           for c in spec.get("initContainers") or []
-                           if (value := ((c.get("resources") or {}).get("limits") or {}).get("memory")) is not None]
-            pod_limit = max([sum(limits)] + init_limits)
-            if 0 < pod_limit <= size:
-                size = pod_limit
         limit = (volume.get("emptyDir") or {}).get("sizeLimit")
         if limit is not None:
             volume_limit = parse_quantity(limit).int_value()
@@ -80,11 +88,14 @@ class _MountedPod:
 
 class VolumeManager:
     def __init__(self, root_dir: str, client: KubeClient, resync_period: float = RESYNC_PERIOD,
-                 node_resources: NodeResources | None = None, sub_path_binder: Binder = bind_mount):
+                 node_resources: NodeResources | None = None, sub_path_binder: Binder = bind_mount,
+                 node: Any = None):
         self.root_dir = root_dir
+        self.node = node or (lambda: {})       # this node's Node object (name, labels): PV node affinity
         self.sub_path_binder = sub_path_binder
         self.node_resources = node_resources or NodeResources.of_this_machine()
         self.client = client
+        self.tokens = TokenManager(client)  # serviceAccountToken sources of projected volumes
         self.resync_period = resync_period
         self._mounted: dict[str, _MountedPod] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -139,18 +150,87 @@ class VolumeManager:
             return mounted.paths
         paths: dict[str, str] = {}
         read_only, api_volumes = set(), []
-        for volume in (pod.get("spec") or {}).get("volumes") or []:
+        volumes = (pod.get("spec") or {}).get("volumes") or []
+        claims = {}
+        for volume in volumes:        # claims first: kubelet waits for them before setting anything up
+            if volume_kind(volume) == "persistentVolumeClaim":
+                try:
+                    claims[volume.get("name", "")] = await self._claim_path(pod, volume)
+                except ClaimNotReady as error:
+                    names = "[" + " ".join(v.get("name", "") for v in volumes
+                                           if volume_kind(v) == "persistentVolumeClaim") + "]"
+                    raise VolumeError(f"Unable to attach or mount volumes: unmounted volumes={names}, "
+                                      f"unattached volumes={names}, failed to process volumes=[{volume.get('name', '')}]"
+                                      f": {error}") from None
+                except (VolumeError, OSError, ApiError) as error:
+                    raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.get("name", "")}" : '
+                                      f'{error}') from None
+        for volume in volumes:
             name = volume.get("name", "")
             try:
-                paths[name] = await self._set_up(pod, volume)
+                paths[name] = claims[name] if name in claims else await self._set_up(pod, volume)
             except (VolumeError, OSError, ApiError) as error:
                 raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {error}') from None
             if volume_kind(volume) in API_DATA_KINDS:
                 read_only.add(name)
                 api_volumes.append(volume)
+            elif name in claims and (volume.get("persistentVolumeClaim") or {}).get("readOnly"):
+                read_only.add(name)
         result = VolumePaths(paths, frozenset(read_only))
         self._mounted[uid] = _MountedPod(pod, result, api_volumes)
         return result
+
+    async def _claim_path(self, pod: Obj, volume: Obj) -> str:
+        """The host path of a persistentVolumeClaim volume: the claim must be bound (and not being deleted), its
+        PersistentVolume bound to it, reachable from this node (node affinity) and a hostPath or local volume.
+        ClaimNotReady while the claim or volume is not there yet, VolumeError when it can never work here."""
+        namespace = pod["metadata"].get("namespace", "")
+        claim_name = (volume.get("persistentVolumeClaim") or {}).get("claimName", "")
+        where = f"error processing PVC {namespace}/{claim_name}"
+        try:
+            claim = await self.client.get(PERSISTENT_VOLUME_CLAIMS, claim_name, namespace)
+        except ApiError as error:
+            raise ClaimNotReady(f"{where}: failed to fetch PVC {namespace}/{claim_name} from API server. "
+                                f"err={error}") from None
+        spec, status = claim.get("spec") or {}, claim.get("status") or {}
+        if claim["metadata"].get("deletionTimestamp"):
+            raise ClaimNotReady(f"{where}: can't start pod because PVC {namespace}/{claim_name} is being deleted")
+        volume_name = spec.get("volumeName") or ""
+        if status.get("phase") != "Bound" or not volume_name:
+            raise ClaimNotReady(f'{where}: PVC {namespace}/{claim_name} has non-bound phase '
+                                f'("{status.get("phase", "")}") or empty pvc.Spec.VolumeName ("{volume_name}")')
+        try:
+            pv = await self.client.get(PERSISTENT_VOLUMES, volume_name)
+        except ApiError as error:
+            raise ClaimNotReady(f'{where}: failed to fetch PV "{volume_name}" from API server. err={error}') from None
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if not ref:
+            raise ClaimNotReady(f'{where}: found PV object "{volume_name}" but it has a nil pv.Spec.ClaimRef '
+                                "indicating it is not yet bound to the claim")
+        if ref.get("uid") != claim["metadata"].get("uid"):
+            raise ClaimNotReady(f'{where}: found PV object "{volume_name}" but its pv.Spec.ClaimRef.UID '
+                                f'("{ref.get("uid", "")}") does not point to claim.UID '
+                                f'("{claim["metadata"].get("uid", "")}")')
+        node = self.node() or {}
+        node_name = (node.get("metadata") or {}).get("name", "")
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        if node_name and not local_path.node_affinity_matches(pv, labels, node_name):
+            raise VolumeError(f'MountVolume.NodeAffinity check failed for volume "{volume_name}" : '
+                              "no matching NodeSelectorTerms")
+        pv_spec = pv.get("spec") or {}
+        if isinstance(pv_spec.get("hostPath"), dict):
+            source = pv_spec["hostPath"]
+            await asyncio.to_thread(check_host_path, source.get("path", ""), source.get("type") or "")
+            return source.get("path", "")
+        if isinstance(pv_spec.get("local"), dict):
+            path = pv_spec["local"].get("path", "")
+            if not await asyncio.to_thread(os.path.exists, path):
+                raise VolumeError(f'path "{path}" does not exist')
+            return path
+        kinds = ", ".join(k for k in pv_spec if k in ("nfs", "csi", "iscsi", "rbd", "cephfs", "fc", "glusterfs",
+                                                      "awsElasticBlockStore", "gcePersistentDisk", "azureDisk",
+                                                      "azureFile", "cinder", "vsphereVolume", "flexVolume"))
+        raise VolumeError(f"persistent volume type {kinds or 'unknown'} is not supported by this agent")
 
     async def _set_up(self, pod: Obj, volume: Obj) -> str:
         kind, uid, name = volume_kind(volume), pod["metadata"]["uid"], volume["name"]
@@ -169,10 +249,17 @@ class VolumeManager:
                 if medium == "Memory" else None
             await asyncio.to_thread(_make_empty_dir, path, medium == "Memory", size)
             return path
-        # Secrets live in memory only: a tmpfs sized like a memory-backed emptyDir without sizeLimit.
-        secret_size = memory_volume_size({}, pod, self.node_resources.allocatable_memory) if kind == "secret" else None
-        await asyncio.to_thread(_make_empty_dir, path, kind == "secret", secret_size)
-        await self._project(pod, volume, path, initial=True)
+        # Secrets and tokens live in memory only: a tmpfs sized like a memory-backed emptyDir without sizeLimit.
+        in_memory = kind == "secret" or (kind == "projected" and _holds_credentials(volume))
+        secret_size = memory_volume_size({}, pod, self.node_resources.allocatable_memory) if in_memory else None
+        fresh = not os.path.lexists(os.path.join(path, DATA_DIR))
+        await asyncio.to_thread(_make_empty_dir, path, in_memory, secret_size)
+        try:
+            await self._project(pod, volume, path, initial=True)
+        except BaseException:
+            if in_memory and fresh:  # as kubelet's secret volume: a failed first set-up leaves no tmpfs behind
+                await asyncio.to_thread(_remove_volume_dir, path)
+            raise
         return path
 
     async def _project(self, pod: Obj, volume: Obj, path: str, initial: bool) -> bool:
@@ -213,6 +300,11 @@ class VolumeManager:
             return secret_payload(spec, obj, default_mode)
         if source.get("downwardAPI") is not None:
             return downward_api_payload(source["downwardAPI"], pod, default_mode, self.node_resources)
+        if source.get("serviceAccountToken") is not None:
+            projection = source["serviceAccountToken"]
+            token = await self.tokens.token(pod, projection)
+            mode = default_mode if default_mode is not None else 0o644
+            return {projection.get("path") or "token": FileProjection(token.encode(), int(mode))}
         kinds = ", ".join(k for k in source if source[k] is not None)
         raise VolumeError(f"projected source {kinds or '(empty)'} is not supported by this agent")
 
@@ -261,6 +353,7 @@ class VolumeManager:
     async def cleanup(self, pod_uid: str) -> None:
         """Unmounts the pod's tmpfs volumes and deletes its directory."""
         self._mounted.pop(pod_uid, None)
+        self.tokens.forget(pod_uid)
         self._retry.reset(pod_uid)
         if await asyncio.to_thread(_remove_pod_dir, self.pod_dir(pod_uid)):
             log.info("pod volumes removed uid=%s", pod_uid)
@@ -283,12 +376,24 @@ class VolumeManager:
             log.exception("volume housekeeping failed")
 
 
+def _holds_credentials(volume: Obj) -> bool:
+    sources = (volume.get("projected") or {}).get("sources") or []
+    return any(isinstance(s, dict) and (s.get("secret") is not None or s.get("serviceAccountToken") is not None)
+               for s in sources)
+
+
 def _make_empty_dir(path: str, memory: bool, size: int | None) -> None:
     os.makedirs(path, 0o750, exist_ok=True)
     if memory:
         tmpfs.mount_tmpfs(path, size, MEMORY_TMPFS_MODE)
     else:
         os.chmod(path, 0o777)
+
+
+def _remove_volume_dir(path: str) -> None:
+    for point in tmpfs.mount_points(os.path.realpath(path)):
+        tmpfs.unmount(point)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_pod_dir(path: str) -> bool:

@@ -1,5 +1,5 @@
 """subPath mounts prepared before a container starts, as kubelet's doBindSubPath: a missing subPath
-directory of an emptyDir or hostPath volume is created, the subPath must resolve inside its volume,
+directory of an emptyDir, hostPath or persistentVolumeClaim volume is created, the subPath must resolve inside its volume,
 and what the runtime mounts is not the subPath but a bind mount of it under
 `<pod-dir>/volume-subpaths/<volume>/<container>/<mount index>`, made from an fd opened without
 following symlinks. A container that swaps a symlink into its volume after the check therefore
@@ -18,7 +18,7 @@ from agent.volumes.mounts import go_quote
 
 log = logging.getLogger(__name__)
 
-CREATABLE_KINDS = ("emptyDir", "hostPath")
+CREATABLE_KINDS = ("emptyDir", "hostPath", "persistentVolumeClaim")
 SUBPATH_DIR = "volume-subpaths"          # kubelet's containerSubPathDirectoryName
 
 # fd, target → the host path the runtime mounts (the real one bind-mounts fd on target).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apiserver.admission.chain import CREATE, Attributes, Step
 from apiserver.scheduler.predicates import tolerates
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -30,3 +31,24 @@ def with_default_tolerations(pod: Any, seconds: int) -> Any:
     if not added:
         return pod
     return {**pod, "spec": {**pod["spec"], "tolerations": [*tolerations, *added]}}
+
+
+class DefaultTolerationSeconds:
+    """The plugin: pods created through the API get the tolerations above."""
+    name = "DefaultTolerationSeconds"
+
+    def __init__(self, seconds: int = 300):
+        self.seconds = seconds
+
+    async def start(self, attributes: Attributes) -> Step | None:
+        if attributes.operation == CREATE and attributes.is_("", "pods"):
+            return _AddTolerations(self.seconds)
+        return None
+
+
+class _AddTolerations(Step):
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    async def admit(self, obj: Any, old: Any) -> Any:
+        return with_default_tolerations(obj, self.seconds)

@@ -22,13 +22,11 @@ import json
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from apiserver.allocation.claims import Claims, Holder, claim_key
 from apiserver.storage.interface import KeyValue, Storage
-
-if TYPE_CHECKING:  # informer.py imports the kinds, which import this module
-    from apiserver.informer import Informer
+from shipmate.informer import Informer
 
 Obj = dict[str, Any]
 
@@ -363,10 +361,10 @@ class ClaimingStorage:
         return kv
 
 
-async def follow_services(informer: "Informer", allocator: ServiceAllocator, writing: Callable[[Owner], bool]) -> None:
+async def follow_services(informer: Informer[Obj], allocator: ServiceAllocator, writing: Callable[[Owner], bool]) -> None:
     """Keep the in-memory claims current with Services written by other servers (a watch on all
     Services); owners with a local write in flight are left to that write, which syncs them itself."""
-    def on_change(event_type: str, service: Obj) -> None:
+    def on_change(event_type: str, service: Obj, _old: Obj | None) -> None:
         owner, _ = _owner_and_uid(service)
         if writing(owner):
             return

@@ -4,7 +4,8 @@ strategic-merge table in apiserver/patch.py, so apply and patch agree on list id
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Union
 
 from apiserver.patch import MERGE_KEYS, PRIMITIVE_MERGE
 
@@ -23,29 +24,69 @@ _ALWAYS_PRESENT = frozenset({"metadata", "spec", "spec.strategy", "spec.template
                              "spec.template.spec", "spec.template.spec.containers", "spec.containers"})
 
 
+MergeKey = Union[str, tuple[str, ...]]  # a field, several (x-kubernetes-list-map-keys), or PRIMITIVE_MERGE (a set)
+
+# Apply keys some lists by more fields than strategic merge (upstream's x-kubernetes-list-map-keys against its
+# patchMergeKey, as apiserver/openapi_schemas/patch_semantics.py publishes them): a Service's ports by port and
+# protocol, so that 53/UDP and 53/TCP are two items. A key field the applier leaves out takes its schema default.
+_WIDER_KEYS: dict[str, tuple[str, ...]] = {"port": ("port", "protocol"), "containerPort": ("containerPort", "protocol"),
+                                           "topologyKey": ("topologyKey", "whenUnsatisfiable")}
+APPLY_MERGE_KEYS: dict[str, MergeKey] = {
+    path: _WIDER_KEYS.get(key, key) if isinstance(key, str) else key for path, key in MERGE_KEYS.items()}
+KEY_DEFAULTS: Mapping[str, Any] = {"protocol": "TCP"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a kind's fields are owned: lists merged by key (merge_keys), maps owned whole (atomic_maps), structs
+    that are always there and so never recorded as created (always_present). Dotted paths without indexes."""
+    merge_keys: Mapping[str, MergeKey] = field(default_factory=lambda: APPLY_MERGE_KEYS)
+    atomic_maps: frozenset[str] = ATOMIC_MAPS
+    always_present: frozenset[str] = _ALWAYS_PRESENT
+
+
+BUILTIN = Layout()
+
+
+def key_fields(merge_key: MergeKey) -> tuple[str, ...]:
+    return merge_key if isinstance(merge_key, tuple) else (merge_key,)
+
+
 def _dotted(dotted: str, key: str) -> str:
     return f"{dotted}.{key}" if dotted else key
 
 
-def item_element(item: Any, merge_key: str) -> str:
+def key_value(item: Any, key: str) -> Any:
+    """An item's value of one of its list's key fields, defaulted as the schema defaults it."""
+    if not isinstance(item, dict):
+        return None
+    value = item.get(key)
+    return KEY_DEFAULTS.get(key) if value is None else value
+
+
+def item_element(item: Any, merge_key: MergeKey) -> str:
     if merge_key == PRIMITIVE_MERGE:
         return "v:" + json.dumps(item, separators=(",", ":"))
-    return "k:" + json.dumps({merge_key: item.get(merge_key) if isinstance(item, dict) else None},
-                             separators=(",", ":"))
+    keys = key_fields(merge_key)
+    return "k:" + json.dumps({k: key_value(item, k) for k in keys}, separators=(",", ":"))
+
+
+def item_matches(item: Any, element_keys: Mapping[str, Any]) -> bool:
+    return isinstance(item, dict) and all(key_value(item, k) == v for k, v in element_keys.items())
 
 
 CONTAINER = object()  # the value of a map, keyed list or list item whose fields are paths of their own
 
 
-def _walk(value: Any, dotted: str, path: Path, merge_keys: Mapping[str, str],
-          nodes: bool) -> Iterator[tuple[Path, Any]]:
-    if isinstance(value, dict) and value and dotted not in ATOMIC_MAPS:
-        if nodes and path and dotted not in _ALWAYS_PRESENT:
+def _walk(value: Any, dotted: str, path: Path, layout: Layout, nodes: bool) -> Iterator[tuple[Path, Any]]:
+    merge_keys = layout.merge_keys
+    if isinstance(value, dict) and value and dotted not in layout.atomic_maps:
+        if nodes and path and dotted not in layout.always_present:
             yield path, CONTAINER
         for key, child in value.items():
-            yield from _walk(child, _dotted(dotted, key), path + (f"f:{key}",), merge_keys, nodes)
+            yield from _walk(child, _dotted(dotted, key), path + (f"f:{key}",), layout, nodes)
     elif isinstance(value, list) and dotted in merge_keys:
-        if nodes and value and dotted not in _ALWAYS_PRESENT:
+        if nodes and value and dotted not in layout.always_present:
             yield path, CONTAINER
         merge_key = merge_keys[dotted]
         for item in value:
@@ -53,15 +94,14 @@ def _walk(value: Any, dotted: str, path: Path, merge_keys: Mapping[str, str],
             if merge_key != PRIMITIVE_MERGE and isinstance(item, dict):
                 yield item_path, CONTAINER
                 for key, child in item.items():
-                    yield from _walk(child, _dotted(dotted, key), item_path + (f"f:{key}",), merge_keys, nodes)
+                    yield from _walk(child, _dotted(dotted, key), item_path + (f"f:{key}",), layout, nodes)
             else:
                 yield item_path, item
     elif path:
         yield path, value
 
 
-def field_values(obj: Any, nodes: bool = False, subresource: str = "",
-                 merge_keys: Mapping[str, str] = MERGE_KEYS) -> dict[Path, Any]:
+def field_values(obj: Any, nodes: bool = False, subresource: str = "", layout: Layout = BUILTIN) -> dict[Path, Any]:
     """The owned paths of an object with their values (CONTAINER for maps, lists and items that have fields
     of their own): leaves (scalars, atomic lists and maps, empty maps) and list items. `nodes` adds the maps
     and keyed lists themselves (what an Update that creates them records as ".")."""
@@ -75,13 +115,12 @@ def field_values(obj: Any, nodes: bool = False, subresource: str = "",
             child = {name: value for name, value in child.items() if name not in _UNOWNED_META}
             if not child:
                 continue
-        values.update(_walk(child, key, (f"f:{key}",), merge_keys, nodes))
+        values.update(_walk(child, key, (f"f:{key}",), layout, nodes))
     return values
 
 
-def field_set(obj: Any, nodes: bool = False, subresource: str = "",
-              merge_keys: Mapping[str, str] = MERGE_KEYS) -> FieldSet:
-    return set(field_values(obj, nodes, subresource, merge_keys))
+def field_set(obj: Any, nodes: bool = False, subresource: str = "", layout: Layout = BUILTIN) -> FieldSet:
+    return set(field_values(obj, nodes, subresource, layout))
 
 
 _MISSING = object()
@@ -95,8 +134,8 @@ def value_at(obj: Any, path: Path) -> Any:
         if kind == "f" and isinstance(node, dict) and name in node:
             node = node[name]
         elif kind == "k" and isinstance(node, list):
-            key, wanted = next(iter(json.loads(name).items()))
-            node = next((item for item in node if isinstance(item, dict) and item.get(key) == wanted), _MISSING)
+            wanted_keys = json.loads(name)
+            node = next((item for item in node if item_matches(item, wanted_keys)), _MISSING)
         elif kind == "v" and isinstance(node, list):
             wanted = json.loads(name)
             node = wanted if wanted in node else _MISSING
@@ -139,14 +178,14 @@ def _remove_element(container: Any, element: str) -> None:
     if kind == "f" and isinstance(container, dict):
         container.pop(name, None)
     elif kind == "k" and isinstance(container, list):
-        key, wanted = next(iter(json.loads(name).items()))
-        container[:] = [item for item in container if not (isinstance(item, dict) and item.get(key) == wanted)]
+        wanted_keys = json.loads(name)
+        container[:] = [item for item in container if not item_matches(item, wanted_keys)]
     elif kind == "v" and isinstance(container, list):
         wanted = json.loads(name)
         container[:] = [item for item in container if item != wanted]
 
 
-def fields_v1_of(obj: Any, subresource: str = "") -> dict:
+def fields_v1_of(obj: Any, subresource: str = "", layout: Layout = BUILTIN) -> dict:
     """to_fields_v1(field_set(obj, nodes=True, subresource=...)) in one walk, without building paths: what a
     create records for its manager (every write's hot path)."""
     tree: dict = {}
@@ -159,31 +198,31 @@ def fields_v1_of(obj: Any, subresource: str = "") -> dict:
             child = {name: value for name, value in child.items() if name not in _UNOWNED_META}
             if not child:
                 continue
-        subtree = _subtree(child, key)
+        subtree = _subtree(child, key, layout)
         if subtree is not None:
             tree[f"f:{key}"] = subtree
     return _sorted_tree(tree)
 
 
-def _subtree(value: Any, dotted: str) -> dict | None:
+def _subtree(value: Any, dotted: str, layout: Layout) -> dict | None:
     """The FieldsV1 node (children unsorted) of a value at an owned path, None when field_values() would
     yield nothing at or below it (an empty keyed list, or an always-present struct holding only those)."""
-    if isinstance(value, dict) and value and dotted not in ATOMIC_MAPS:
+    if isinstance(value, dict) and value and dotted not in layout.atomic_maps:
         children: dict = {}
         for key, child in value.items():
-            subtree = _subtree(child, _dotted(dotted, key))
+            subtree = _subtree(child, _dotted(dotted, key), layout)
             if subtree is not None:
                 children[f"f:{key}"] = subtree
-        return _node(dotted not in _ALWAYS_PRESENT, children)
-    if isinstance(value, list) and dotted in MERGE_KEYS:
-        merge_key = MERGE_KEYS[dotted]
+        return _node(dotted not in layout.always_present, children)
+    if isinstance(value, list) and dotted in layout.merge_keys:
+        merge_key = layout.merge_keys[dotted]
         children = {}
         for item in value:
             element = item_element(item, merge_key)
             if merge_key != PRIMITIVE_MERGE and isinstance(item, dict):
                 fields: dict = {}
                 for key, child in item.items():
-                    subtree = _subtree(child, _dotted(dotted, key))
+                    subtree = _subtree(child, _dotted(dotted, key), layout)
                     if subtree is not None:
                         fields[f"f:{key}"] = subtree
                 subtree = _node(True, fields)
@@ -191,7 +230,7 @@ def _subtree(value: Any, dotted: str) -> dict | None:
                 subtree = {}
             existing = children.get(element)
             children[element] = subtree if existing is None else _merged(existing, subtree)
-        return _node(bool(value) and dotted not in _ALWAYS_PRESENT, children)
+        return _node(bool(value) and dotted not in layout.always_present, children)
     return {}
 
 

@@ -11,9 +11,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from apiserver.apply.fieldpath import (CONTAINER, FieldSet, Path, field_set, field_values, fields_v1_of, from_fields_v1,
-                                       leaf_value, missing, path_string, remove, to_fields_v1, value_at)
-from apiserver.patch import MERGE_KEYS, PRIMITIVE_MERGE
+from apiserver.apply.fieldpath import (BUILTIN, CONTAINER, FieldSet, Layout, Path, field_set, field_values,
+                                       fields_v1_of, from_fields_v1, key_fields, key_value, leaf_value, missing,
+                                       path_string, remove, to_fields_v1, value_at)
+from apiserver.patch import PRIMITIVE_MERGE
 
 Obj = dict[str, Any]
 APPLY, UPDATE = "Apply", "Update"
@@ -111,17 +112,18 @@ def _entry(entries: list[Entry], manager: str, operation: str, api_version: str,
     return entry
 
 
-def _changed(new: Obj, old: Obj | None, subresource: str) -> tuple[FieldSet, FieldSet]:
+def _changed(new: Obj, old: Obj | None, subresource: str, layout: Layout) -> tuple[FieldSet, FieldSet]:
     """(paths added or changed, paths removed) from old to new, maps created included as nodes. Maps and
     lists with fields of their own compare by presence; their fields are compared one by one."""
-    new_values = field_values(new, nodes=True, subresource=subresource)
-    old_values = field_values(old, nodes=True, subresource=subresource) if old is not None else {}
+    new_values = field_values(new, nodes=True, subresource=subresource, layout=layout)
+    old_values = field_values(old, nodes=True, subresource=subresource, layout=layout) if old is not None else {}
     changed = {path for path, value in new_values.items()
                if path not in old_values or (value is not CONTAINER and old_values[path] != value)}
     return changed, old_values.keys() - new_values.keys()
 
 
-def record_update(new: Obj, old: Obj | None, manager: str, subresource: str, now: str) -> None:
+def record_update(new: Obj, old: Obj | None, manager: str, subresource: str, now: str,
+                  layout: Layout = BUILTIN) -> None:
     """Bookkeeping of a create (old None) or an update by `manager`: it owns what it changed, others lose
     it; removed fields leave every set. Managed fields the client wrote itself are kept as written."""
     new_meta = new.setdefault("metadata", {})
@@ -131,12 +133,12 @@ def record_update(new: Obj, old: Obj | None, manager: str, subresource: str, now
             new_meta.pop("managedFields")  # upstream: an empty list (or [{}]) resets them
         return
     if old is None:  # a create: the manager owns every field there is (one walk, no path sets)
-        fields_v1 = fields_v1_of(new, subresource)
+        fields_v1 = fields_v1_of(new, subresource, layout)
         if fields_v1:
             new_meta["managedFields"] = [_entry_json(manager, UPDATE, new.get("apiVersion", ""), now, fields_v1,
                                                      subresource)]
         return
-    changed, removed = _changed(new, old, subresource)
+    changed, removed = _changed(new, old, subresource, layout)
     if not changed and not removed:
         if old_fields is not None:
             new_meta["managedFields"] = old_fields
@@ -190,27 +192,29 @@ def _owns(fields_v1: Any, path: Path) -> bool:
     return node == {} or (isinstance(node, dict) and "." in node)
 
 
-def _merge(live: Any, config: Any, dotted: str) -> Any:
-    """The applied configuration merged into the live object: maps field by field, lists merged by key
-    as strategic merge does (shared MERGE_KEYS), everything else replaced."""
-    if isinstance(live, dict) and isinstance(config, dict):
+def _merge(live: Any, config: Any, dotted: str, layout: Layout) -> Any:
+    """The applied configuration merged into the live object: maps field by field (but atomic ones), lists
+    merged by key as strategic merge does (the layout's merge keys), everything else replaced."""
+    if isinstance(live, dict) and isinstance(config, dict) and dotted not in layout.atomic_maps:
         merged = dict(live)
         for key, value in config.items():
             child = f"{dotted}.{key}" if dotted else key
-            merged[key] = _merge(live.get(key), value, child)
+            merged[key] = _merge(live.get(key), value, child, layout)
         return merged
-    if isinstance(live, list) and isinstance(config, list) and dotted in MERGE_KEYS:
-        merge_key = MERGE_KEYS[dotted]
+    if isinstance(live, list) and isinstance(config, list) and dotted in layout.merge_keys:
+        merge_key = layout.merge_keys[dotted]
         if merge_key == PRIMITIVE_MERGE:
             return list(live) + [item for item in config if item not in live]
+        keys = key_fields(merge_key)
         merged = list(live)
         for item in config:
             index = next((i for i, existing in enumerate(merged) if isinstance(existing, dict) and
-                          isinstance(item, dict) and existing.get(merge_key) == item.get(merge_key)), None)
+                          isinstance(item, dict) and all(key_value(existing, k) == key_value(item, k)
+                                                         for k in keys)), None)
             if index is None:
                 merged.append(copy.deepcopy(item))
             else:
-                merged[index] = _merge(merged[index], item, dotted)
+                merged[index] = _merge(merged[index], item, dotted, layout)
         return merged
     return copy.deepcopy(config)
 
@@ -229,12 +233,12 @@ def _removals(previous: FieldSet, applied: FieldSet, owned_by_others: FieldSet) 
     return gone
 
 
-def apply(live: Obj | None, config: Obj, manager: str, force: bool, now: str) -> Obj:
+def apply(live: Obj | None, config: Obj, manager: str, force: bool, now: str, layout: Layout = BUILTIN) -> Obj:
     """Server-side apply of `config` by `manager` to `live` (None: create). Raises ApplyConflict."""
     config = copy.deepcopy(config)
     config.pop("status", None)
     config.setdefault("metadata", {}).pop("managedFields", None)
-    applied = field_set(config)
+    applied = field_set(config, layout=layout)
     live = copy.deepcopy(live) if live is not None else {}
     entries = parse_entries(live)
     api_version = config.get("apiVersion") or live.get("apiVersion", "")
@@ -252,7 +256,7 @@ def apply(live: Obj | None, config: Obj, manager: str, force: bool, now: str) ->
     changed = {conflict.path for conflict in conflicts}
     for entry in others:
         entry.fields -= changed
-    result = _merge(live, config, "")
+    result = _merge(live, config, "", layout)
     if "resourceVersion" not in config["metadata"]:
         result.get("metadata", {}).pop("resourceVersion", None)  # only a resourceVersion sent is a precondition
     owned_by_others = set().union(*(entry.fields for entry in others)) if others else set()

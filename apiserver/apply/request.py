@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from apiserver import errors
 from apiserver.apply import context
-from apiserver.apply.fieldpath import path_string
+from apiserver.apply.fieldpath import BUILTIN, Layout, path_string
 from apiserver.apply.managed import ApplyConflict, Obj, apply, record_update
 from apiserver.patch import APPLY_PATCH
 
@@ -25,7 +25,7 @@ def request_writer(query: Mapping[str, str], headers: Mapping[str, str]) -> cont
                           force in ("true", "1", "True"), applying)
 
 
-def track(new: Obj, old: Obj | None, subresource: str, now: str) -> None:
+def track(new: Obj, old: Obj | None, subresource: str, now: str, layout: Layout = BUILTIN) -> None:
     """Called by the registry on every create/update once the object is final (before storing)."""
     writer = context.writer()
     if writer.applying and not subresource:
@@ -34,10 +34,11 @@ def track(new: Obj, old: Obj | None, subresource: str, now: str) -> None:
         new.setdefault("metadata", {})["managedFields"] = (old.get("metadata") or {}).get("managedFields")
         if new["metadata"]["managedFields"] is None:
             del new["metadata"]["managedFields"]
-    record_update(new, old, writer.manager, subresource, now)
+    record_update(new, old, writer.manager, subresource, now, layout)
 
 
-def apply_config(live: Obj | None, config: Any, group: str, plural: str, name: str, now: str) -> Obj:
+def apply_config(live: Obj | None, config: Any, group: str, plural: str, name: str, now: str,
+                 layout: Layout = BUILTIN) -> Obj:
     """The object after applying `config` for the current writer; 409 on conflicts unless forced."""
     if not isinstance(config, dict):
         raise errors.bad_request("the body of an apply request must be an object")
@@ -45,7 +46,7 @@ def apply_config(live: Obj | None, config: Any, group: str, plural: str, name: s
         raise errors.bad_request("apiVersion and kind must be set in an applied configuration")
     writer = context.writer()
     try:
-        return apply(live, config, writer.manager, writer.force, now)
+        return apply(live, config, writer.manager, writer.force, now, layout)
     except ApplyConflict as exc:
         details: dict[str, Any] = {"name": name, "kind": plural, "causes": [
             {"type": "FieldManagerConflict", "message": f"conflict with {conflict.manager}",

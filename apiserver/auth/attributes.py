@@ -53,10 +53,13 @@ def request_attributes(user: UserInfo, method: str, path: str, query: Mapping[st
     name, namespace = info.name, info.namespace
     if info.resource == "namespaces" and not info.group and name:
         namespace = name  # /api/v1/namespaces/<name>: the namespace is its own namespace
-    if not name and verb in ("list", "watch"):
-        name = name_from_field_selector(query.get("fieldSelector", ""))
+    label_selector = ""
+    if verb in ("list", "watch"):
+        label_selector = query.get("labelSelector", "")
+        if not name:
+            name = name_from_field_selector(query.get("fieldSelector", ""))
     return Attributes(user, verb, namespace, info.group, info.version, info.resource, info.subresource, name,
-                      path, True)
+                      path, True, label_selector)
 
 
 def forbidden_message(attributes: Attributes) -> str:

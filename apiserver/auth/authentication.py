@@ -1,5 +1,5 @@
 """Who is asking: a client certificate the TLS layer verified against the cluster CA, or a bearer token
-(the static `--token-auth-file`, then bootstrap tokens). As upstream's authenticators: certificate CN →
+(the static `--token-auth-file`, then bootstrap tokens, then service account tokens: auth/service_accounts.py). As upstream's authenticators: certificate CN →
 user name, O → groups; every authenticated user is also in group system:authenticated. Anonymous
 requests are refused with 401 (no anonymous user), except for the health and CA-bundle paths."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from aiohttp import web
 
 from apiserver import errors
-from apiserver.auth import bootstrap_tokens
+from apiserver.auth import bootstrap_tokens, service_accounts
 from apiserver.auth.user import AUTHENTICATED, UserInfo
 
 if TYPE_CHECKING:
@@ -98,7 +98,9 @@ def bearer_token(authorization: str) -> str:
 class Authenticator:
     def __init__(self, api: "API", static_tokens: Mapping[str, UserInfo] | None = None):
         self.api = api
-        self.static_tokens = dict(static_tokens or {})
+        # In system:authenticated once, so that the requests of a token share one user (with_authenticated
+        # built one per request, and the middleware's attributes cache kept one per entry).
+        self.static_tokens = {token: with_authenticated(user) for token, user in (static_tokens or {}).items()}
         # (subject, notAfter) of a verified certificate → (user, expiry): one parse per certificate, not per request.
         self._certificates: dict[tuple[Any, str], tuple[UserInfo, float]] = {}
 
@@ -112,12 +114,36 @@ class Authenticator:
         """The user of the bearer token, or a 401 APIError (C's clear message for an expired bootstrap token)."""
         token = bearer_token(request.headers.get("Authorization", ""))
         if token:
-            user = self.static_tokens.get(token)
-            if user is None:
-                user = await bootstrap_tokens.authenticate(self.api, token)
-            if user is not None:
-                return with_authenticated(user)
+            try:
+                found = await self.token_user(token)
+            except service_accounts.InvalidToken as error:
+                log.info("service account token refused path=%s reason=%s", request.path, error)
+                raise unauthorized() from None
+            if found is not None:
+                return found[0]
         raise unauthorized()
+
+    async def token_user(self, token: str, audiences: tuple[str, ...] = ()) -> tuple[UserInfo, tuple[str, ...]] | None:
+        """(user, the audiences it is valid for) of a bearer token, None when no authenticator knows it; raises
+        service_accounts.InvalidToken for a service account token that fails (expired, another audience, a
+        deleted pod or account, another key) and a 401 APIError for an expired bootstrap token. Static and
+        bootstrap tokens are audience-agnostic: valid for the API's audiences (upstream's
+        WrapAudienceAgnosticToken)."""
+        issuer = getattr(self.api, "token_issuer", None)
+        api_audiences = issuer.audiences if issuer is not None else ()
+        agnostic = tuple(a for a in audiences if a in api_audiences) if audiences else api_audiences
+        user = self.static_tokens.get(token)
+        if user is None and (not audiences or agnostic):
+            user = await bootstrap_tokens.authenticate(self.api, token)
+        if user is not None:
+            if audiences and not agnostic:
+                return None
+            return with_authenticated(user), agnostic
+        if issuer is None:
+            return None
+        found = await service_accounts.authenticate(
+            token, issuer, service_accounts.registry_lookup(self.api.registries), self.api.clock(), audiences or None)
+        return (found.user, found.audiences) if found is not None else None
 
     async def authenticate(self, request: web.Request) -> UserInfo:
         """The request's user (certificate first, then token), or a 401 APIError."""

@@ -8,7 +8,7 @@ from typing import Protocol
 from apiserver.auth.user import SYSTEM_MASTERS, UserInfo
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the middleware's cache keeps thousands (~240 bytes less each)
 class Attributes:
     """One request as authorization sees it (upstream's authorizer.Attributes).
 
@@ -24,6 +24,7 @@ class Attributes:
     name: str = ""
     path: str = ""
     resource_request: bool = True
+    label_selector: str = ""    # of a list/watch (upstream's selector-aware authorization)
 
 
 class Decision(enum.Enum):

@@ -106,6 +106,11 @@ def default_cluster_roles() -> list[Obj]:
             _rule(READ, ["policy"], ["poddisruptionbudgets", "poddisruptionbudgets/status"]),
             _rule(READ, ["networking.k8s.io"], ["ingresses", "ingresses/status", "networkpolicies"]),
         ], {AGGREGATE_TO + "view": "true"}),
+        # metrics-server ships this one; the server serves metrics.k8s.io itself, so it is a default here:
+        # view/edit/admin (and so a namespace's RoleBinding to them) read that namespace's pod metrics.
+        _cluster_role("system:aggregated-metrics-reader", [
+            _rule(READ, ["metrics.k8s.io"], ["nodes", "pods"]),
+        ], {AGGREGATE_TO + "view": "true", AGGREGATE_TO + "edit": "true", AGGREGATE_TO + "admin": "true"}),
         _cluster_role("system:basic-user", [
             _rule(["create"], ["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
             _rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"]),
@@ -123,6 +128,15 @@ def default_cluster_roles() -> list[Obj]:
                       [_rule(["create"], ["certificates.k8s.io"], [f"{csr}/nodeclient"])]),
         _cluster_role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
                       [_rule(["create"], ["certificates.k8s.io"], [f"{csr}/selfnodeclient"])]),
+        # Service accounts: OIDC issuer discovery (bound to every service account below) and delegated
+        # authentication/authorization (bound by whoever needs it).
+        _cluster_role("system:service-account-issuer-discovery", [_urls(["get"], [
+            "/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks",
+            "/openid/v1/jwks/"])]),
+        _cluster_role("system:auth-delegator", [
+            _rule(["create"], ["authentication.k8s.io"], ["tokenreviews"]),
+            _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]),
+        ]),
     ]
 
 
@@ -140,6 +154,8 @@ def default_cluster_role_bindings() -> list[Obj]:
         _binding("system:node-bootstrapper", "system:node-bootstrapper", groups=["system:bootstrappers"]),
         _binding(csr_role + "nodeclient", csr_role + "nodeclient", groups=["system:bootstrappers"]),
         _binding(csr_role + "selfnodeclient", csr_role + "selfnodeclient", groups=["system:nodes"]),
+        _binding("system:service-account-issuer-discovery", "system:service-account-issuer-discovery",
+                 groups=["system:serviceaccounts"]),
     ]
 
 

@@ -20,6 +20,7 @@ from apiserver.auth.node_graph import PodIndex
 from apiserver.auth.node_restriction import admit_request
 from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import SYSTEM_NODES, UserInfo
+from apiserver.informer import StorageCache
 
 if TYPE_CHECKING:
     from apiserver.api import API
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ATTRIBUTES_CACHE_SIZE = 8192
-# Only short paths and selectors are remembered: the cache is bounded in bytes, not only in entries,
-# whatever URLs a client makes up (clients repeat short ones).
-ATTRIBUTES_CACHE_KEY_LENGTH = 256
+# Only short keys (user name and groups, path, selectors) are remembered: the cache is bounded in bytes,
+# not only in entries, whatever URLs a client makes up or users it impersonates (clients repeat short ones).
+ATTRIBUTES_CACHE_KEY_LENGTH = 512
 
 
 class AuthMiddleware:
@@ -65,11 +66,13 @@ class AuthMiddleware:
         """request_attributes, remembered: a client repeats the same requests (creates in a namespace,
         its own Node's status, watches), and Attributes are immutable."""
         query = request.query
-        field_selector = query.get("fieldSelector")
-        if user.extra or len(request.path) + len(field_selector or "") > ATTRIBUTES_CACHE_KEY_LENGTH:
+        field_selector, label_selector = query.get("fieldSelector"), query.get("labelSelector")
+        key_length = (len(user.name) + len(user.uid) + sum(map(len, user.groups)) + len(request.path)
+                      + len(field_selector or "") + len(label_selector or ""))
+        if user.extra or key_length > ATTRIBUTES_CACHE_KEY_LENGTH:
             # UserInfo equality ignores extra: such a user must not share entries
             return request_attributes(user, request.method, request.path, query)
-        key = (user, request.method, request.path, query.get("watch"), field_selector)
+        key = (user, request.method, request.path, query.get("watch"), field_selector, label_selector)
         attributes = self._attributes_cache.get(key)
         if attributes is None:
             if len(self._attributes_cache) >= ATTRIBUTES_CACHE_SIZE:
@@ -91,8 +94,10 @@ def install(app: web.Application, api: "API", token_auth_file: str = "") -> Auth
     static_tokens = load_token_file(token_auth_file) if token_auth_file else {}
     pod_index = PodIndex(api.pods)
     rbac = RBACAuthorizer(api)
-    api.authorizer = UnionAuthorizer(NodeAuthorizer(pod_index), rbac)
-    auth = AuthMiddleware(api, Authenticator(api, static_tokens), api.authorizer, pod_index)
+    claims = StorageCache(api.registry("", "persistentvolumeclaims"))  # which volume a node's claims are bound to
+    api.authorizer = UnionAuthorizer(NodeAuthorizer(pod_index, claims=claims), rbac)
+    api.authenticator = Authenticator(api, static_tokens)  # TokenReview asks it too
+    auth = AuthMiddleware(api, api.authenticator, api.authorizer, pod_index)
     app.middlewares.append(auth.middleware)
 
     async def start(_app: web.Application) -> None:  # warm both caches before the first request

@@ -1,7 +1,7 @@
 """What each node may see: the pods bound to it and the Secrets/ConfigMaps those pods refer to.
 
 A slim version of upstream's node authorizer graph. `PodIndex` follows every pod through one
-in-process watch (an `Informer` whose cache holds a small `BoundPod` per bound pod, never the pod), so a
+in-process watch (an informer whose cache holds a small `BoundPod` per pod, never the pod), so a
 request from a node is answered from memory: no list, no storage read."""
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from apiserver.informer import Informer, object_key
-from apiserver.registry import Registry, WatchEvent
+from apiserver.informer import RegistrySource
+from apiserver.registry import Registry
+from shipmate.informer import DELETED, Informer
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-Reference = tuple[str, str]  # ("secrets" | "configmaps", name), in the pod's namespace
+Reference = tuple[str, str]  # ("secrets" | "configmaps" | "serviceaccounts" | "persistentvolumeclaims", name),
+                             # in the pod's namespace
 
 
 def _containers(spec: Obj) -> Iterator[Obj]:
@@ -29,9 +31,12 @@ def _containers(spec: Obj) -> Iterator[Obj]:
 
 def pod_references(pod: Obj) -> frozenset[Reference]:
     """The Secrets and ConfigMaps a pod uses (volumes, projected sources, env, envFrom, image pull
-    secrets), as upstream's VisitPodSecretNames/VisitPodConfigmapNames."""
+    secrets), as upstream's VisitPodSecretNames/VisitPodConfigmapNames, and its ServiceAccount (a node may
+    request tokens for it: upstream's graph has the serviceAccount → pod edge)."""
     spec = pod.get("spec") or {}
     found: set[Reference] = set()
+    if isinstance(spec.get("serviceAccountName"), str) and spec["serviceAccountName"]:
+        found.add(("serviceaccounts", spec["serviceAccountName"]))
 
     def add(kind: str, source: Any, key: str = "name") -> None:
         if isinstance(source, dict) and source.get(key):
@@ -44,6 +49,7 @@ def pod_references(pod: Obj) -> frozenset[Reference]:
             continue
         add("secrets", volume.get("secret"), "secretName")
         add("configmaps", volume.get("configMap"))
+        add("persistentvolumeclaims", volume.get("persistentVolumeClaim"), "claimName")
         for source in (volume.get("projected") or {}).get("sources") or []:
             if isinstance(source, dict):
                 add("secrets", source.get("secret"))
@@ -75,10 +81,6 @@ class BoundPod:
     node_name: str
     references: frozenset[Reference] = frozenset()
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
 
 @dataclass
 class NodeGraph:
@@ -104,36 +106,35 @@ class NodeGraph:
         return (namespace, kind, name) in self.references.get(node_name, ())
 
 
-class PodIndex(Informer):
+def bound_pod(pod: Obj) -> BoundPod:
+    """What the index keeps of a pod: its node ("" until bound) and, once bound, what it refers to."""
+    meta = pod.get("metadata") or {}
+    node_name = (pod.get("spec") or {}).get("nodeName") or ""
+    return BoundPod(meta.get("namespace") or "", meta.get("name") or "", node_name,
+                    pod_references(pod) if node_name else frozenset())
+
+
+class PodIndex(Informer[BoundPod]):
     """Keeps a NodeGraph of the bound pods current from one pod watch (relists after compaction)."""
 
     def __init__(self, pods: Registry):
-        super().__init__(pods)
+        super().__init__(RegistrySource(pods), self._on_change, transform=bound_pod)
         self.graph = NodeGraph()
         self._task: asyncio.Task | None = None
         self._change: asyncio.Event | None = None  # set on the next applied event, while someone waits
 
-    def _apply(self, event: WatchEvent) -> None:
-        # A relist drops vanished entries by passing our own BoundPod back as a DELETED event.
-        key = event.object.key if isinstance(event.object, BoundPod) else object_key(event.object)
-        old = self.cache.pop(key, None)
-        if old is not None:
+    def _on_change(self, event_type: str, pod: BoundPod, old: BoundPod | None) -> None:
+        if old is not None and old.node_name:
             self.graph.remove(old)
-        if event.type != "DELETED":
-            pod = event.object
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name:
-                meta = pod["metadata"]
-                bound = BoundPod(meta.get("namespace", ""), meta["name"], node_name, pod_references(pod))
-                self.cache[key] = bound
-                self.graph.add(bound)
+        if event_type != DELETED and pod.node_name:
+            self.graph.add(pod)
         if self._change is not None:
             self._change.set()
             self._change = None
 
     def bound_node(self, namespace: str, name: str) -> str | None:
         bound = self.cache.get(f"{namespace}/{name}")
-        return bound.node_name if bound is not None else None
+        return bound.node_name or None if bound is not None else None
 
     def start(self) -> None:
         if self._task is None:

@@ -22,6 +22,7 @@ from apiserver.auth.authorizer import Attributes
 from apiserver.auth.context import current_user
 from apiserver.auth.node_graph import PodIndex, pod_references
 from apiserver.auth.user import SYSTEM_NODES
+from shipmate import local_path
 
 if TYPE_CHECKING:
     from apiserver.admission.interface import AdmissionAPI
@@ -138,6 +139,28 @@ def node_update_problem(node_name: str, new: Obj, old: Obj) -> str | None:
     labels = forbidden_labels(modified_labels(_meta(new).get("labels"), _meta(old).get("labels")))
     if labels:
         return f'is not allowed to modify labels: {", ".join(labels)}'
+    return None
+
+
+# What a node may do to the status of one of its local-path volumes (shipmate/local_path.py): report the
+# directory made (Pending → Available) or not (Pending, ProvisioningFailed), removed (reason DirectoryRemoved,
+# phase kept) or not (Failed, VolumeFailedDelete).
+_VOLUME_TRANSITIONS = {("Pending", "Available"), ("Pending", "Pending"), ("Pending", "Failed"),
+                       ("Released", "Released"), ("Released", "Failed"), ("Failed", "Failed"),
+                       ("Available", "Available"), ("Available", "Failed")}
+
+
+def volume_status_problem(node_name: str, new: Obj, old: Obj) -> str | None:
+    """Why a node may not write this status of PersistentVolume `old` (None: it may): only the local-path
+    volumes whose node affinity and label name it, and only the agent's own transitions."""
+    name = _meta(old).get("name", "")
+    if not local_path.is_local_path(old) or local_path.affinity_node(old) != node_name or \
+            (_meta(old).get("labels") or {}).get(local_path.NODE_LABEL) != node_name:
+        return f'node "{node_name}" can only update the status of local-path persistentvolumes on itself'
+    before = (old.get("status") or {}).get("phase") or "Pending"
+    after = (new.get("status") or {}).get("phase") or "Pending"
+    if (before, after) not in _VOLUME_TRANSITIONS:
+        return f'node "{node_name}" may not move persistentvolume "{name}" from phase {before} to {after}'
     return None
 
 

@@ -16,6 +16,9 @@ from apiserver.kinds.rbac import GROUP, GROUP_KIND, SERVICE_ACCOUNT, USER
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 SOURCE_CACHE_SIZE = 4096  # users x namespaces whose rule sources are memoized
+# Only short keys (user name, groups, namespace) are memoized: the namespace comes from the URL and the user
+# may be impersonated, so either can be as long as a request line or header allows.
+SOURCE_CACHE_KEY_LENGTH = 512
 ALL = "*"
 
 
@@ -219,6 +222,8 @@ class RBACIndex:
     def sources(self, user: UserInfo, namespace: str = "") -> tuple[RuleSource, ...]:
         """Cluster bindings first, then the namespace's role bindings (upstream's VisitRulesFor order), memoized
         per user and namespace until the next change."""
+        if len(user.name) + sum(map(len, user.groups)) + len(namespace) > SOURCE_CACHE_KEY_LENGTH:
+            return tuple(self._resolve(user, namespace))
         key = (user.name, user.groups, namespace)
         found = self._sources.get(key)
         if found is None:

@@ -12,8 +12,9 @@ from apiserver.auth.authorizer import Attributes, Decision, Verdict
 from apiserver.auth.escalation import EscalationGuard
 from apiserver.auth.rbac import PolicyRule, RBACIndex, authorize_from
 from apiserver.auth.user import UserInfo
-from apiserver.informer import Informer
+from apiserver.informer import RegistryInformer
 from apiserver.kinds.rbac import CLUSTER_ROLE_BINDING_INFO, CLUSTER_ROLE_INFO, ROLE_BINDING_INFO, ROLE_INFO
+from shipmate.supervisor import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ class RBACAuthorizer:
     def __init__(self, api: Any):
         self.api = api
         self.index = RBACIndex()
-        self._informers = [Informer(api.registry(info.group, info.plural),
-                                    lambda event, obj, kind=kind: self.index.apply(kind, event, obj))
+        self._informers = [RegistryInformer(api.registry(info.group, info.plural),
+                                            lambda event, obj, _old, kind=kind: self.index.apply(kind, event, obj))
                            for info, kind in _KINDS]
         self._tasks: list[asyncio.Task] = []
         guard = EscalationGuard(self.index)
@@ -43,9 +44,7 @@ class RBACAuthorizer:
                            for i in self._informers]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     @property

@@ -180,12 +180,5 @@ async def rules_review(review: Obj, requester: UserInfo, resolvers: list[RuleRes
 
 
 def self_subject_review(review: Obj, requester: UserInfo) -> Obj:
-    user_info: Obj = {"username": requester.name}
-    if requester.uid:
-        user_info["uid"] = requester.uid
-    if requester.groups:
-        user_info["groups"] = list(requester.groups)
-    if requester.extra:
-        user_info["extra"] = {key: list(values) for key, values in requester.extra.items()}
     review.pop("spec", None)
-    return {**review, "status": {"userInfo": user_info}}
+    return {**review, "status": {"userInfo": requester.as_user_info()}}

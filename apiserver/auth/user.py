@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 SYSTEM_MASTERS = "system:masters"
 SYSTEM_NODES = "system:nodes"
@@ -15,6 +16,17 @@ class UserInfo:
     groups: tuple[str, ...] = ()
     uid: str = ""
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+
+    def as_user_info(self) -> dict[str, Any]:
+        """authentication.k8s.io/v1 UserInfo as the API writes it (empty fields omitted)."""
+        info: dict[str, Any] = {"username": self.name}
+        if self.uid:
+            info["uid"] = self.uid
+        if self.groups:
+            info["groups"] = list(self.groups)
+        if self.extra:
+            info["extra"] = {key: list(values) for key, values in self.extra.items()}
+        return info
 
     @property
     def node_name(self) -> str | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from apiserver import errors
+from apiserver.admission.chain import UPDATE, Step
+from apiserver.admission.chain import Attributes as AdmissionAttributes
 from apiserver.auth.authorizer import Attributes, Authorizer
 from apiserver.auth.context import current_user
 from apiserver.auth.user import UserInfo
@@ -39,3 +41,16 @@ async def admit_approval(api: "AdmissionAPI", name: str) -> None:
     if not await authorized_for_signer(authorizer, user, "approve", signer_name):
         raise errors.forbidden_error(CSR_INFO.group, CSR_INFO.plural, name,
                                      f'user not permitted to approve requests with signerName "{signer_name}"')
+
+
+class CertificateApproval:
+    """The plugin: an update of the `approval` subresource by a user."""
+    name = "CertificateApproval"
+
+    def __init__(self, api: "AdmissionAPI"):
+        self.api = api
+
+    async def start(self, attributes: AdmissionAttributes) -> Step | None:
+        if attributes.operation == UPDATE and attributes.is_(CSR_INFO.group, CSR_INFO.plural, "approval"):
+            await admit_approval(self.api, attributes.name)
+        return None

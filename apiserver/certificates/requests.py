@@ -71,10 +71,18 @@ def single_request_der(pem: bytes) -> bytes:
         raise ValueError(NOT_A_CSR) from None
 
 
-@functools.lru_cache(maxsize=256)
+# A node's or bootstrapper's request is ~1 KiB; bigger ones are parsed each time, so that the cache (256
+# entries, each holding the PEM and DER bytes) stays bounded in bytes whatever a requester submits.
+_CACHED_REQUEST_BYTES = 16 * 1024
+
+
 def parse_request(pem: bytes) -> ParsedRequest:
     """ValueError (message as upstream's where it has one) when `pem` is not exactly one well-formed,
     correctly signed CSR. Pure, so its answers are cached: the approver and signer re-read stored requests."""
+    return _parse_request(pem) if len(pem) > _CACHED_REQUEST_BYTES else _parse_request_cached(pem)
+
+
+def _parse_request(pem: bytes) -> ParsedRequest:
     der = single_request_der(pem)
     try:
         csr = x509.load_der_x509_csr(der)
@@ -93,6 +101,9 @@ def parse_request(pem: bytes) -> ParsedRequest:
         email_addresses=tuple(names.get_values_for_type(x509.RFC822Name)) if names else (),
         uris=tuple(names.get_values_for_type(x509.UniformResourceIdentifier)) if names else (),
         der=der)
+
+
+_parse_request_cached = functools.lru_cache(maxsize=256)(_parse_request)
 
 
 def _alt_names(csr: x509.CertificateSigningRequest) -> x509.SubjectAlternativeName | None:

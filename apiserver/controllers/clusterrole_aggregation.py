@@ -39,7 +39,7 @@ def aggregation_controller(api: Any, informers: SharedInformers) -> Coroutine[An
     """The aggregation loop, woken by the shared ClusterRole informer (which the caller runs)."""
     changed = asyncio.Event()
 
-    def on_change(event_type: str, obj: Obj) -> None:
+    def on_change(event_type: str, obj: Obj, _old: Obj | None) -> None:
         changed.set()
     informers.informer(api.registry(GROUP, "clusterroles"), on_change)
     return run_aggregation(api, changed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 from apiserver.api import API
-from apiserver.informer import Informer, SharedInformers, object_key
+from apiserver.informer import RegistryInformer, SharedInformers, object_key
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.kinds.certificates import CSR_INFO
@@ -18,7 +18,7 @@ class CSRController(KeyedController):
         self.registry: Registry = api.registry(CSR_INFO.group, CSR_INFO.plural)
         self.csrs = informers.informer(self.registry, self._on_csr)
 
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         return [self.csrs]
 
     def all_keys(self) -> set[str]:
@@ -32,6 +32,6 @@ class CSRController(KeyedController):
     async def handle(self, csr: Obj) -> None:
         raise NotImplementedError
 
-    def _on_csr(self, event_type: str, csr: Obj) -> None:
+    def _on_csr(self, event_type: str, csr: Obj, _old: Obj | None) -> None:
         if event_type != "DELETED":
             self.enqueue(object_key(csr))

@@ -16,7 +16,7 @@ from apiserver.controllers.adoption import apply_claim
 from apiserver.controllers.ownership import claim, controller_ref, labels_of, owner_reference
 from apiserver.controllers.writes import modify, namespace_terminating
 from apiserver.controllers.replicaset import label_selector_matcher
-from apiserver.informer import Informer, SharedInformers, object_key
+from apiserver.informer import RegistryInformer, SharedInformers, object_key
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.kinds.workloads import REVISION_ANNOTATION
@@ -62,14 +62,14 @@ class DeploymentController(KeyedController):
         self.replica_sets = informers.informer(self.replica_sets_registry, self._on_replica_set)
         self.pods = informers.informer(api.pods, self._on_pod)
 
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         return [self.deployments, self.replica_sets, self.pods]
 
     def all_keys(self) -> set[str]:
         return set(self.deployments.cache)
 
     # event handlers ------------------------------------------------------------------------------
-    def _on_deployment(self, _event_type: str, deployment: Obj) -> None:
+    def _on_deployment(self, _event_type: str, deployment: Obj, _old: Obj | None) -> None:
         self.enqueue(object_key(deployment))
 
     def _enqueue_for_replica_set(self, replica_set: Obj) -> None:
@@ -86,10 +86,10 @@ class DeploymentController(KeyedController):
             if matches is not None and matches(labels):
                 self.enqueue(key)
 
-    def _on_replica_set(self, _event_type: str, replica_set: Obj) -> None:
+    def _on_replica_set(self, _event_type: str, replica_set: Obj, _old: Obj | None) -> None:
         self._enqueue_for_replica_set(replica_set)
 
-    def _on_pod(self, event_type: str, pod: Obj) -> None:
+    def _on_pod(self, event_type: str, pod: Obj, _old: Obj | None) -> None:
         """Recreate waits until the old pods are gone: their deletion wakes the deployment."""
         if event_type != "DELETED":
             return

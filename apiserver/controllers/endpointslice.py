@@ -28,7 +28,7 @@ class EndpointSliceController(ServiceBackendsController):
     def service_key_of_owned(self, obj: Obj) -> str | None:
         return service_key_of_slice(obj, MANAGED_BY)
 
-    def _on_owned(self, event_type: str, obj: Obj) -> None:
+    def _on_owned(self, event_type: str, obj: Obj, _old: Obj | None) -> None:
         key = self.tracker.observe(event_type, obj)
         if key:
             self.enqueue(key)

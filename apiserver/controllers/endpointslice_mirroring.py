@@ -6,7 +6,7 @@ from __future__ import annotations
 from apiserver.api import API
 from apiserver.controllers.endpoint_rules import MIRRORING_MANAGED_BY, plan_mirrored_slices
 from apiserver.controllers.endpointslice import service_key_of_slice
-from apiserver.informer import Informer, SharedInformers, object_key
+from apiserver.informer import RegistryInformer, SharedInformers, object_key
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.controllers.slice_tracker import SliceTracker, apply_plan
@@ -19,16 +19,16 @@ class EndpointSliceMirroringController(KeyedController):
         super().__init__()
         self.api = api
         self.tracker = SliceTracker(lambda obj: service_key_of_slice(obj, MIRRORING_MANAGED_BY))
-        self.services = informers.informer(api.services, lambda _type, obj: self.enqueue(object_key(obj)))
-        self.endpoints = informers.informer(api.endpoints, lambda _type, obj: self.enqueue(object_key(obj)))
+        self.services = informers.informer(api.services, lambda _type, obj, _old: self.enqueue(object_key(obj)))
+        self.endpoints = informers.informer(api.endpoints, lambda _type, obj, _old: self.enqueue(object_key(obj)))
         self.slices = informers.informer(api.endpoint_slices, self._on_slice)
 
-    def _on_slice(self, event_type: str, obj: Obj) -> None:
+    def _on_slice(self, event_type: str, obj: Obj, _old: Obj | None) -> None:
         key = self.tracker.observe(event_type, obj)
         if key:
             self.enqueue(key)
 
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         return [self.services, self.endpoints, self.slices]
 
     def all_keys(self) -> set[str]:

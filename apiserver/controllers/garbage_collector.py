@@ -5,6 +5,7 @@ Events (metadata-only, as upstream's: the graph needs only owner references, uid
 deletion timestamp) feed an owner graph; a queue of uids is worked with live reads before anything is deleted."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from apiserver import errors
@@ -13,7 +14,7 @@ from apiserver.controllers.gc_rules import (Node, OwnerGraph, OwnerState, decide
                                             without_owner_refs)
 from apiserver.controllers.writes import modify
 from apiserver.deletion_propagation import FOREGROUND_FINALIZER, ORPHAN_FINALIZER
-from apiserver.informer import Informer, SharedInformers
+from apiserver.informer import RegistryInformer, SharedInformers
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions, Registry
@@ -32,15 +33,72 @@ class GarbageCollector(KeyedController):
         self.api = api
         self.graph = OwnerGraph()
         self._by_kind: dict[tuple[str, str], Registry] = {}
-        self._informers: list[Informer] = []  # of every kind but the ignored ones
+        self._informers: list[RegistryInformer] = []  # of every kind but the ignored ones
+        custom = api.custom_resources
         for (group, plural), registry in api.registries.items():
-            if (group, plural) in IGNORED_RESOURCES:
+            if (group, plural) in IGNORED_RESOURCES or custom.owns(group, plural):
                 continue
             self._by_kind[(group, registry.info.kind)] = registry
             self._informers.append(informers.informer(registry, self._handler(registry), metadata_only=True))
+        # Custom resources come and go with their CRDs: informers of their own, started and stopped here.
+        self._custom: dict[str, tuple[Registry, RegistryInformer, asyncio.Task | None]] = {}
+        self._running = False
+        for registry in custom.served_registries():
+            self._add_custom(registry)
+        custom.add_listener(self._custom_changed)
 
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         return self._informers
+
+    async def run(self) -> None:
+        self._running = True
+        for prefix, (registry, informer, task) in list(self._custom.items()):
+            if task is None:
+                self._custom[prefix] = (registry, informer, asyncio.create_task(
+                    informer.run(), name=f"gc-informer-{registry.info.plural}.{registry.info.group}"))
+        try:
+            await super().run()
+        finally:
+            self.api.custom_resources.remove_listener(self._custom_changed)
+            tasks = [task for _, _, task in self._custom.values() if task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _custom_changed(self, added: list[Registry], removed: list[Registry]) -> None:
+        kept = {registry.prefix() for registry in added}
+        for registry in removed:
+            if registry.prefix() not in kept:
+                self._remove_custom(registry)
+        for registry in added:
+            self._add_custom(registry)
+
+    def _add_custom(self, registry: Registry) -> None:
+        self._by_kind[(registry.info.group, registry.info.kind)] = registry
+        prefix = registry.prefix()
+        if prefix in self._custom:
+            existing, informer, task = self._custom[prefix]
+            informer.registry = registry
+            informer.source.registry = registry  # type: ignore[attr-defined]
+            self._custom[prefix] = (registry, informer, task)
+            return
+        informer = RegistryInformer(registry, self._handler(registry), metadata_only=True)
+        task = asyncio.create_task(informer.run(), name=f"gc-informer-{registry.info.plural}.{registry.info.group}") \
+            if self._running else None
+        self._custom[prefix] = (registry, informer, task)
+
+    def _remove_custom(self, registry: Registry) -> None:
+        entry = self._custom.pop(registry.prefix(), None)
+        if self._by_kind.get((registry.info.group, registry.info.kind)) is registry or entry is not None:
+            self._by_kind.pop((registry.info.group, registry.info.kind), None)
+        if entry is None:
+            return
+        _, informer, task = entry
+        if task is not None:
+            task.cancel()
+        handler = self._handler(registry)
+        for obj in list(informer.cache.values()):  # the kind is gone: so are its objects
+            handler("DELETED", obj, obj)
 
     def all_keys(self) -> set[str]:
         return {uid for uid, node in list(self.graph.nodes.items())
@@ -49,7 +107,7 @@ class GarbageCollector(KeyedController):
     def _handler(self, registry: Registry):
         group, plural = registry.info.group, registry.info.plural
 
-        def on_change(event_type: str, obj: Obj) -> None:
+        def on_change(event_type: str, obj: Obj, _old: Obj | None) -> None:
             previous, node = self.graph.observe(event_type, obj, group, plural)
             uid = (obj.get("metadata") or {}).get("uid", "")
             for ref in (previous.owners if previous else []) + (node.owners if node else []):

@@ -7,7 +7,8 @@ import asyncio
 import logging
 
 from apiserver.control_loop_metrics import CONTROL_LOOPS
-from apiserver.informer import Informer
+from apiserver.informer import RegistryInformer
+from shipmate.supervisor import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ WORKERS = 5  # kube-controller-manager's --concurrent-*-syncs defaults
 
 class KeyedController:
     name = "controller"
+    resync_interval = RESYNC_INTERVAL   # every key is looked at again this often
 
     def __init__(self) -> None:
         self._dirty: set[str] = set()
@@ -26,7 +28,7 @@ class KeyedController:
         self._wake = asyncio.Event()
 
     # what subclasses provide ---------------------------------------------------------------------
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         """The (shared) informers to wait for before the first sync; whoever owns them runs them."""
         raise NotImplementedError
 
@@ -51,13 +53,11 @@ class KeyedController:
             while True:
                 for key in self.all_keys():
                     self.enqueue(key)
-                done, _ = await asyncio.wait(tasks, timeout=RESYNC_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(tasks, timeout=self.resync_interval, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()  # a worker only ends by raising: let the root task fail loudly
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(tasks)
 
     def _next_key(self) -> str | None:
         for key in self._dirty:

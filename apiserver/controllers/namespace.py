@@ -6,7 +6,7 @@ import logging
 
 from apiserver import errors
 from apiserver.api import API
-from apiserver.informer import Informer
+from apiserver.informer import RegistryInformer
 from apiserver.kinds.base import Obj
 from apiserver.registry import DeleteOptions
 
@@ -19,7 +19,7 @@ class NamespaceController:
     def __init__(self, api: API):
         self.api = api
         self._wake = asyncio.Event()
-        self.namespaces = Informer(api.namespaces, lambda _type, _obj: self._wake.set())
+        self.namespaces = RegistryInformer(api.namespaces, lambda _type, _obj, _old: self._wake.set())
 
     async def run(self) -> None:
         informer = asyncio.create_task(self.namespaces.run(), name="namespace-informer")
@@ -47,7 +47,7 @@ class NamespaceController:
     async def clean(self, namespace: Obj) -> None:
         name = namespace["metadata"]["name"]
         remaining = 0
-        for registry in self.api.registries.values():
+        for registry in list(self.api.registries.values()):  # custom resources come and go meanwhile
             if not registry.info.namespaced:
                 continue
             items, _ = await registry.list(name)
@@ -62,5 +62,6 @@ class NamespaceController:
                         raise
         if remaining == 0 and "kubernetes" in ((namespace.get("spec") or {}).get("finalizers") or []):
             finalizers = [f for f in namespace["spec"]["finalizers"] if f != "kubernetes"]
-            await self.api.finalize_namespace(name, {"spec": {"finalizers": finalizers}})
+            await self.api.update(self.api.namespaces, "", name,
+                                  {"metadata": {"name": name}, "spec": {"finalizers": finalizers}}, "finalize")
             log.info("namespace finalized namespace=%s", name)

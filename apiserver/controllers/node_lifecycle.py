@@ -177,10 +177,11 @@ class NodeLifecycleController:
         self._wake = asyncio.Event()
         self._changed: set[str] = set()   # nodes whose taints to re-check before the next full pass
         self.nodes = informers.informer(api.nodes, self._on_node)
-        self.leases = informers.informer(api.registry("coordination.k8s.io", "leases"), lambda _type, _lease: None)
-        self.pods = informers.informer(api.pods, lambda _type, _pod: None)
+        self.leases = informers.informer(api.registry("coordination.k8s.io", "leases"),
+                                         lambda _type, _lease, _old: None)
+        self.pods = informers.informer(api.pods, lambda _type, _pod, _old: None)
 
-    def _on_node(self, event_type: str, node: Obj) -> None:
+    def _on_node(self, event_type: str, node: Obj, _old: Obj | None) -> None:
         if event_type != "DELETED":
             self._changed.add(node["metadata"]["name"])
             self._wake.set()

@@ -10,14 +10,16 @@ from apiserver import errors
 from apiserver.api import API
 from apiserver.controllers.adoption import apply_claim
 from apiserver.controllers.expectations import Expectations
-from apiserver.controllers.ownership import Claim, Matcher, controller_ref, labels_of
-from apiserver.controllers.writes import modify, namespace_terminating
+from apiserver.controllers.owned_pods import (create_owned_pods, delete_owned_pod_with_events, owner_to_sync,
+                                             owners_woken)
+from apiserver.controllers.ownership import Claim, Matcher
+from apiserver.controllers.writes import modify
 from apiserver.controllers.replicaset_rules import (claim_pods, pod_from_template, pods_to_delete, replica_diff,
                                                     replica_status)
-from apiserver.informer import Informer, SharedInformers, object_key
+from apiserver.informer import RegistryInformer, SharedInformers, object_key
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
-from apiserver.registry import DeleteOptions, Registry, utc_now
+from apiserver.registry import Registry, utc_now
 from shipmate.timeutil import rfc3339
 from shipmate.selectors import SelectorError, label_selector_from_dict
 
@@ -67,49 +69,27 @@ class ReplicaSetController(KeyedController):
         return cls(api, informers, api.registry("", "replicationcontrollers"), "replication-controller",
                    map_selector_matcher)
 
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         return [self.owners, self.pods]
 
     def all_keys(self) -> set[str]:
         return set(self.owners.cache)
 
     # event handlers ------------------------------------------------------------------------------
-    def _on_owner(self, _event_type: str, owner: Obj) -> None:
+    def _on_owner(self, _event_type: str, owner: Obj, _old: Obj | None) -> None:
         self.enqueue(object_key(owner))
 
-    def _on_pod(self, event_type: str, pod: Obj) -> None:
-        meta = pod["metadata"]
-        namespace = meta.get("namespace", "")
-        ref = controller_ref(pod)
-        if ref is not None:
-            if ref.get("kind") == self.kind:
-                key = f"{namespace}/{ref.get('name')}"
-                self.expectations.observe(key, event_type, meta["name"], meta.get("uid", ""),
-                                          bool(meta.get("deletionTimestamp")))
-                self.enqueue(key)
-            return
-        labels = labels_of(pod)
-        for key, owner in list(self.owners.cache.items()):
-            if owner["metadata"].get("namespace") != namespace:
-                continue
-            matches = self.matcher(owner)
-            if matches is not None and matches(labels):
-                self.enqueue(key)  # an orphan it may adopt
+    def _on_pod(self, event_type: str, pod: Obj, _old: Obj | None) -> None:
+        for key in owners_woken(event_type, pod, self.kind, self.owners.cache, self.expectations, self.matcher):
+            self.enqueue(key)
 
     # sync ----------------------------------------------------------------------------------------
     async def sync_key(self, key: str) -> None:
-        namespace, _, name = key.partition("/")
-        try:
-            owner = await self.registry.get(namespace, name)
-        except errors.APIError as exc:
-            if exc.code == 404:
-                self.expectations.forget(key)
-                return  # gone: the garbage collector removes its pods
-            raise
-        matches = self.matcher(owner)
-        if matches is None:
-            log.warning("%s has an invalid or empty selector key=%s", self.kind, key)
+        found = await owner_to_sync(self.registry, key, self.expectations, self.matcher)
+        if found is None:
             return
+        owner, matches = found
+        namespace = key.partition("/")[0]
         pods = [pod for pod in self.pods.cache.values() if pod["metadata"].get("namespace") == namespace]
         claim = claim_pods(owner, matches, pods)
         await apply_claim(self.api.pods, owner, claim, matches, self.component)
@@ -136,50 +116,12 @@ class ReplicaSetController(KeyedController):
                 await self._delete_pod(key, owner, pod)
 
     async def _create_pods(self, key: str, owner: Obj, count: int) -> None:
-        """Slow start as upstream: batches of 1, 2, 4, … so a failing template does not flood the API."""
-        namespace = owner["metadata"]["namespace"]
-        remaining, batch = count, 1
-        while remaining > 0:
-            size = min(batch, remaining)
-            results = await asyncio.gather(*(self.api.create(self.api.pods, namespace, pod_from_template(owner))
-                                             for _ in range(size)), return_exceptions=True)
-            failure = None
-            for result in results:
-                if isinstance(result, errors.APIError):
-                    failure = result
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    if object_key(result) not in self.pods.cache:
-                        self.expectations.expect_create(key, result["metadata"]["name"])
-                    await self.api.record_event(owner, "Normal", "SuccessfulCreate",
-                                                f"Created pod: {result['metadata']['name']}", self.component)
-            if failure is not None:
-                if namespace_terminating(failure):
-                    return  # the namespace is going away: nothing to create
-                await self.api.record_event(owner, "Warning", "FailedCreate", f"Error creating: {failure.message}",
-                                            self.component)
-                raise failure
-            remaining -= size
-            batch *= 2
+        await create_owned_pods(self.api, self.pods.cache, self.expectations, key, owner,
+                                [pod_from_template(owner) for _ in range(count)], self.component)
 
     async def _delete_pod(self, key: str, owner: Obj, pod: Obj) -> None:
-        meta = pod["metadata"]
-        try:
-            await self.api.delete(self.api.pods, meta["namespace"], meta["name"],
-                                  DeleteOptions(precondition_uid=meta["uid"]))
-        except errors.APIError as exc:
-            if exc.code in (404, 409):
-                return
-            await self.api.record_event(owner, "Warning", "FailedDelete", f"Error deleting: {exc.message}",
-                                        self.component)
-            raise
-        cached = self.pods.cache.get(object_key(pod))
-        if cached is not None and cached["metadata"].get("uid") == meta["uid"] and \
-                not cached["metadata"].get("deletionTimestamp"):
-            self.expectations.expect_delete(key, meta["uid"])
-        await self.api.record_event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}",
-                                    self.component)
+        await delete_owned_pod_with_events(self.api, self.pods.cache, self.expectations, key, owner, pod,
+                                           self.component)
 
     async def _write_status(self, owner: Obj, status: Obj) -> None:
         if (owner.get("status") or {}) != status:

@@ -31,7 +31,7 @@ class QuotaController:
         self._dirty.add(namespace)
         self._wake.set()
 
-    def _on_quota(self, event_type: str, quota: Obj) -> None:
+    def _on_quota(self, event_type: str, quota: Obj, _old: Obj | None) -> None:
         status = quota.get("status") or {}
         if event_type != "DELETED" and status.get("hard") != (quota.get("spec") or {}).get("hard"):
             self._mark(quota["metadata"]["namespace"])
@@ -39,7 +39,7 @@ class QuotaController:
     def _has_quota(self, namespace: str) -> bool:
         return any(key.startswith(f"{namespace}/") for key in self.quotas.cache)
 
-    def _on_pod(self, event_type: str, pod: Obj) -> None:
+    def _on_pod(self, event_type: str, pod: Obj, _old: Obj | None) -> None:
         namespace = pod["metadata"].get("namespace", "")
         leaving = event_type == "DELETED" or pod["metadata"].get("deletionTimestamp") or \
             (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")

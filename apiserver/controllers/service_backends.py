@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from apiserver.api import API
 from apiserver.controllers.endpoint_rules import selects
-from apiserver.informer import Informer, SharedInformers, object_key
+from apiserver.informer import RegistryInformer, SharedInformers, object_key
 from apiserver.controllers.keyed_controller import KeyedController
 from apiserver.kinds.base import Obj
 from apiserver.registry import Registry
@@ -32,7 +32,7 @@ class ServiceBackendsController(KeyedController):
         raise NotImplementedError
 
     # KeyedController -----------------------------------------------------------------------------
-    def informers(self) -> list[Informer]:
+    def informers(self) -> list[RegistryInformer]:
         return [self.services, self.pods, self.owned]
 
     def all_keys(self) -> set[str]:
@@ -46,7 +46,7 @@ class ServiceBackendsController(KeyedController):
         await self.sync(namespace, name, self.services.cache.get(key), pods)
 
     # events --------------------------------------------------------------------------------------
-    def _on_service(self, event_type: str, service: Obj) -> None:
+    def _on_service(self, event_type: str, service: Obj, _old: Obj | None) -> None:
         meta = service["metadata"]
         in_namespace = self._services_by_namespace.setdefault(meta["namespace"], {})
         if event_type == "DELETED":
@@ -60,7 +60,7 @@ class ServiceBackendsController(KeyedController):
                     self._pod_services.setdefault(object_key(pod), set()).add(service_key)
         self.enqueue(object_key(service))
 
-    def _on_pod(self, event_type: str, pod: Obj) -> None:
+    def _on_pod(self, event_type: str, pod: Obj, _old: Obj | None) -> None:
         meta = pod["metadata"]
         key = object_key(pod)
         in_namespace = self._pods_by_namespace.setdefault(meta["namespace"], {})
@@ -77,7 +77,7 @@ class ServiceBackendsController(KeyedController):
         for service_key in matched | previous:  # old matches too: a relabelled pod leaves its services
             self.enqueue(service_key)
 
-    def _on_owned(self, event_type: str, obj: Obj) -> None:
+    def _on_owned(self, event_type: str, obj: Obj, _old: Obj | None) -> None:
         key = self.service_key_of_owned(obj)
         if key:
             self.enqueue(key)

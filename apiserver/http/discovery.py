@@ -13,9 +13,10 @@ AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGro
 
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "binding": ["create"], "finalize": ["update"],
                       "scale": ["get", "patch", "update"], "eviction": ["create"], "approval": ["get", "patch", "update"],
-                      "attach": ["create", "get"], "exec": ["create", "get"], "log": ["get"]}
+                      "token": ["create"], "attach": ["create", "get"], "exec": ["create", "get"], "log": ["get"],
+                      "resize": ["get", "patch", "update"], "ephemeralcontainers": ["get", "patch", "update"]}
 _SUBRESOURCE_KIND = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
-                     "eviction": ("policy", "v1", "Eviction"),
+                     "eviction": ("policy", "v1", "Eviction"), "token": ("authentication.k8s.io", "v1", "TokenRequest"),
                      "attach": ("", "v1", "PodAttachOptions"), "exec": ("", "v1", "PodExecOptions")}
 
 

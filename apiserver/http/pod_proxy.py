@@ -1,8 +1,12 @@
-"""pods/log, pods/exec and pods/attach: checked here as upstream's pod REST does, then proxied to the
-node server of the pod's node (its InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`).
+"""pods/log, pods/exec, pods/attach and pods/portforward: checked here as upstream's pod REST does, then
+proxied to the node server of the pod's node (its InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`).
 
 Logs stream through chunk by chunk (a follow never buffers); exec and attach relay the upgraded
-WebSocket message by message, with the subprotocol the node chose. The server authenticates to the
+WebSocket message by message, with the subprotocol the node chose. Port-forward takes three forms:
+a WebSocket with channel subprotocols (`?ports=80,443`, the official Python client) is relayed message by
+message to the node's `/portForward?port=`; a WebSocket with `SPDY/3.1+portforward.k8s.io` (kubectl 1.35's
+default) tunnels SPDY, so it becomes a SPDY upgrade to the node and the binary messages carry its bytes
+(upstream's TunnelingHandler); a plain SPDY/3.1 upgrade (kubectl's fallback) is relayed byte for byte. The server authenticates to the
 node with its apiserver-kubelet-client certificate (CN kube-apiserver-kubelet-client, O system:masters)
 and verifies the node's kubelet-serving certificate (cluster CA, the dialed address, subject
 system:node:<node>; apiserver/node_tls.py): a node server without one (a node still waiting for its
@@ -22,18 +26,22 @@ from aiohttp import WSMsgType, web
 
 from apiserver import errors
 from apiserver.api import API
+from apiserver.node_tls import node_address
+from shipmate.raw_upgrade import RawUpgradeResponse, UpgradeRefused, open_upgrade
 from shipmate.stream_limits import MAX_STREAM_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-DEFAULT_NODE_PORT = 10250
 CONNECT_TIMEOUT = 10.0
 POD_PATH = "/api/v1/namespaces/{namespace}/pods/{name}"
 _LOG_FLAGS = ("follow", "previous", "timestamps")
 _LOG_INTEGERS = {"tailLines": 0, "limitBytes": 1, "sinceSeconds": 1}
 # The API's exec/attach flags → kubelet's query names.
 _STREAM_FLAGS = {"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"}
+SPDY_TUNNEL_PREFIX = "SPDY/3.1+"      # WebSocket subprotocols that tunnel SPDY (upstream's constants)
+KUBERNETES_SUFFIX = ".k8s.io"
+RELAY_CHUNK = 64 * 1024
 
 
 def _true(value: str | None) -> bool:
@@ -94,12 +102,34 @@ def stream_query(query: Any, verb: str) -> list[tuple[str, str]]:
     return params
 
 
-def node_address(node: Obj) -> tuple[str, int]:
-    status = node.get("status") or {}
-    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-    host = addresses.get("InternalIP") or addresses.get("Hostname") or node["metadata"]["name"]
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_NODE_PORT
-    return host, int(port)
+def forward_ports(query: Any) -> list[int]:
+    """PodPortForwardOptions.ports: `ports` repeated and/or comma-separated (upstream's conversion), each 1-65535."""
+    ports = []
+    for value in query.getall("ports", []):
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                port = int(item)
+            except ValueError:
+                raise errors.bad_request(f"ports: invalid integer value {item!r}") from None
+            if not 1 <= port <= 65535:
+                raise errors.invalid_object("", "PodPortForwardOptions", "", [
+                    errors.invalid("ports", port, "must be between 1 and 65535, inclusive")])
+            ports.append(port)
+    return ports
+
+
+def offered_protocols(headers: Mapping[str, str], name: str) -> list[str]:
+    values = headers.getall(name, []) if hasattr(headers, "getall") else [headers.get(name, "")]
+    return [p.strip() for value in values for p in value.split(",") if p.strip()]
+
+
+def tunnelled_protocols(websocket_protocols: list[str]) -> list[str]:
+    """The SPDY protocols a WebSocket tunnels (`SPDY/3.1+portforward.k8s.io` → `portforward.k8s.io`)."""
+    return [p[len(SPDY_TUNNEL_PREFIX):] for p in websocket_protocols
+            if p.startswith(SPDY_TUNNEL_PREFIX) and p.endswith(KUBERNETES_SUFFIX)]
 
 
 def _node_url(host: str, port: int, path: str, params: Any) -> str:
@@ -126,6 +156,8 @@ class PodProxy:
         for verb in ("exec", "attach"):
             for method in ("GET", "POST"):
                 app.router.add_route(method, f"{POD_PATH}/{verb}", self.remote_command)
+        for method in ("GET", "POST"):
+            app.router.add_route(method, f"{POD_PATH}/portforward", self.port_forward)
         app.on_cleanup.append(self._close)
 
     def _node_tls(self, node: Obj) -> ssl.SSLContext | bool:
@@ -203,7 +235,10 @@ class PodProxy:
             # SPDY (kubectl's fallback) is not served; the node still says why a session could not start.
             status, explanation = await self._node_explanation(url, node)
             raise node_error(status, f"unable to upgrade connection: {explanation}")
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        return await self._relay_websocket(request, node, url)
+
+    async def _relay_websocket(self, request: web.Request, node: Obj, url: str) -> web.StreamResponse:
+        offered = offered_protocols(request.headers, "Sec-WebSocket-Protocol")
         try:
             upstream = await self._client().ws_connect(url, protocols=offered, ssl=self._node_tls(node),
                                                        max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=0,
@@ -221,6 +256,97 @@ class PodProxy:
             await client.prepare(request)
             await _relay(client, upstream)
         return client
+
+    # ------------------------------------------------------------------ port-forward
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        pod = await self.api.registry("", "pods").get(namespace, name)
+        ports = forward_ports(request.query)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node = await self.api.registry("", "nodes").get("", node_name) if node_name else None
+        if node is None:
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        host, port = node_address(node)
+        path = f"/portForward/{quote(namespace)}/{quote(name)}"
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade == "websocket":
+            tunnelled = tunnelled_protocols(offered_protocols(request.headers, "Sec-WebSocket-Protocol"))
+            if tunnelled:
+                return await self._spdy_tunnel(request, node, _node_url(host, port, path, []), tunnelled)
+            return await self._relay_websocket(request, node, _node_url(host, port, path,
+                                                                        [("port", str(p)) for p in ports]))
+        if upgrade.startswith("spdy/"):
+            protocols = offered_protocols(request.headers, "X-Stream-Protocol-Version")
+            return await self._spdy_relay(request, node, _node_url(host, port, path, []), protocols)
+        raise errors.bad_request("Upgrade request required")
+
+    async def _spdy_upstream(self, node: Obj, url: str, protocols: list[str]
+                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+        tls = self._node_tls(node)
+        try:
+            reader, writer, headers = await open_upgrade(
+                url, "SPDY/3.1", [("X-Stream-Protocol-Version", p) for p in protocols],
+                tls=tls if isinstance(tls, ssl.SSLContext) else None, timeout=CONNECT_TIMEOUT)
+        except UpgradeRefused as refused:
+            raise node_error(refused.status, f"unable to upgrade connection: {refused.body.strip()}") from None
+        except (OSError, asyncio.TimeoutError, ValueError, ssl.SSLError) as error:
+            raise errors.APIError(500, "InternalError", f"error dialing backend: {error}") from None
+        if "spdy/3.1" not in (headers.get("upgrade") or [""])[0].lower():
+            writer.close()
+            raise errors.APIError(500, "InternalError", "unable to upgrade: missing upgrade headers in response")
+        return reader, writer, (headers.get("x-stream-protocol-version") or [""])[0]
+
+    async def _spdy_tunnel(self, request: web.Request, node: Obj, url: str, protocols: list[str]
+                           ) -> web.StreamResponse:
+        """SPDY in WebSocket binary messages from the client, plain SPDY to the node."""
+        reader, writer, chosen = await self._spdy_upstream(node, url, protocols)
+        try:
+            client = web.WebSocketResponse(protocols=[SPDY_TUNNEL_PREFIX + chosen] if chosen else (),
+                                           max_msg_size=MAX_STREAM_MESSAGE_BYTES, compress=False)
+            await client.prepare(request)
+
+            async def up() -> None:
+                async for message in client:
+                    if message.type != WSMsgType.BINARY:
+                        return       # the tunnel carries binary messages only (upstream: "invalid message type")
+                    writer.write(message.data)
+                    await writer.drain()
+
+            async def down() -> None:
+                while chunk := await reader.read(RELAY_CHUNK):
+                    await client.send_bytes(chunk)
+
+            ended = await _first_of(up(), down())
+            if isinstance(ended, Exception):
+                log.info("port-forward tunnel ended pod=%s error=%r", request.match_info["name"], ended)
+            await client.close()
+            return client
+        finally:
+            writer.close()
+
+    async def _spdy_relay(self, request: web.Request, node: Obj, url: str, protocols: list[str]
+                          ) -> web.StreamResponse:
+        """A client's SPDY upgrade relayed byte for byte to the node's."""
+        reader, writer, chosen = await self._spdy_upstream(node, url, protocols)
+        try:
+            response = RawUpgradeResponse("SPDY/3.1", {"X-Stream-Protocol-Version": chosen} if chosen else {})
+            await response.prepare(request)
+
+            async def up() -> None:
+                while chunk := await response.read():
+                    writer.write(chunk)
+                    await writer.drain()
+
+            async def down() -> None:
+                while chunk := await reader.read(RELAY_CHUNK):
+                    await response.write(chunk)
+
+            ended = await _first_of(up(), down())
+            if isinstance(ended, Exception):
+                log.info("port-forward relay ended pod=%s error=%r", request.match_info["name"], ended)
+            return response
+        finally:
+            writer.close()
 
 
 async def _first_of(*coroutines: Any) -> Any:

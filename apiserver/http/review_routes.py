@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import errors
-from apiserver.auth import reviews
+from apiserver.auth import reviews, token_review
 from apiserver.auth.authorizer import Authorizer
 from apiserver.auth.rbac_authorizer import RBACAuthorizer
 from apiserver.auth.user import UserInfo
@@ -34,10 +34,11 @@ class ReviewRoutes:
                   (f"{_AUTHORIZATION}/namespaces/{{namespace}}/localsubjectaccessreviews",
                    self.local_subject_access_review),
                   (f"{_AUTHORIZATION}/selfsubjectrulesreviews", self.self_subject_rules_review),
-                  ("/apis/authentication.k8s.io/v1/selfsubjectreviews", self.self_subject_review)]
+                  ("/apis/authentication.k8s.io/v1/selfsubjectreviews", self.self_subject_review),
+                  ("/apis/authentication.k8s.io/v1/tokenreviews", self.token_review)]
         for path, handler in routes:
             app.router.add_route("*", path, handler)
-        self.api.extra_resources.extend(info for info in reviews.REVIEW_KINDS
+        self.api.extra_resources.extend(info for info in (*reviews.REVIEW_KINDS, token_review.TOKEN_REVIEW)
                                         if info not in self.api.extra_resources)  # listed in discovery
 
     def authorizer(self) -> Authorizer:
@@ -91,6 +92,11 @@ class ReviewRoutes:
     async def self_subject_review(self, request: web.Request) -> web.Response:
         review = await self._review(request, reviews.SELF_SUBJECT_REVIEW)
         return _created(reviews.self_subject_review(review, self._user(request)))
+
+    async def token_review(self, request: web.Request) -> web.Response:
+        review = await self._review(request, token_review.TOKEN_REVIEW)
+        self._user(request)
+        return _created(await token_review.review(review, getattr(self.api, "authenticator", None)))
 
 
 def _created(review: dict) -> web.Response:

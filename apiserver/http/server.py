@@ -13,16 +13,17 @@ from aiohttp import web
 from apiserver import errors, eviction, request_warnings
 from apiserver.api import API
 from apiserver.auth import middleware as auth_middleware
-from apiserver.fieldcheck import unknown_fields
 from apiserver.http import body as request_body, discovery, openapi, paging
 from apiserver.http.limits import InflightLimiter, WatchLimiter, client_key, read_body
 from apiserver.http.metrics import ServerMetrics
+from apiserver.http.metrics_api import MetricsRoutes
 from apiserver.http.pod_proxy import PodProxy
+from apiserver.http.oidc import OIDCRoutes
 from apiserver.http.review_routes import ReviewRoutes
 from apiserver.requestinfo import RequestInfo, parse_resource_path
 from apiserver.kinds import scale
 from apiserver.deletion_propagation import parse_policy
-from apiserver.patch import APPLY_PATCH, JSON_PATCH, PATCH_TYPES
+from apiserver.patch import APPLY_PATCH, JSON_PATCH
 from apiserver.apply import context as field_managers
 from apiserver.apply.request import apply_config, request_writer
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
@@ -52,7 +53,9 @@ def json_response(body: Any, status: int = 200, content_type: str = JSON,
 
 
 def error_response(exc: errors.APIError) -> web.Response:
-    return json_response(exc.status(), exc.code, headers=exc.headers)
+    """A Status, encoded as upstream's (Go's json.Encoder ends it with a newline)."""
+    return web.Response(body=(_dumps(exc.status()) + "\n").encode(), status=exc.code,
+                        headers={"Content-Type": JSON, **exc.headers})
 
 
 @dataclass(frozen=True)
@@ -107,17 +110,23 @@ class HTTPServer:
         self.app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._errors])
         self._watches: set = set()
         self.watch_limits = WatchLimiter()
-        self.app.router.add_get("/version", self.version)
+        # kube-apiserver answers these with and without a trailing slash (clients ask for both: kr8s asks /version/)
+        for path in ("/version", "/version/"):
+            self.app.router.add_get(path, self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
         self.app.router.add_get("/cacerts", self.ca_certs)
-        self.app.router.add_get("/api", self.core_versions)
-        self.app.router.add_get("/apis", self.groups)
+        for path in ("/api", "/api/"):
+            self.app.router.add_get(path, self.core_versions)
+        for path in ("/apis", "/apis/"):
+            self.app.router.add_get(path, self.groups)
         self.app.router.add_get("/openapi/v2", self.openapi_v2)
         self.app.router.add_get("/openapi/v3", self.openapi_root)
         self.app.router.add_get("/openapi/v3/{path:.*}", self.openapi_group_version)
         PodProxy(api).add_routes(self.app)   # pods/log, pods/exec, pods/attach → the node server
-        ReviewRoutes(api).add_routes(self.app)  # access/rules/identity reviews (create-only, not stored)
+        ReviewRoutes(api).add_routes(self.app)  # access/rules/identity/token reviews (create-only, not stored)
+        OIDCRoutes(api).add_routes(self.app)    # service account issuer discovery
+        MetricsRoutes(api).add_routes(self.app)  # metrics.k8s.io/v1beta1 from the nodes' resource metrics
         ServerMetrics(api).install(self.app)  # /metrics + the request-metrics middleware
         auth_middleware.install(self.app, api, token_auth_file)  # 401/403 inside _errors; sets api.authorizer
         self.inflight = inflight or InflightLimiter()
@@ -173,20 +182,33 @@ class HTTPServer:
         return self._aggregated(request, True) or json_response(discovery.api_versions(self.server_address))
 
     async def groups(self, request: web.Request) -> web.Response:
+        await self.api.custom_resources.refresh()  # custom resources appear without a restart
         return self._aggregated(request, False) or json_response(discovery.api_group_list(self.api.resources()))
 
     async def openapi_v2(self, request: web.Request) -> web.Response:
+        """Swagger 2.0 as JSON for clients that ask for JSON (code generators); kubectl asks for protobuf and gets
+        a document without definitions: it then computes apply patches from OpenAPI v3 (or its built-in types),
+        and leaves field validation to the server."""
+        accept = request.headers.get("Accept", "")
+        if "protobuf" not in accept and ("json" in accept or not accept):
+            await self.api.custom_resources.refresh()
+            custom = self.api.custom_resources
+            return json_response(openapi.v2_json_document(
+                self.api.resources(), custom.openapi, lambda g, v: custom.openapi(g, v, v2=True)))
         return web.Response(body=openapi.v2_document(), content_type="application/octet-stream")
 
     async def openapi_root(self, request: web.Request) -> web.Response:
-        return json_response(openapi.root_document(self.api.resources()))
+        await self.api.custom_resources.refresh()
+        return json_response(openapi.root_document(self.api.resources(), self.api.custom_resources.openapi))
 
     async def openapi_group_version(self, request: web.Request) -> web.Response:
+        await self.api.custom_resources.refresh()
         parts = request.match_info["path"].strip("/").split("/")
         if parts[0] == "api" and len(parts) == 2:
             document = openapi.group_version_document(self.api.resources(), "", parts[1])
         elif parts[0] == "apis" and len(parts) == 3:
-            document = openapi.group_version_document(self.api.resources(), parts[1], parts[2])
+            document = openapi.group_version_document(self.api.resources(), parts[1], parts[2],
+                                                      self.api.custom_resources.openapi(parts[1], parts[2]))
         else:
             document = None
         if document is None:
@@ -206,8 +228,8 @@ class HTTPServer:
         return None
 
     def _lookup(self, info: RequestInfo) -> Registry:
-        registry = self.api.registries.get((info.group, info.resource))
-        if registry is None or registry.info.version != info.version:
+        registry = self.api.served_registry(info.group, info.version, info.resource)
+        if registry is None:
             raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
         if info.subresource and info.subresource not in registry.info.subresources:
             raise errors.APIError(404, "NotFound", "the server could not find the requested resource", {})
@@ -216,6 +238,7 @@ class HTTPServer:
         return registry
 
     async def resource(self, request: web.Request) -> web.StreamResponse:
+        await self.api.custom_resources.refresh()  # this server's CRD writes are served at once
         info = parse_resource_path(request.path)
         if info is None:
             document = self._discovery_document(request) if request.method == "GET" else None
@@ -244,7 +267,7 @@ class HTTPServer:
             field_managers.set_writer(request_writer(request.query, request.headers))
         if info.subresource == "scale":
             return await self._scale(request, registry, info)
-        if method == "GET" and info.subresource not in ("", "status", "approval"):
+        if method == "GET" and info.subresource not in ("", "status", "approval", "ephemeralcontainers", "resize"):
             raise errors.method_not_allowed(method, registry.info.plural)
         if method == "GET":
             if info.name:
@@ -261,17 +284,23 @@ class HTTPServer:
             await self.api.bind(info.namespace, info.name, body, self._dry_run(request))
             return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                   "code": 201}, 201)
+        if method == "POST" and info.subresource == "token":  # TokenRequest: issued, not stored
+            token = await self.api.create_token(info.namespace, info.name, await self._body(request),
+                                                self._dry_run(request))
+            return json_response(token, 201)
         if method == "POST" and info.subresource == "eviction":
             status = await eviction.evict(self.api, info.namespace, info.name, await self._body(request),
                                           self._dry_run(request))
             return json_response(status, 201)
-        if method == "PUT" and info.name and info.subresource in ("", "status", "finalize", "approval"):
+        if method == "PUT" and info.name and info.subresource in ("", "status", "finalize", "approval",
+                                                                  "ephemeralcontainers", "resize"):
             body = await self._body(request)
             warnings = self._check_fields(request, registry, body)
             obj, created = await self.api.update(registry, info.namespace, info.name, body, info.subresource,
                                                  self._dry_run(request))
             return self._object_response(request, registry, obj, 201 if created else 200, warnings)
-        if method == "PATCH" and info.name and info.subresource in ("", "status", "approval"):
+        if method == "PATCH" and info.name and info.subresource in ("", "status", "approval", "ephemeralcontainers",
+                                                                   "resize"):
             return await self._patch(request, registry, info)
         if method == "DELETE" and info.name and not info.subresource:
             return await self._delete(request, registry, info)
@@ -289,8 +318,9 @@ class HTTPServer:
                                                           self._dry_run(request)))
         if request.method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-            if content_type not in PATCH_TYPES:
-                raise errors.unsupported_media_type(list(PATCH_TYPES))
+            accepted = [t for t in registry.strategy.patch_types() if t != APPLY_PATCH]
+            if content_type not in accepted:
+                raise errors.unsupported_media_type(accepted)
             return json_response(await scale.patch_scale(registry, info.namespace, info.name, content_type, body,
                                                          self._dry_run(request)))
         raise errors.method_not_allowed(request.method, registry.info.plural)
@@ -318,7 +348,7 @@ class HTTPServer:
             raise errors.bad_request(f"fieldValidation must be one of Ignore, Warn, or Strict, got {mode!r}")
         if mode == "Ignore":
             return []
-        unknown = unknown_fields(registry.info.kind, body)
+        unknown = registry.strategy.unknown_fields(body)
         if unknown and mode == "Strict":
             kind = registry.info.kind
             detail = ", ".join(f'unknown field "{f}"' for f in unknown)
@@ -394,8 +424,9 @@ class HTTPServer:
 
     async def _patch(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type not in (*PATCH_TYPES, APPLY_PATCH):
-            raise errors.unsupported_media_type([*PATCH_TYPES, APPLY_PATCH])
+        accepted = registry.strategy.patch_types()
+        if content_type not in accepted:
+            raise errors.unsupported_media_type(list(accepted))
         body = await self._body(request)
         if content_type == APPLY_PATCH:
             return await self._apply(request, registry, info, body)
@@ -416,7 +447,7 @@ class HTTPServer:
             if exc.code != 404 or info.subresource:
                 raise
         created = apply_config(None, body, registry.info.group, registry.info.plural, info.name,
-                               rfc3339(utc_now()))
+                               rfc3339(utc_now()), registry.strategy.field_layout())
         created.setdefault("metadata", {})["name"] = info.name
         obj = await self.api.create(registry, info.namespace, created, self._dry_run(request))
         return self._object_response(request, registry, obj, 201, warnings)

@@ -4,7 +4,7 @@ and a collection of the cyclic garbage closed connections leave.
 
 Why the collection: a connection whose request aiohttp cannot parse (a request line over its limit, say)
 ends as a reference cycle (the parser's exception, its traceback, the protocol, the TLS object with its
-128 KiB buffer). Only the cyclic collector frees it, and its oldest generation runs rarely (apiserver.main
+buffers). Only the cyclic collector frees it, and its oldest generation runs rarely (apiserver.main
 raises the young threshold, and the oldest waits for a 25 % growth of long-lived objects): a client
 sending such requests in a loop made the server's RSS grow by ~5 MB/s. A full collection after every
 COLLECT_AFTER_CLOSED closed connections bounds that garbage to a few dozen connections (~15 MB); it costs

@@ -5,7 +5,10 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from apiserver.apply.fieldpath import BUILTIN, Layout
 from apiserver.errors import FieldError
+from apiserver.fieldcheck import unknown_fields
+from apiserver.patch import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from apiserver.tables import Column, Row, TableSpec
 from shipmate.quantity import QuantityError, canonical
 from apiserver.validation import NameValidator, dns1123_subdomain, validate_meta_update, validate_object_meta
@@ -56,11 +59,27 @@ class Strategy:
     field_labels: tuple[str, ...] = field(default=("metadata.name", "metadata.namespace"))
     orphans_dependents_by_default: bool = False  # DeleteOptions without a propagationPolicy orphan dependents
 
+    def subresource_strategies(self) -> dict[str, "Strategy"]:
+        """Subresources written through a strategy of their own (only some fields change), by name."""
+        return {}
+
     def default(self, obj: Obj) -> None:
         """Fill in defaults (runs on create and update, like upstream's defaulting on decode)."""
 
     def prepare_for_create(self, obj: Obj) -> None:
         """Reset fields a client may not set on create (e.g. status for kinds with status)."""
+
+    def unknown_fields(self, body: Any) -> list[str]:
+        """Paths of the fields of a request body the kind does not declare (fieldValidation Strict/Warn)."""
+        return unknown_fields(self.info.kind, body)
+
+    def field_layout(self) -> Layout:
+        """How managed fields see the kind's lists and maps (built-in kinds share upstream's merge keys)."""
+        return BUILTIN
+
+    def patch_types(self) -> tuple[str, ...]:
+        """The PATCH content types the kind accepts (custom resources: no strategic merge, as upstream)."""
+        return (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return validate_object_meta(obj, self.info.namespaced, self.name_validator)
@@ -68,6 +87,10 @@ class Strategy:
     def admit(self, new: Obj, old: Obj | None) -> list[FieldError]:
         """Once validation passed: claim what the object needs (ClusterIPs, NodePorts); problems are 422s."""
         return []
+
+    def check_delete(self, obj: Obj) -> None:
+        """Raise an APIError to refuse deleting this object (the system PriorityClasses cannot be deleted, as
+        upstream's PriorityClass REST storage refuses)."""
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
         """An update of the main resource keeps the stored status (status goes through /status)."""

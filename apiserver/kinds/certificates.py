@@ -102,6 +102,9 @@ class CSRStrategy(Strategy):
     tracks_generation: bool = False
     field_labels: tuple[str, ...] = field(default=("metadata.name", "spec.signerName"))
 
+    def subresource_strategies(self) -> dict[str, Strategy]:
+        return {"approval": CSRApprovalStrategy()}
+
     def default(self, obj: Obj) -> None:
         _check_base64(obj)
 
@@ -112,13 +115,7 @@ class CSRStrategy(Strategy):
                 spec.pop(key, None)
             user = current_user()
             if user is not None:
-                spec["username"] = user.name
-                if user.uid:
-                    spec["uid"] = user.uid
-                if user.groups:
-                    spec["groups"] = list(user.groups)
-                if user.extra:
-                    spec["extra"] = {key: list(values) for key, values in user.extra.items()}
+                spec.update(user.as_user_info())
         obj["status"] = {}  # nobody creates a pre-approved or pre-issued request
 
     def validate(self, obj: Obj) -> list[FieldError]:

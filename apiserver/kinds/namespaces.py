@@ -1,6 +1,7 @@
 """Namespaces: DNS-1123 label names, Active/Terminating phase, the `kubernetes` finalizer."""
 from __future__ import annotations
 
+import copy
 import datetime
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ class NamespaceStrategy(Strategy):
         if isinstance(spec, dict):
             spec.setdefault("finalizers", ["kubernetes"])
 
+    def subresource_strategies(self) -> dict[str, Strategy]:
+        return {"finalize": NamespaceFinalizeStrategy()}
+
     def prepare_for_create(self, obj: Obj) -> None:
         obj["status"] = {"phase": "Active"}
 
@@ -47,3 +51,20 @@ class NamespaceStrategy(Strategy):
 
     def table(self, now: datetime.datetime) -> TableSpec:
         return printers.spec_for(printers.NAMESPACE_COLUMNS, printers.namespace_row, now)
+
+
+@dataclass
+class NamespaceFinalizeStrategy(NamespaceStrategy):
+    """The `finalize` subresource: only spec.finalizers change (the namespace controller empties them once the
+    namespace's content is gone); everything else stays as stored."""
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+        finalizers = list(spec.get("finalizers") or [])
+        meta = new["metadata"]  # the registry holds this dict: changed in place
+        meta.clear()
+        meta.update(copy.deepcopy(old["metadata"]))
+        for key in [k for k in new if k != "metadata"]:
+            del new[key]
+        new.update({k: copy.deepcopy(v) for k, v in old.items() if k != "metadata"})
+        new.setdefault("spec", {})["finalizers"] = finalizers

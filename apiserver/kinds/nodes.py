@@ -42,6 +42,10 @@ def validate_pod_cidrs(cidrs: list[str]) -> list[FieldError]:
     return errors
 
 
+NODE_INFO_FIELDS = ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion",
+                    "kubeletVersion", "kubeProxyVersion", "operatingSystem", "architecture")
+
+
 @dataclass
 class NodeStrategy(Strategy):
     info: ResourceInfo = NODE_INFO
@@ -58,6 +62,12 @@ class NodeStrategy(Strategy):
                 status["allocatable"] = dict(status["capacity"])
             for key in ("capacity", "allocatable"):
                 canonicalize_quantities(status.get(key))
+            info = status.get("nodeInfo")
+            if isinstance(info, dict):
+                # NodeSystemInfo's string fields have no omitempty: upstream always sends them, "" when unset
+                # (kubeProxyVersion is deprecated and no longer set by kubelet, but still sent as "")
+                for key in NODE_INFO_FIELDS:
+                    info.setdefault(key, "")
 
     def validate(self, obj: Obj) -> list[FieldError]:
         errors = super().validate(obj)

@@ -1,4 +1,6 @@
-"""The `scale` subresource (autoscaling/v1 Scale) of Deployments, ReplicaSets and ReplicationControllers."""
+"""The `scale` subresource (autoscaling/v1 Scale) of Deployments, ReplicaSets and ReplicationControllers, and
+of custom resources with a scale subresource (their strategy's `scale_of`/`set_replicas` read and write the
+CRD's specReplicasPath, statusReplicasPath and labelSelectorPath)."""
 from __future__ import annotations
 
 from typing import Any
@@ -36,8 +38,21 @@ def _replicas_from(scale: Any, name: str) -> int:
     return replicas
 
 
+def _view(registry: Registry, obj: Obj) -> Obj:
+    custom = getattr(registry.strategy, "scale_of", None)
+    return custom(obj) if custom is not None else scale_of(obj)
+
+
+def _set(registry: Registry, obj: Obj, replicas: int) -> None:
+    custom = getattr(registry.strategy, "set_replicas", None)
+    if custom is not None:
+        custom(obj, replicas)
+    else:
+        obj.setdefault("spec", {})["replicas"] = replicas
+
+
 async def get_scale(registry: Registry, namespace: str, name: str) -> Obj:
-    return scale_of(await registry.get(namespace, name))
+    return _view(registry, await registry.get(namespace, name))
 
 
 async def update_scale(registry: Registry, namespace: str, name: str, body: Any, dry_run: bool = False) -> Obj:
@@ -49,16 +64,16 @@ async def update_scale(registry: Registry, namespace: str, name: str, body: Any,
         if requested_rv and requested_rv != obj["metadata"]["resourceVersion"]:
             raise errors.conflict(registry.info.group, registry.info.plural, name, errors.STALE_OBJECT)
         obj["metadata"].pop("resourceVersion", None)
-        obj.setdefault("spec", {})["replicas"] = replicas
+        _set(registry, obj, replicas)
         return obj
-    return scale_of(await registry.guaranteed_update(namespace, name, set_replicas, dry_run=dry_run))
+    return _view(registry, await registry.guaranteed_update(namespace, name, set_replicas, dry_run=dry_run))
 
 
 async def patch_scale(registry: Registry, namespace: str, name: str, patch_type: str, patch: Any,
                       dry_run: bool = False) -> Obj:
     """PATCH …/scale (what `kubectl scale` sends): the patch applies to the Scale view."""
     def set_replicas(obj: Obj) -> Obj:
-        current = scale_of(obj)
+        current = _view(registry, obj)
         try:
             patched = apply_patch(patch_type, current, patch)
         except PatchError as exc:
@@ -67,6 +82,6 @@ async def patch_scale(registry: Registry, namespace: str, name: str, patch_type:
         if patched_rv and patched_rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(registry.info.group, registry.info.plural, name, errors.STALE_OBJECT)
         obj["metadata"].pop("resourceVersion", None)
-        obj.setdefault("spec", {})["replicas"] = _replicas_from(patched, name)
+        _set(registry, obj, _replicas_from(patched, name))
         return obj
-    return scale_of(await registry.guaranteed_update(namespace, name, set_replicas, dry_run=dry_run))
+    return _view(registry, await registry.guaranteed_update(namespace, name, set_replicas, dry_run=dry_run))

@@ -193,7 +193,16 @@ class _WorkloadStrategy(Strategy):
 
 
 @dataclass
-class ReplicaSetStrategy(_WorkloadStrategy):
+class _ReplicasStatusStrategy(_WorkloadStrategy):
+    """ReplicaSet and ReplicationController: `status.replicas` is a required field upstream (no omitempty), so
+    even a new object's status carries it (the official client's models refuse a status without it)."""
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        obj["status"] = {"replicas": 0}
+
+
+@dataclass
+class ReplicaSetStrategy(_ReplicasStatusStrategy):
     info: ResourceInfo = REPLICASET_INFO
 
     def default(self, obj: Obj) -> None:
@@ -219,7 +228,7 @@ class ReplicaSetStrategy(_WorkloadStrategy):
 
 
 @dataclass
-class ReplicationControllerStrategy(_WorkloadStrategy):
+class ReplicationControllerStrategy(_ReplicasStatusStrategy):
     info: ResourceInfo = RC_INFO
     orphans_dependents_by_default: bool = True  # core/v1 RCs keep their pods unless told otherwise, as upstream
 

@@ -79,9 +79,17 @@ PODS: dict[str, Definition] = {
         "overhead": ("map[string]Quantity", "Resources the pod's sandbox consumes on top of its containers."),
         "topologySpreadConstraints": ("[]core.TopologySpreadConstraint", "How pods spread across topology "
                                                                          "domains."),
-        "ephemeralContainers": ("[]core.Container", "Debugging containers added to a running pod."),
+        "ephemeralContainers": ("[]core.EphemeralContainer", "Debugging containers added to a running pod through "
+                                                             "the ephemeralcontainers subresource; never restarted "
+                                                             "or removed."),
     }, required=("containers",)),
     "core.Container": Definition("A container of a pod.", _CONTAINER_FIELDS, required=("name",)),
+    "core.EphemeralContainer": Definition("A debugging container added to a running pod (kubectl debug).", {
+        **{key: value for key, value in _CONTAINER_FIELDS.items()
+           if key not in ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "restartPolicy")},
+        "targetContainerName": ("string", "Container whose process namespace this one joins (the pod's own "
+                                          "when empty)."),
+    }, required=("name",)),
     "core.ContainerPort": Definition("A network port of a container.", {
         "containerPort": ("integer", "Port number on the pod's IP (1-65535)."),
         "name": ("string", "Name services can refer to (an IANA service name, unique in the pod)."),
@@ -200,7 +208,10 @@ PODS: dict[str, Definition] = {
         "podIPs": ("[]object", "IPs of the pod."),
         "startTime": ("Time", "When the node agent accepted the pod."),
         "initContainerStatuses": ("[]object", "Statuses of the init containers."),
-        "containerStatuses": ("[]object", "Statuses of the containers: state, restarts, image, readiness."),
+        "containerStatuses": ("[]object", "Statuses of the containers: state, restarts, image, readiness, "
+                                          "stopSignal."),
+        "ephemeralContainerStatuses": ("[]object", "Statuses of the ephemeral containers."),
+        "observedGeneration": ("integer", "The pod's metadata.generation this status was written for."),
         "qosClass": ("string", "Guaranteed, Burstable or BestEffort."),
     }),
     "core.PodCondition": Definition("A condition of a pod.", {
@@ -209,5 +220,6 @@ PODS: dict[str, Definition] = {
         "message": ("string", "Human-readable details."),
         "lastProbeTime": ("Time", "Last time the condition was probed."),
         "lastTransitionTime": ("Time", "Last time the status changed."),
+        "observedGeneration": ("integer", "The pod's metadata.generation the condition was set for."),
     }, required=("type", "status")),
 }

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from apiserver import errors, request_warnings
+from apiserver.admission.chain import CREATE, UPDATE, Attributes, Step
 from apiserver.kinds.base import Obj
 from apiserver.podsecurity import policy as pss
 from apiserver.podsecurity.labels import PRIVILEGED_POLICY, Policy, policy_from_labels
@@ -168,14 +169,12 @@ def namespace_label_problems(new_labels: Any, old_labels: Any, default: Policy) 
     return problems
 
 
-CreateAdmit = Callable[[Obj], None]
-UpdateAdmit = Callable[[Obj, Obj], None]
-
-
 class PodSecurityAdmission:
-    """The admission step: looks up the namespace's policy, returns the synchronous checks the registry runs
+    """The admission plugin: looks up the namespace's policy, returns the checks the registry runs
     on the validated object (after defaulting and validation, before storing, as upstream's validating
     admission), and issues the warnings and audit records."""
+
+    name = "PodSecurity"
 
     def __init__(self, api: "AdmissionAPI", default: Policy = PRIVILEGED_POLICY, exempt_namespaces: frozenset[str] = frozenset()):
         self.api = api
@@ -230,45 +229,57 @@ class PodSecurityAdmission:
         if decision.forbidden:
             raise errors.forbidden_error(info.group, info.plural, str(meta.get("name") or ""), decision.forbidden)
 
-    async def for_create(self, registry: "Registry", namespace: str) -> CreateAdmit | None:
-        """The check a create of this kind runs on the validated object; None when nothing applies."""
-        if registry is self.api.namespaces:
-            return self._namespace_create
-        policy = await self._policy_to_apply(registry, namespace)
+    async def start(self, attributes: Attributes) -> Step | None:
+        """Namespace writes: their policy labels; pods and workloads: the namespace's policy on the validated
+        object. Subresources are not evaluated, but for pods/ephemeralcontainers (kubectl debug adds containers
+        there), as upstream."""
+        if (attributes.subresource and not attributes.is_("", "pods", "ephemeralcontainers")) \
+                or attributes.operation not in (CREATE, UPDATE):
+            return None
+        if attributes.is_("", "namespaces"):
+            return NamespaceUpdate(self) if attributes.operation == UPDATE else _NamespaceCreate(self)
+        policy = await self._policy_to_apply(attributes.registry, attributes.namespace)
         if policy is None:
             return None
-        return lambda obj: self._apply(registry, policy, obj)
+        return _PolicyCheck(self, attributes.registry, policy)
 
-    async def for_update(self, registry: "Registry", namespace: str, subresource: str) -> UpdateAdmit | None:
-        """The check an update (PUT or PATCH) of a pod or a workload runs on (new, old); None when nothing
-        applies. Namespaces use `namespace_update()`."""
-        if subresource:
-            return None
-        policy = await self._policy_to_apply(registry, namespace)
-        if policy is None:
-            return None
-        if self._evaluated(registry) == "pod":
-            return lambda new, old: self._apply(registry, policy, new) if significant_pod_update(new, old) else None
-        return lambda new, old: self._apply(registry, policy, new)
 
-    def _namespace_create(self, obj: Obj) -> None:
-        problems = namespace_label_problems((obj.get("metadata") or {}).get("labels"), None, self.default)
+class _PolicyCheck(Step):
+    def __init__(self, admission: PodSecurityAdmission, registry: "Registry", policy: Policy):
+        self.admission, self.registry, self.policy = admission, registry, policy
+
+    async def validate(self, obj: Obj | None, old: Obj | None) -> None:
+        if obj is None:
+            return
+        if old is not None and self.admission._evaluated(self.registry) == "pod" \
+                and not significant_pod_update(obj, old):
+            return
+        self.admission._apply(self.registry, self.policy, obj)
+
+
+class _NamespaceCreate(Step):
+    def __init__(self, admission: PodSecurityAdmission):
+        self.admission = admission
+
+    async def validate(self, obj: Obj | None, old: Obj | None) -> None:
+        if obj is None:
+            return
+        problems = namespace_label_problems((obj.get("metadata") or {}).get("labels"), None, self.admission.default)
         if problems:
             raise errors.invalid_object("", "Namespace", str(obj["metadata"].get("name") or ""), problems)
 
-    def namespace_update(self) -> "NamespaceUpdate":
-        return NamespaceUpdate(self)
 
-
-class NamespaceUpdate:
-    """One namespace update: `admit(new, old)` refuses bad labels; `finish()`, once the write went through,
-    warns about the existing pods a stricter enforce level would refuse (upstream dry-runs them too)."""
+class NamespaceUpdate(Step):
+    """One namespace update: `validate(new, old)` refuses bad labels; `committed()`, once the write went
+    through, warns about the existing pods a stricter enforce level would refuse (upstream dry-runs them too)."""
 
     def __init__(self, admission: PodSecurityAdmission):
         self.admission = admission
         self.seen: tuple[Obj, Obj] | None = None
 
-    def admit(self, new: Obj, old: Obj) -> None:
+    async def validate(self, new: Obj | None, old: Obj | None) -> None:
+        if new is None or old is None:
+            return
         default = self.admission.default
         problems = namespace_label_problems((new.get("metadata") or {}).get("labels"),
                                             (old.get("metadata") or {}).get("labels") or {}, default)
@@ -276,7 +287,7 @@ class NamespaceUpdate:
             raise errors.invalid_object("", "Namespace", str(new["metadata"].get("name") or ""), problems)
         self.seen = (new, old)
 
-    async def finish(self) -> None:
+    async def committed(self, obj: Obj | None) -> None:
         if self.seen is None:
             return
         new, old = self.seen

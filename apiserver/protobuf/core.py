@@ -28,7 +28,11 @@ SERVICE_SPEC = {
     23: Field("trafficDistribution", "string"),
 }
 SERVICE = {1: Field("metadata", "message", OBJECT_META), 2: Field("spec", "message", SERVICE_SPEC),
-           3: Field("status", "message", {1: Field("loadBalancer", "message", {})})}
+           3: Field("status", "message", {1: Field("loadBalancer", "message", {1: Field("ingress", "message", {
+               1: Field("ip", "string"), 2: Field("hostname", "string"), 3: Field("ipMode", "string"),
+               4: Field("ports", "message", {1: Field("port", "int", keep_zero=True),
+                                             2: Field("protocol", "string", keep_zero=True),
+                                             3: Field("error", "string")}, repeated=True)}, repeated=True)})})}
 # ResourceQuota (`kubectl create quota`) and policy/v1 Eviction (`kubectl drain`): scheduling's kinds.
 RESOURCE_QUOTA = {1: Field("metadata", "message", OBJECT_META),
                   2: Field("spec", "message", {1: Field("hard", "quantitymap"), 2: Field("scopes", "string", repeated=True),
@@ -40,7 +44,8 @@ RESOURCE_QUOTA = {1: Field("metadata", "message", OBJECT_META),
 DELETE_OPTIONS = {1: Field("gracePeriodSeconds", "int", keep_zero=True),
                   2: Field("preconditions", "message", {1: Field("uid", "string"), 2: Field("resourceVersion", "string")}),
                   3: Field("orphanDependents", "bool"), 4: Field("propagationPolicy", "string"),
-                  5: Field("dryRun", "string", repeated=True)}
+                  5: Field("dryRun", "string", repeated=True),
+                  6: Field("ignoreStoreReadErrorWithClusterBreakingPotential", "bool")}
 EVICTION = {1: Field("metadata", "message", OBJECT_META), 2: Field("deleteOptions", "message", DELETE_OPTIONS)}
 # Kinds kubectl's typed clients send as protobuf (`kubectl create namespace|configmap|secret|service`).
 CORE_SCHEMAS: dict[tuple[str, str], dict[int, Field]] = {

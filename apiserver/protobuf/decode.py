@@ -12,11 +12,16 @@ import base64
 import datetime
 from typing import Any
 
+from apiserver.protobuf.batch import BATCH_SCHEMAS
 from apiserver.protobuf.certificates import CERTIFICATES_SCHEMAS
-from apiserver.protobuf.core import CORE_SCHEMAS
+from apiserver.protobuf.core import CORE_SCHEMAS, DELETE_OPTIONS
 from apiserver.protobuf.fields import TIME, Field
+from apiserver.protobuf.networking import NETWORKING_SCHEMAS
+from apiserver.protobuf.policy import POLICY_SCHEMAS
 from apiserver.protobuf.rbac import RBAC_SCHEMAS
+from apiserver.protobuf.serviceaccounts import SERVICE_ACCOUNT_SCHEMAS
 from apiserver.protobuf.workloads import WORKLOAD_SCHEMAS
+from shipmate.timeutil import rfc3339
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -28,7 +33,8 @@ class ProtobufError(ValueError):
 
 # (apiVersion, kind) → the schema of its message.
 SCHEMAS: dict[tuple[str, str], dict[int, Field]] = {
-    **CORE_SCHEMAS, **WORKLOAD_SCHEMAS, **RBAC_SCHEMAS, **CERTIFICATES_SCHEMAS}
+    **CORE_SCHEMAS, **WORKLOAD_SCHEMAS, **RBAC_SCHEMAS, **CERTIFICATES_SCHEMAS, **BATCH_SCHEMAS,
+    **NETWORKING_SCHEMAS, **POLICY_SCHEMAS, **SERVICE_ACCOUNT_SCHEMAS}
 
 _TYPE_META = {1: Field("apiVersion", "string"), 2: Field("kind", "string")}
 _UNKNOWN = {1: Field("typeMeta", "message", _TYPE_META), 2: Field("raw", "bytes"),
@@ -39,6 +45,7 @@ _BYTES_MAP_ENTRY = {1: Field("key", "string", keep_zero=True), 2: Field("value",
 _QUANTITY_MAP_ENTRY = {1: Field("key", "string", keep_zero=True),
                        2: Field("value", "message", {1: Field("string", "string")}, keep_zero=True)}
 _INT_OR_STRING = {1: Field("type", "int"), 2: Field("intVal", "int"), 3: Field("strVal", "string")}
+_QUANTITY = {1: Field("string", "string")}
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -107,8 +114,8 @@ def _message(data: bytes, schema: dict[int, Field]) -> dict[str, Any]:
         elif field.kind == TIME:
             stamp = _message(value, _TIMESTAMP)
             # Go's zero time (an empty Timestamp) is JSON null, e.g. a pod template's creationTimestamp.
-            decoded = datetime.datetime.fromtimestamp(stamp.get("seconds", 0), datetime.timezone.utc) \
-                .strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else None
+            decoded = rfc3339(datetime.datetime.fromtimestamp(stamp.get("seconds", 0), datetime.timezone.utc)) \
+                if stamp else None
         elif field.kind == "map":
             entry = _message(value, _MAP_ENTRY)
             result.setdefault(field.name, {})[entry.get("key", "")] = entry.get("value", "")
@@ -122,6 +129,11 @@ def _message(data: bytes, schema: dict[int, Field]) -> dict[str, Any]:
             result.setdefault(field.name, {})[entry.get("key", "")] = \
                 base64.b64encode(entry.get("value", b"")).decode()
             continue
+        elif field.kind == "inline":  # an embedded Go struct: its fields are the parent's in JSON
+            result.update(_message(value, field.schema or {}))
+            continue
+        elif field.kind == "quantity":
+            decoded = _message(value, _QUANTITY).get("string", "0")
         elif field.kind == "intorstring":
             parts = _message(value, _INT_OR_STRING)
             decoded = parts.get("strVal", "") if parts.get("type") == 1 else parts.get("intVal", 0)
@@ -145,6 +157,8 @@ def decode_object(body: bytes) -> dict[str, Any]:
     type_meta = envelope.get("typeMeta") or {}
     api_version, kind = type_meta.get("apiVersion", ""), type_meta.get("kind", "")
     schema = SCHEMAS.get((api_version, kind))
+    if schema is None and kind == "DeleteOptions":  # registered in every group version (and meta.k8s.io/v1)
+        schema = DELETE_OPTIONS
     if schema is None:
         raise ProtobufError(f"no protobuf schema for {api_version}/{kind}")
     obj = _message(envelope.get("raw", b""), schema)

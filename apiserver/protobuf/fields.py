@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # string | int | bool | message | map | bytesmap | intorstring | time
+    kind: str  # string | int | bool | message | inline | map | bytesmap | quantity | quantitymap | intorstring | time
     schema: "dict[int, Field] | None" = None
     repeated: bool = False
     keep_zero: bool = False  # JSON without omitempty: "", 0 and false are written out

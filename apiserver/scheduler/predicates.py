@@ -1,7 +1,8 @@
 """Pure scheduling rules, after kube-scheduler's default plugins.
 
 Filters (in upstream's order, the first failing one names the node's reason): NodeUnschedulable,
-TaintToleration, NodeAffinity (nodeSelector + required node affinity), NodeResourcesFit. Not-ready
+TaintToleration, NodeAffinity (nodeSelector + required node affinity), NodePorts (hostPorts),
+NodeResourcesFit. Not-ready
 and unreachable nodes are kept out by the taints the node lifecycle controller puts on them, as
 upstream (there is no condition check). Score: LeastAllocated on cpu and memory, 0..10, computed
 on "non-zero" requests (a container without requests counts 100m / 200Mi, as upstream), with a
@@ -9,18 +10,18 @@ spread tie-break (fewest pods of the same controller or Service on the node).
 """
 from __future__ import annotations
 
-import functools
+import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from fractions import Fraction
+from typing import Any, Iterable, Mapping
 
-from shipmate.quantity import QuantityError, parse_quantity
+from shipmate.pod_resources import non_zero_requests, pod_requests, resource_list
+from shipmate.node_selectors import node_selector_matches
 
 Obj = dict[str, Any]
 TERMINAL_PHASES = ("Succeeded", "Failed")
 MAX_NODE_SCORE = 10
-DEFAULT_MILLI_CPU_REQUEST = 100            # upstream's schedutil.DefaultMilliCPURequest
-DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024  # upstream's schedutil.DefaultMemoryRequest
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 _UNSCHEDULABLE_TAINT_OBJ = {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
 
@@ -30,8 +31,14 @@ REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 REASON_TOO_MANY_PODS = "Too many pods"
 REASON_CPU = "Insufficient cpu"
 REASON_MEMORY = "Insufficient memory"
+REASON_PORTS = "node(s) didn't have free ports for the requested pod ports"
+# VolumeBinding's (scheduler/volumes.py), all UnschedulableAndUnresolvable.
+VOLUME_REASONS = ("node(s) didn't match PersistentVolume's node affinity",
+                  "node(s) didn't find available persistent volumes to bind",
+                  "node(s) did not have enough free storage",
+                  "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)")
 # Reasons preemption cannot fix (upstream: UnschedulableAndUnresolvable); the others are resource shortages.
-_UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_AFFINITY, "node(s) had untolerated taint")
+_UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_AFFINITY, "node(s) had untolerated taint", *VOLUME_REASONS)
 
 
 @dataclass(frozen=True)
@@ -47,58 +54,23 @@ class Resources:
         return Resources(self.milli_cpu - other.milli_cpu, self.memory - other.memory, self.pods - other.pods)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed(value: str | int) -> tuple[int, int]:
-    try:
-        quantity = parse_quantity(value)
-    except (QuantityError, TypeError):
-        return 0, 0
-    return quantity.milli_value(), quantity.int_value()
+def _resources(values: Mapping[str, Fraction], pods: Fraction | int) -> Resources:
+    """Millicores and bytes rounded up, as Quantity.MilliValue() / Value()."""
+    return Resources(math.ceil(values.get("cpu", 0) * 1000), math.ceil(values.get("memory", 0)), math.ceil(pods))
 
 
-def _quantity(values: dict, name: str) -> tuple[int, int]:
-    """(milli value, integer value) of a resource quantity; 0 when absent or malformed.
-
-    Parsing is memoized: the scheduler sees the same few quantity strings thousands of times."""
-    value = values.get(name)
-    if value is None or not isinstance(value, (str, int)) or isinstance(value, bool):
-        return 0, 0
-    return _parsed(value)
-
-
-def _container_requests(container: Obj, non_zero: bool) -> Resources:
-    resources = container.get("resources") or {}
-    requests = dict(resources.get("limits") or {})    # a limit without a request defaults the request
-    requests.update(resources.get("requests") or {})
-    cpu, memory = _quantity(requests, "cpu")[0], _quantity(requests, "memory")[1]
-    if non_zero:
-        cpu = cpu if "cpu" in requests else DEFAULT_MILLI_CPU_REQUEST
-        memory = memory if "memory" in requests else DEFAULT_MEMORY_REQUEST
-    return Resources(cpu, memory, 0)
-
-
-def pod_requests(pod: Obj, non_zero: bool = False) -> Resources:
-    """Sum of the app containers, at least the largest init container, plus overhead; one pod slot.
-
-    non_zero: containers without a cpu/memory request count upstream's defaults (used for scoring only).
-    """
-    spec = pod.get("spec") or {}
-    total = Resources()
-    for container in spec.get("containers") or []:
-        total = total + _container_requests(container, non_zero)
-    for container in spec.get("initContainers") or []:
-        init = _container_requests(container, non_zero)
-        total = Resources(max(total.milli_cpu, init.milli_cpu), max(total.memory, init.memory), 0)
-    overhead = spec.get("overhead") or {}
-    total = total + Resources(_quantity(overhead, "cpu")[0], _quantity(overhead, "memory")[1], 0)
-    return Resources(total.milli_cpu, total.memory, 1)
+def requested_resources(pod: Obj, non_zero: bool = False) -> Resources:
+    """What the pod takes of a node (shipmate.pod_resources: sidecars, pod-level resources and overhead
+    included) and one pod slot. non_zero: the requests scoring reads (a container without a cpu/memory
+    request counts upstream's defaults). A resized pod counts the largest of its desired, allocated and actual
+    requests (upstream's UseStatusResources)."""
+    return _resources(non_zero_requests(pod, use_status=True) if non_zero else pod_requests(pod, use_status=True), 1)
 
 
 def node_allocatable(node: Obj) -> Resources:
     status = node.get("status") or {}
-    allocatable = status.get("allocatable") or status.get("capacity") or {}
-    return Resources(_quantity(allocatable, "cpu")[0], _quantity(allocatable, "memory")[1],
-                     _quantity(allocatable, "pods")[1])
+    allocatable = resource_list(status.get("allocatable") or status.get("capacity"))
+    return _resources(allocatable, allocatable.get("pods", 0))
 
 
 def counts_on_node(pod: Obj) -> bool:
@@ -128,42 +100,6 @@ def _taint_reason(taint: Obj) -> str:
 
 
 # node affinity ---------------------------------------------------------------------------------
-def _requirement_matches(requirement: Obj, value: str | None) -> bool:
-    operator, values = requirement.get("operator"), requirement.get("values") or []
-    if operator == "In":
-        return value is not None and value in values
-    if operator == "NotIn":
-        return value is None or value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt"):
-        if value is None or len(values) != 1:
-            return False
-        try:
-            actual, bound = int(value), int(values[0])
-        except ValueError:
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
-def _term_matches(term: Obj, labels: dict[str, str], name: str) -> bool:
-    """A NodeSelectorTerm: its expressions and fields all hold; an empty term matches nothing."""
-    expressions, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    for requirement in expressions:
-        if not _requirement_matches(requirement, labels.get(requirement.get("key", ""))):
-            return False
-    for requirement in fields:
-        value = name if requirement.get("key") == "metadata.name" else None
-        if value is None or not _requirement_matches(requirement, value):
-            return False
-    return True
-
-
 def matches_node_affinity(spec: Obj, labels: dict[str, str], name: str) -> bool:
     """nodeSelector (every label equal) and requiredDuringSchedulingIgnoredDuringExecution (any term)."""
     for key, value in (spec.get("nodeSelector") or {}).items():
@@ -173,7 +109,7 @@ def matches_node_affinity(spec: Obj, labels: dict[str, str], name: str) -> bool:
                 .get("requiredDuringSchedulingIgnoredDuringExecution"))
     if required is None:
         return True
-    return any(_term_matches(term, labels, name) for term in required.get("nodeSelectorTerms") or [])
+    return node_selector_matches(required, labels, name)
 
 
 # the node view the filters read ------------------------------------------------------------------
@@ -198,6 +134,7 @@ class NodeInfo:
     blocking_taints: list[Obj] = field(default_factory=list)   # NoSchedule / NoExecute
     pods: dict[str, Obj] = field(default_factory=dict)         # uid -> pod
     owners: Counter = field(default_factory=Counter)           # controller uid -> pods on this node
+    used_ports: Counter = field(default_factory=Counter)       # (hostIP, protocol, hostPort) -> pods
     _charged: dict[str, tuple[Resources, Resources]] = field(default_factory=dict)
 
     def set_node(self, node: Obj | None) -> None:
@@ -222,7 +159,7 @@ class NodeInfo:
         uid = pod["metadata"]["uid"]
         if uid in self.pods:
             self.remove_pod(uid)
-        requests, non_zero = pod_requests(pod), pod_requests(pod, non_zero=True)
+        requests, non_zero = requested_resources(pod), requested_resources(pod, non_zero=True)
         self.pods[uid] = pod
         self._charged[uid] = (requests, non_zero)
         self.req_cpu += requests.milli_cpu
@@ -233,6 +170,7 @@ class NodeInfo:
         owner = controller_uid(pod)
         if owner:
             self.owners[owner] += 1
+        self.used_ports.update(host_ports(pod))
 
     def remove_pod(self, uid: str) -> None:
         pod = self.pods.pop(uid, None)
@@ -249,6 +187,38 @@ class NodeInfo:
             self.owners[owner] -= 1
             if not self.owners[owner]:
                 del self.owners[owner]
+        self.used_ports.subtract(host_ports(pod))
+        self.used_ports += Counter()       # drops the keys that reached zero
+
+
+# NodePorts ---------------------------------------------------------------------------------------
+def host_ports(pod: Obj) -> list[tuple[str, str, int]]:
+    """(hostIP, protocol, hostPort) of the pod's containers and sidecars (restartable init containers)
+    with a host port; hostIP "" means every address, as upstream's "0.0.0.0"."""
+    spec = pod.get("spec") or {}
+    containers = list(spec.get("containers") or ()) + [
+        c for c in spec.get("initContainers") or () if isinstance(c, dict) and c.get("restartPolicy") == "Always"]
+    found = []
+    for container in containers:
+        for port in (container.get("ports") or ()) if isinstance(container, dict) else ():
+            if isinstance(port, dict) and isinstance(port.get("hostPort"), int) and port["hostPort"] > 0:
+                ip = port.get("hostIP") or ""
+                found.append(("" if ip in ("0.0.0.0", "::") else ip, port.get("protocol") or "TCP", port["hostPort"]))
+    return found
+
+
+def host_ports_conflict(wanted: Iterable[tuple[str, str, int]], used: Counter) -> bool:
+    """Upstream's HostPortInfo.CheckConflict: a wildcard address conflicts with the same protocol and
+    port on any address; a specific address with itself and with the wildcard."""
+    if not used:
+        return False
+    for ip, protocol, port in wanted:
+        if ip:
+            if used.get((ip, protocol, port)) or used.get(("", protocol, port)):
+                return True
+        elif any(p == protocol and n == port for (_, p, n), count in used.items() if count > 0):
+            return True
+    return False
 
 
 def node_info(node: Obj, pods: Iterable[Obj] = ()) -> NodeInfo:
@@ -277,19 +247,22 @@ class PodFacts:
     tolerations: tuple[Obj, ...]
     owner: str
     has_affinity: bool
+    host_ports: tuple[tuple[str, str, int], ...] = ()
 
 
 def pod_facts(pod: Obj) -> PodFacts:
     spec = pod.get("spec") or {}
     has_affinity = bool(spec.get("nodeSelector")) or bool(((spec.get("affinity") or {}).get("nodeAffinity") or {})
                                                            .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    return PodFacts(pod, spec, pod_requests(pod), pod_requests(pod, non_zero=True),
+    return PodFacts(pod, spec, requested_resources(pod), requested_resources(pod, non_zero=True),
                     tuple(t for t in spec.get("tolerations") or [] if isinstance(t, dict)), controller_uid(pod),
-                    has_affinity)
+                    has_affinity, tuple(host_ports(pod)))
 
 
-def filter_reasons(facts: PodFacts, info: NodeInfo) -> list[str]:
-    """Why the pod does not fit the node (empty: it fits). The first failing plugin decides."""
+def filter_reasons(facts: PodFacts, info: NodeInfo, reserved: Resources | None = None) -> list[str]:
+    """Why the pod does not fit the node (empty: it fits). The first failing plugin decides. `reserved`: what
+    pods nominated to the node (by preemption) with at least this pod's priority hold there, as upstream's
+    RunFilterPluginsWithNominatedPods adds them."""
     if info.unschedulable and not tolerated(facts.tolerations, _UNSCHEDULABLE_TAINT_OBJ):
         return [REASON_UNSCHEDULABLE]
     for taint in info.blocking_taints:
@@ -297,18 +270,25 @@ def filter_reasons(facts: PodFacts, info: NodeInfo) -> list[str]:
             return [_taint_reason(taint)]
     if facts.has_affinity and not matches_node_affinity(facts.spec, info.labels, info.name):
         return [REASON_AFFINITY]
-    requests = facts.requests
+    if facts.host_ports and host_ports_conflict(facts.host_ports, info.used_ports):
+        return [REASON_PORTS]
+    requests = facts.requests if reserved is None else facts.requests + reserved
     if (requests.pods + info.req_pods <= info.alloc_pods and requests.milli_cpu + info.req_cpu <= info.alloc_cpu
             and requests.memory + info.req_memory <= info.alloc_memory):
         return []
     reasons = []
     if requests.pods + info.req_pods > info.alloc_pods:
         reasons.append(REASON_TOO_MANY_PODS)
-    if requests.milli_cpu and requests.milli_cpu + info.req_cpu > info.alloc_cpu:
+    if facts.requests.milli_cpu and requests.milli_cpu + info.req_cpu > info.alloc_cpu:
         reasons.append(REASON_CPU)
-    if requests.memory and requests.memory + info.req_memory > info.alloc_memory:
+    if facts.requests.memory and requests.memory + info.req_memory > info.alloc_memory:
         reasons.append(REASON_MEMORY)
     return reasons
+
+
+def unresolvable(reasons: Iterable[str]) -> bool:
+    """Whether removing pods from the node cannot help (upstream: UnschedulableAndUnresolvable)."""
+    return any(reason.startswith(_UNRESOLVABLE_PREFIXES) for reason in reasons)
 
 
 def least_allocated_score(facts: PodFacts, info: NodeInfo) -> int:
@@ -342,36 +322,52 @@ def spread_count(facts: PodFacts, info: NodeInfo, service_selectors: list[dict[s
 class Decision:
     node_name: str | None
     message: str = ""
+    # Unschedulable: the failing nodes' reasons and the FitError text without its preemption part, for
+    # preemption (scheduler/preemption.py) to start from.
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    fit_message: str = ""
 
 
-def _preemption_summary(total: int, failures: Counter) -> str:
-    """We never preempt; the text says what upstream's dry run finds when no lower-priority victims help."""
+def nodes_available(total: int, counts: Counter) -> str:
+    """FitError's text: `0/N nodes are available: 2 Insufficient cpu, 1 ...` (the reasons sorted as text)."""
     return f"0/{total} nodes are available: " + ", ".join(sorted(
-        f"{count} {reason}" for reason, count in failures.items() if count)) + "."
+        f"{count} {reason}" for reason, count in counts.items() if count)) + "."
+
+
+NO_VICTIMS = "No preemption victims found for incoming pod"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NEVER_PREEMPTS = "not eligible due to preemptionPolicy=Never."
 
 
 def schedule(pod: Obj, nodes: Iterable[NodeInfo], service_selectors: list[dict[str, str]] = (),
-             tie_breaker=min) -> Decision:
+             tie_breaker=min, reserved: Mapping[str, Resources] | None = None) -> Decision:
     """Pick the feasible node with the best score (then the fewest peers; remaining ties by `tie_breaker`
-    over node names), or explain why none fits."""
+    over node names), or explain why none fits. A pod nominated to a node (`status.nominatedNodeName`, by
+    preemption) that fits there goes there. `reserved`: by node, what nominated pods of at least this pod's
+    priority hold there. The message's preemption part says what upstream's dry run finds when no node has
+    lower-priority pods to remove; the scheduler runs the real one (scheduler/preemption.py)."""
     facts = pod_facts(pod)
     selectors = list(service_selectors)
+    reserved = reserved or {}
+    nominated = (pod.get("status") or {}).get("nominatedNodeName")
     best: tuple[int, int] | None = None
     best_names: list[str] = []
-    failures: Counter[str] = Counter()
+    failures: dict[str, list[str]] = {}
+    counts: Counter[str] = Counter()
     preemption: Counter[str] = Counter()
     total = 0
     for info in nodes:
         if info.node is None:
             continue
         total += 1
-        reasons = filter_reasons(facts, info)
+        reasons = filter_reasons(facts, info, reserved.get(info.name))
         if reasons:
-            failures.update(reasons)
-            unresolvable = any(r.startswith(_UNRESOLVABLE_PREFIXES) for r in reasons)
-            preemption["Preemption is not helpful for scheduling" if unresolvable
-                       else "No preemption victims found for incoming pod"] += 1
+            failures[info.name] = reasons
+            counts.update(reasons)
+            preemption[NOT_HELPFUL if unresolvable(reasons) else NO_VICTIMS] += 1
             continue
+        if info.name == nominated:
+            return Decision(info.name)
         key = (least_allocated_score(facts, info), -spread_count(facts, info, selectors))
         if best is None or key > best:
             best, best_names = key, [info.name]
@@ -381,9 +377,7 @@ def schedule(pod: Obj, nodes: Iterable[NodeInfo], service_selectors: list[dict[s
         return Decision(tie_breaker(best_names))
     if total == 0:
         return Decision(None, "no nodes available to schedule pods")
-    details = ", ".join(sorted(f"{count} {reason}" for reason, count in failures.items()))
+    fit_message = nodes_available(total, counts)
     if facts.spec.get("preemptionPolicy") == "Never":
-        return Decision(None, f"0/{total} nodes are available: {details}. "
-                              "preemption: not eligible due to preemptionPolicy=Never.")
-    return Decision(None, f"0/{total} nodes are available: {details}. preemption: "
-                          f"{_preemption_summary(total, preemption)}")
+        return Decision(None, f"{fit_message} preemption: {NEVER_PREEMPTS}", failures, fit_message)
+    return Decision(None, f"{fit_message} preemption: {nodes_available(total, preemption)}", failures, fit_message)

@@ -19,10 +19,14 @@ from apiserver.control_loop_metrics import CONTROL_LOOPS
 from apiserver.informer import SharedInformers, object_key
 from apiserver.kinds.base import Obj
 from apiserver.kinds.pods import set_condition
+from apiserver.registry import DeleteOptions
+from apiserver.scheduler import preemption
 from apiserver.scheduler.cache import ClusterCache
-from apiserver.scheduler.predicates import TERMINAL_PHASES, schedule
+from apiserver.scheduler.predicates import TERMINAL_PHASES, Decision, NodeInfo, Resources, requested_resources, schedule
 from apiserver.scheduler.queue import RetryQueue
+from apiserver.scheduler.volumes import BindingFailed, PodVolumes, VolumeBinding, fit_error, prefilter_message
 from shipmate.timeutil import rfc3339
+from shipmate.supervisor import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +64,29 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._binds = asyncio.Semaphore(BIND_CONCURRENCY)
         self._binding: set[asyncio.Task] = set()
+        self._volume_binds: set[asyncio.Task] = set()   # pods waiting for their volumes before binding
         self._events: asyncio.Queue[tuple[Obj, str, str, str]] = asyncio.Queue()
         self._binds_idle = asyncio.Event()   # no pass running and no binding in flight
         self._binds_idle.set()
         self._passing = False
         self.pods = informers.informer(api.pods, self._on_pod)
         self.nodes = informers.informer(api.nodes, self._on_node)
-        self.services = informers.informer(api.services, lambda _type, _service: None)
+        self.services = informers.informer(api.services, lambda _type, _service, _old: None)
+        self.volumes = VolumeBinding(api, informers, self._cluster_changed)   # claims, volumes, classes
+        self.budgets = informers.informer(api.registry("policy", "poddisruptionbudgets"),
+                                          lambda _type, _budget, _old: None)
+        self.nominated: dict[str, str] = {}        # uid -> node a pending pod is nominated to (preemption)
+        self._lowest_priority: int | None = None   # of the pods on nodes, at the start of a pass
 
     # informer callbacks (synchronous, on the loop) -----------------------------------------------
-    def _on_pod(self, event_type: str, pod: Obj) -> None:
+    def _on_pod(self, event_type: str, pod: Obj, _old: Obj | None) -> None:
         uid = pod["metadata"].get("uid")
         if event_type == "DELETED":
             held = self.cache.node_of(uid) is not None
             self.cache.delete_pod(pod)
             self.pending.pop(uid, None)
             self.unschedulable.pop(uid, None)
+            self.nominated.pop(uid, None)
             self.retries.forget(uid)
             if held:
                 self._cluster_changed()
@@ -86,14 +97,18 @@ class Scheduler:
             if uid not in self.pending:
                 self._wake.set()
             self.pending[uid] = pod
+            nominated = (pod.get("status") or {}).get("nominatedNodeName")
+            if nominated:
+                self.nominated[uid] = nominated
         else:
             self.pending.pop(uid, None)
             self.unschedulable.pop(uid, None)
+            self.nominated.pop(uid, None)
             self.retries.forget(uid)
             if was_holding and self.cache.node_of(uid) is None:
                 self._cluster_changed()   # a bound pod finished: its resources are free again
 
-    def _on_node(self, event_type: str, node: Obj) -> None:
+    def _on_node(self, event_type: str, node: Obj, _old: Obj | None) -> None:
         if event_type == "DELETED":
             self.cache.remove_node(node["metadata"]["name"])
         else:
@@ -110,7 +125,7 @@ class Scheduler:
         """Runs while the shared informers (started by the caller) feed it."""
         tasks = [asyncio.create_task(self._post_events(), name="scheduler-events") for _ in range(EVENT_WORKERS)]
         try:
-            for informer in (self.pods, self.nodes, self.services):
+            for informer in (self.pods, self.nodes, self.services, self.budgets, *self.volumes.informers()):
                 await informer.synced.wait()
             while True:
                 self._wake.clear()
@@ -128,9 +143,7 @@ class Scheduler:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            for task in [*tasks, *self._binding]:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._binding, return_exceptions=True)
+            await stop_tasks([*tasks, *self._volume_binds, *self._binding])
 
     def _service_selectors(self, pod: Obj) -> list[dict[str, str]]:
         namespace = pod["metadata"].get("namespace")
@@ -149,6 +162,8 @@ class Scheduler:
                         if uid not in self.cache.assumed and self.retries.ready(uid, now)), key=_priority_order)
         self._binds_idle.clear()            # events wait for the pass and its bindings
         self._passing = True
+        self._lowest_priority = min((preemption.priority(p) for info in self.cache.nodes.values()
+                                     for p in info.pods.values()), default=None)
         try:
             await self._schedule_queue(queue)
         finally:
@@ -165,25 +180,144 @@ class Scheduler:
             if pod is None or uid in self.cache.assumed:
                 continue
             attempt_started = time.perf_counter()
-            decision = schedule(pod, self.cache.ready_nodes(), self._service_selectors(pod), self._rng.choice)
+            nodes = self.cache.ready_nodes()
+            problem = self.volumes.prefilter(pod) if nodes else ""
+            reserved = self._reserved(pod)
+            refused, plans = self.volumes.filter(pod, nodes) if nodes and not problem else ({}, {})
+            decision = Decision(None, prefilter_message(len(nodes), problem)) if problem else \
+                schedule(pod, [n for n in nodes if n.name not in refused] if refused else nodes,
+                         self._service_selectors(pod), self._rng.choice, reserved)
+            if decision.node_name is None and refused:
+                decision = fit_error(pod, nodes, refused, reserved)   # VolumeBinding refused some nodes
             if decision.node_name is None:
                 CONTROL_LOOPS.observe_scheduling(time.perf_counter() - attempt_started, "unschedulable")
                 self.retries.failed(uid, self.monotonic())
-                await self._unschedulable(pod, decision.message)
+                message, nomination = await self._preempt(pod, nodes, decision, reserved)
+                await self._unschedulable(pod, message, nomination)
                 continue
             self.cache.assume(pod, decision.node_name)
+            volumes = plans.get(decision.node_name)
+            self.volumes.assume(volumes, decision.node_name)
             self.unschedulable.pop(uid, None)
             self.retries.forget(uid)
+            if volumes is not None and (volumes.static or volumes.provision):
+                # VolumeBinding's PreBind may wait for a provisioner: not counted as a binding in flight.
+                waiting = asyncio.create_task(self._bind_volumes(pod, decision.node_name, attempt_started, volumes),
+                                              name=f"bind-volumes-{uid}")
+                self._volume_binds.add(waiting)
+                waiting.add_done_callback(self._volume_binds.discard)
+                continue
             await self._binds.acquire()
             task = asyncio.create_task(self._bind(pod, decision.node_name, attempt_started), name=f"bind-{uid}")
             self._binding.add(task)
             task.add_done_callback(self._bind_done)
+
+    # preemption (pure rules: scheduler/preemption.py) ---------------------------------------------------------
+    def _reserved(self, pod: Obj) -> dict[str, Resources]:
+        """What pods nominated to each node with at least this pod's priority hold there."""
+        reserved: dict[str, Resources] = {}
+        own_uid, own = pod["metadata"]["uid"], preemption.priority(pod)
+        for uid, node_name in self.nominated.items():
+            other = self.pending.get(uid)
+            if uid == own_uid or other is None or preemption.priority(other) < own:
+                continue
+            reserved[node_name] = reserved.get(node_name, Resources()) + requested_resources(other)
+        return reserved
+
+    async def _preempt(self, pod: Obj, nodes: list[NodeInfo], decision: Decision,
+                       reserved: dict[str, Resources]) -> tuple[str, str | None]:
+        """PostFilter: the message to report and the pod's nominated node (None: leave it, "": clear it)."""
+        if not decision.failures:
+            return decision.message, None
+        if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
+            return decision.message, None
+        if self._lowest_priority is None or preemption.priority(pod) <= self._lowest_priority:
+            return decision.message, ""     # no node has pods to remove: the dry run's answer is in the message
+        infos = {info.name: info for info in nodes}
+        nominated = (pod.get("status") or {}).get("nominatedNodeName") or ""
+        why = preemption.ineligible(pod, infos, preemption.unresolvable(decision.failures.get(nominated, [])))
+        if why:
+            return f"{decision.fit_message} preemption: {why}", None
+        candidates, statuses = preemption.find_candidates(pod, nodes, decision.failures,
+                                                          list(self.budgets.cache.values()), reserved)
+        chosen = preemption.pick_candidate(candidates)
+        if chosen is None:
+            return f"{decision.fit_message} preemption: {preemption.no_candidate_message(len(nodes), statuses)}", ""
+        await self._evict_victims(pod, chosen)
+        return decision.fit_message, chosen.node
+
+    async def _evict_victims(self, pod: Obj, chosen: preemption.Candidate) -> None:
+        """prepareCandidate: each victim gets DisruptionTarget (PreemptionByScheduler) and is deleted gracefully;
+        lower-priority pods nominated to the node lose their nomination."""
+        now = rfc3339(self.api.clock())
+        for victim in chosen.victims:
+            meta = victim["metadata"]
+
+            def mark(current: Obj, uid: str = meta["uid"]) -> Obj:
+                if current["metadata"].get("uid") == uid:
+                    set_condition(current.setdefault("status", {}), {
+                        "type": "DisruptionTarget", "status": "True", "reason": preemption.PREEMPTION_REASON,
+                        "message": f"{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"}, now)
+                return current
+            try:
+                await self.api.pods.guaranteed_update(meta["namespace"], meta["name"], mark, subresource="status")
+                await self.api.delete(self.api.pods, meta["namespace"], meta["name"],
+                                      DeleteOptions(precondition_uid=meta["uid"]))
+            except errors.APIError as exc:
+                if exc.code not in (404, 409):
+                    log.info("could not preempt pod=%s/%s error=%s", meta["namespace"], meta["name"], exc)
+                continue
+            log.info("preempted pod=%s/%s node=%s for=%s/%s", meta["namespace"], meta["name"], chosen.node,
+                     pod["metadata"]["namespace"], pod["metadata"]["name"])
+            self._events.put_nowait((victim, "Normal", "Preempted",
+                                     f"Preempted by pod {pod['metadata']['uid']} on node {chosen.node}"))
+        waiting = [self.pending[uid] for uid in self.nominated if uid in self.pending]
+        for other in preemption.lower_priority_nominated(pod, chosen.node, waiting):
+            self.nominated.pop(other["metadata"]["uid"], None)
+            await self._set_nomination(other, "")
+        self.nominated[pod["metadata"]["uid"]] = chosen.node
+
+    async def _set_nomination(self, pod: Obj, node_name: str) -> None:
+        meta = pod["metadata"]
+
+        def nominate(current: Obj) -> Obj:
+            if current["metadata"].get("uid") == meta["uid"] and not (current.get("spec") or {}).get("nodeName"):
+                status = current.setdefault("status", {})
+                if node_name:
+                    status["nominatedNodeName"] = node_name
+                else:
+                    status.pop("nominatedNodeName", None)
+            return current
+        try:
+            await self.api.pods.guaranteed_update(meta["namespace"], meta["name"], nominate, subresource="status")
+        except errors.APIError as exc:
+            log.info("could not set nominated node pod=%s/%s error=%s", meta["namespace"], meta["name"], exc)
 
     def _bind_done(self, task: asyncio.Task) -> None:
         self._binding.discard(task)
         self._binds.release()
         if not self._binding and not self._passing:
             self._binds_idle.set()
+
+    async def _bind_volumes(self, pod: Obj, node_name: str, attempt_started: float, volumes: PodVolumes) -> None:
+        """VolumeBinding's PreBind (claims pre-bound or sent to the node's provisioner, then bound), then the
+        pod's binding; a failure puts the pod back in the queue."""
+        meta = pod["metadata"]
+        try:
+            await self.volumes.bind(pod, node_name, volumes, lambda: meta["uid"] in self.pending)
+        except BindingFailed as exc:
+            CONTROL_LOOPS.observe_scheduling(time.perf_counter() - attempt_started, "error")
+            self.cache.forget_assumed(meta["uid"])
+            self.retries.failed(meta["uid"], self.monotonic())
+            self._wake.set()
+            if meta["uid"] in self.pending:
+                await self._unschedulable(pod, f'running PreBind plugin "VolumeBinding": binding volumes: {exc}')
+            return
+        await self._binds.acquire()
+        self._binds_idle.clear()
+        task = asyncio.create_task(self._bind(pod, node_name, attempt_started), name=f"bind-{meta['uid']}")
+        self._binding.add(task)
+        task.add_done_callback(self._bind_done)
 
     async def _bind(self, pod: Obj, node_name: str, attempt_started: float) -> None:
         """`attempt_started`: perf_counter() when the decision began (attempt = algorithm + binding)."""
@@ -206,18 +340,29 @@ class Scheduler:
         self._events.put_nowait((bound, "Normal", "Scheduled",
                                  f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}"))
 
-    async def _unschedulable(self, pod: Obj, message: str) -> None:
+    async def _unschedulable(self, pod: Obj, message: str, nomination: str | None = None) -> None:
+        """PodScheduled=False with the message; `nomination`: the node preemption nominated ("" clears it)."""
         meta = pod["metadata"]
-        if self.unschedulable.get(meta["uid"]) == message:
+        current_nomination = (pod.get("status") or {}).get("nominatedNodeName") or ""
+        if nomination == "" and not current_nomination:
+            nomination = None
+        if self.unschedulable.get(meta["uid"]) == message and (nomination is None or nomination == current_nomination):
             return
         self.unschedulable[meta["uid"]] = message
+        if nomination == "":
+            self.nominated.pop(meta["uid"], None)
         now = rfc3339(self.api.clock())
 
         def mark(current: Obj) -> Obj:
             if current["metadata"].get("uid") != meta["uid"] or (current.get("spec") or {}).get("nodeName"):
                 return current
-            set_condition(current.setdefault("status", {}), {"type": "PodScheduled", "status": "False",
-                                                             "reason": "Unschedulable", "message": message}, now)
+            status = current.setdefault("status", {})
+            set_condition(status, {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": message}, now)
+            if nomination:
+                status["nominatedNodeName"] = nomination
+            elif nomination == "":
+                status.pop("nominatedNodeName", None)
             return current
         try:
             await self.api.pods.guaranteed_update(meta["namespace"], meta["name"], mark, subresource="status")

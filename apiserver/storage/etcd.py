@@ -27,6 +27,7 @@ from apiserver.storage.etcd_gen import kv_pb2, rpc_pb2, rpc_pb2_grpc
 from apiserver.storage.history import WatchHistory
 from apiserver.storage.interface import (EventType, KeyExists, KeyNotFound, KeyValue, QueueWatch,
                                          RevisionMismatch, Storage, StorageError, StorageEvent)
+from shipmate.supervisor import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,7 @@ class EtcdStorage(Storage):
         log.info("storage opened endpoints=%s revision=%d", ",".join(self._endpoints.targets), current)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         self._tasks = []
         self._history.close_watchers()
         await self._endpoints.close()

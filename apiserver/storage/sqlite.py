@@ -119,8 +119,10 @@ class SQLiteStorage(Storage):
         return await self._read(self._get_sync, key)
 
     async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
-        items, revision = await self._read(self._list_sync, prefix)
-        return items, max(revision, self._history.revision)
+        """The keys and the revision of one read snapshot. Not a later revision: a write committed while the
+        list ran is not in the items, so a watch from the list must still deliver it (a `kubectl delete` of an
+        object whose finalizer went a moment later waited forever for a DELETED event skipped that way)."""
+        return await self._read(self._list_sync, prefix)
 
     # writes ----------------------------------------------------------------------------------
     def _submit(self, op: str, key: str, value: bytes | None, expected: int | None) -> asyncio.Future:

@@ -298,7 +298,7 @@ def test_security_context_and_dns(kubectl: Kubectl, ns: str) -> None:
     pod = wait_for(lambda: finished(kubectl, ns, name), timeout=20, what="pod finished")
     lines = log_lines(pod, "app")
     assert lines[:3] == ["1234", "4321", "rootfs=ro"], lines
-    assert "nameserver 169.254.20.10" in lines
+    assert "nameserver 10.96.0.10" in lines   # the kube-dns Service (the agent's default --cluster-dns)
     assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in " ".join(lines) or \
         any(line.startswith(f"search {ns}.svc.cluster.local svc.cluster.local cluster.local") for line in lines), lines
     assert "options ndots:2" in lines and lines[-1] == "custom-host"

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT_PID_FILE = "/run/shipmate/agent.pid"
-CLUSTER_DNS = "169.254.20.10"
+CLUSTER_DNS = "10.96.0.10"   # the kube-dns Service of the DNS addon (shipmate.addons), as kubeadm's
 NODE_PORT = 30008
 # Each backend answers with its own hostname (the pod name).
 BACKEND_COMMAND = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
@@ -222,9 +222,18 @@ def test_node_port_and_load_balancer(kubectl: Kubectl, web: dict) -> None:
     wait_for(lambda: programmed(lb, 3), timeout=20, what="rules for the LoadBalancer service")
     node_port = lb["spec"]["ports"][0]["nodePort"]
     assert 30000 <= node_port <= 32767
-    assert not lb.get("status", {}).get("loadBalancer", {}).get("ingress")   # no cloud: stays pending
     answers = fetch_many(client_pod, f"http://{address}:{node_port}/", 30)
     assert set(answers) == {"web-0", "web-1", "web-2"}, Counter(answers)
+    # No cloud: the server's ServiceLB controller announces the node's address (EXTERNAL-IP), and the
+    # proxy answers <EXTERNAL-IP>:<port> (issue 17 item 5).
+    wait_for(lambda: kubectl.json("get", "service", "web-lb", "-n", namespace)["status"].get("loadBalancer", {})
+             .get("ingress") == [{"ip": address, "ipMode": "VIP"}], timeout=20, what="the LoadBalancer ingress")
+    columns = kubectl.run("get", "service", "web-lb", "-n", namespace, "--no-headers").stdout.split()
+    assert columns[3] == address, columns
+    answers = fetch_many(client_pod, f"http://{address}:80/", 20)
+    assert set(answers) == {"web-0", "web-1", "web-2"}, Counter(answers)
+    with urllib.request.urlopen(f"http://{address}:80/", timeout=5) as response:
+        assert response.read().decode().strip() in {"web-0", "web-1", "web-2"}
     assert set(fetch_many(client_pod, f"http://{lb['spec']['clusterIP']}/", 10)) <= {"web-0", "web-1", "web-2"}
 
 
@@ -234,6 +243,24 @@ def test_session_affinity_pins_a_client(kubectl: Kubectl, web: dict) -> None:
     answers = fetch_many(web["client"], f"http://{svc['spec']['clusterIP']}/", 20)
     assert len(set(answers)) == 1 and answers[0].startswith("web-"), Counter(answers)
     assert "--rcheck --seconds 10800 --reap" in nat_table()
+
+
+def test_cluster_dns_is_kube_system_pods_behind_kube_dns(kubectl: Kubectl) -> None:
+    """As kubeadm installs CoreDNS: Deployment kube-system/coredns, pods labelled k8s-app=kube-dns, Running and
+    Ready, behind the Service kube-dns at the kubelets' clusterDNS with upstream's port names."""
+    service = kubectl.json("get", "service", "-n", "kube-system", "kube-dns")
+    assert service["spec"]["clusterIP"] == CLUSTER_DNS
+    assert {(p["name"], p["port"], p["protocol"]) for p in service["spec"]["ports"]} == \
+        {("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")}
+    deployment = kubectl.json("get", "deployment", "-n", "kube-system", "coredns")
+    assert deployment["status"].get("availableReplicas", 0) >= 1, deployment["status"]
+    pods = kubectl.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    assert running and all(p["spec"]["serviceAccountName"] == "coredns" for p in running), pods
+    endpoints = kubectl.json("get", "endpointslices", "-n", "kube-system", "-l", "kubernetes.io/service-name=kube-dns")
+    addresses = {a for s in endpoints["items"] for e in s.get("endpoints") or () for a in e["addresses"]
+                 if (e.get("conditions") or {}).get("ready")}
+    assert {p["status"]["podIP"] for p in running} <= addresses, (addresses, running)
 
 
 def test_dns_names_in_and_across_namespaces(kubectl: Kubectl, web: dict, namespaces: Callable[[], str]) -> None:

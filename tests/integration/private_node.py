@@ -38,6 +38,7 @@ CLUSTER_CIDR = "10.247.0.0/16"
 REGISTRY_STORAGE = "/var/lib/shipmate/registry"
 SHIPMATE = [sys.executable, "-m", "shipmate.cli"]
 KUBECTL = "/usr/local/bin/kubectl"
+PRIVATE_CLUSTER_DNS = "169.254.20.10"
 ENTER = ["nsenter", f"--net=/var/run/netns/{NETNS}"]
 API_PORT = 6443                   # the first server's; a second one listens on the next port
 ETCD_CLIENT = "127.0.0.1:2379"    # in the netns: nothing else listens there
@@ -108,10 +109,14 @@ def sleeper_pod(name: str) -> str:
 
 
 class PrivateNode:
-    def __init__(self, server_args: tuple[str, ...] = (), *, name: str = NODE, servers: int = 1) -> None:
+    def __init__(self, server_args: tuple[str, ...] = (), *, name: str = NODE, servers: int = 1,
+                 node_ip: str = "127.0.0.1") -> None:
         if servers not in (1, 2):
             raise ValueError("a private node runs one server (SQLite) or two (etcd)")
         self.server_args = server_args       # more `shipmate server` flags
+        # The agent's --node-ip; another address than 127.0.0.1 is put on the netns' lo (as /32), so
+        # hostPorts and LoadBalancer addresses can be reached on it (route a test client's netns to it).
+        self.node_ip = node_ip
         self.node_name = name
         self.work_dir = Path(f"/var/lib/shipmate-{name}")
         self.netns = f"shipmate-{name}"
@@ -143,6 +148,8 @@ class PrivateNode:
         self.manifests.mkdir()
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
         subprocess.run([*self.enter, "ip", "link", "set", "lo", "up"], check=True)
+        if self.node_ip != "127.0.0.1":
+            subprocess.run([*self.enter, "ip", "addr", "add", f"{self.node_ip}/32", "dev", "lo"], check=True)
         self._start_registry()
         if self.etcd is not None:
             self._start_etcd()
@@ -158,6 +165,13 @@ class PrivateNode:
             self.start_server(1)
         self.start_agent()
         wait_for(lambda: self.node_ready() is True, 60, f"node {self.node_name} Ready ({self.logs()})", interval=0.5)
+        # The node server (logs, exec, attach, port-forward) listens once its serving certificate is issued, a moment
+        # after the node is Ready; a pod of cached images can be running before that.
+        wait_for(self.node_server_listening, 30, f"node {self.node_name}'s server on :10250", interval=0.2)
+
+    def node_server_listening(self) -> bool:
+        listening = subprocess.run([*self.enter, "ss", "-Hltn", "sport = :10250"], capture_output=True, text=True)
+        return bool(listening.stdout.strip())
 
     def down(self) -> None:
         self.agent.stop()
@@ -256,12 +270,14 @@ class PrivateNode:
         join = [] if joined else ["--token", self.create_token()]
         self.agent.start([*SHIPMATE, "agent", *extra_args, *join, "--server", ",".join(self.urls),
                           "--ca-file", str(self.ca_file), "--node-name", self.node_name,
-                          "--node-ip", "127.0.0.1", "--container-runtime-endpoint", self.endpoint,
+                          "--node-ip", self.node_ip, "--container-runtime-endpoint", self.endpoint,
                           "--root-dir", str(self.agent_root), "--cni-bin-dir", str(self.work_dir / "cni/bin"),
                           "--cni-conf-dir", str(self.work_dir / "cni/net.d"),
                           "--cni-socket", str(self.work_dir / "cni.sock"), "--ipam-dir", str(self.work_dir / "ipam"),
                           "--pod-log-dir", str(self.work_dir / "logs"), "--pod-manifest-path", str(self.manifests),
-                          "--cluster-cidr", CLUSTER_CIDR])
+                          "--cluster-cidr", CLUSTER_CIDR,
+                          # no DNS addon in this cluster: the agent answers on a node-local address itself
+                          "--cluster-dns", PRIVATE_CLUSTER_DNS, "--serve-cluster-dns"])
 
     # ------------------------------------------------------------ queries
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None,

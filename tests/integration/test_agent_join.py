@@ -1,6 +1,6 @@
 """Agent join and certificate rotation for real, on a private node (own netns, containerd, server and
 agent; see private_node.py): the agent joins a real `shipmate server` with a token from `shipmate
-token create` and gets `system:node:<name>`; with `--cluster-signing-duration 2m` it renews before
+token create` and gets `system:node:<name>`; with `--cluster-signing-duration 1m` it renews before
 expiry without a restart and keeps heartbeating past the first certificate's end; its :10250 only
 lets in clients with a certificate of the cluster CA; a restart needs no token; an expired token is
 refused with the server's message."""
@@ -23,7 +23,7 @@ from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
-SIGNING_SECONDS = 120
+SIGNING_SECONDS = 60
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,10 @@ def test_allocations_survive_restart_and_cluster_ip_conflicts(server):
                           check=False)
     assert 'spec.clusterIPs: Invalid value: []string{"10.96.0.50"}: failed to allocate IP 10.96.0.50: provided IP ' \
            "is already allocated" in twin.stderr
+    # The same Service again, its own address requested: it exists (upstream checks the name first).
+    same = server.kubectl("create", "service", "clusterip", "fixed", "--tcp=80:80", "--clusterip=10.96.0.50",
+                          check=False)
+    assert 'services "fixed" already exists' in same.stderr and "modified" not in same.stderr
     kubernetes = get_json(server, "service", "kubernetes")
     assert kubernetes["spec"]["clusterIP"] == "10.96.0.1"
     assert kubernetes["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP",

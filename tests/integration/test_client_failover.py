@@ -9,7 +9,8 @@ import signal
 
 import pytest
 
-from shipmate.kubeclient import CONFIG_MAPS, NAMESPACES, Informer, KubeClient, load_kubeconfig
+from shipmate.informer import Informer
+from shipmate.kubeclient import CONFIG_MAPS, NAMESPACES, KubeClient, ResourceSource, load_kubeconfig
 from tests.integration.etcd_support import EtcdCluster, etcd_available
 from tests.integration.test_apiserver_kubectl import Server
 
@@ -46,7 +47,7 @@ def configmap(name: str) -> dict:
 
 async def wait_for_key(informer: Informer, key: str, timeout: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while key not in informer.store:
+    while key not in informer.cache:
         assert asyncio.get_running_loop().time() < deadline, f"{key} never reached the informer"
         await asyncio.sleep(0.1)
 
@@ -57,7 +58,7 @@ async def test_client_and_informer_fail_over_when_a_server_is_killed(servers) ->
     config.server, config.extra_servers = a.url, (b.url,)
     async with KubeClient(config, timeout=10) as client:
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        informer = Informer(client, CONFIG_MAPS, NAMESPACE, min_backoff=0.1, max_backoff=1.0)
+        informer = Informer(ResourceSource(client, CONFIG_MAPS, NAMESPACE), min_backoff=0.1, max_backoff=1.0)
         task = asyncio.create_task(informer.run())
         try:
             await client.create(CONFIG_MAPS, configmap("before"))

@@ -83,7 +83,20 @@ def test_builds_are_reproducible(tmp_path: Path) -> None:
     first = build_images.build_default_images(tmp_path / "a")
     second = build_images.build_default_images(tmp_path / "b")
     assert [image.manifest_digest for image in first] == [image.manifest_digest for image in second]
-    assert [image.name for image in first] == [build_images.PAUSE_IMAGE, build_images.BUSYBOX_IMAGE]
+    assert [image.name for image in first] == [build_images.PAUSE_IMAGE, build_images.BUSYBOX_IMAGE,
+                                               build_images.CLUSTER_DNS_IMAGE]
+
+
+def test_cluster_dns_image_holds_what_the_dns_pod_imports() -> None:
+    """The repo's modules the server imports, one by one, and the third-party packages they come from, whole;
+    not the rest of the repo nor the agent's host-side dependencies."""
+    paths = {entry.path for entry in build_images.module_files(build_images.CLUSTER_DNS_MODULE)}
+    lib = build_images.MODULES_DIR
+    for needed in ("agent/cluster_dns/pod.py", "agent/cluster_dns/zone.py", "agent/proxy/sources.py",
+                   "shipmate/kubeclient.py", "aiohttp/__init__.py", "yaml/__init__.py", "multidict/__init__.py"):
+        assert f"{lib}/{needed}" in paths, needed
+    assert not any(path.startswith((f"{lib}/apiserver/", f"{lib}/pyroute2/", f"{lib}/agent/kubelet"))
+                   for path in paths)
 
 
 @needs_toolchain
@@ -173,6 +186,18 @@ async def test_built_image_config_is_honoured(containerd_socket: str, local_regi
     async with CRIClient(f"unix://{containerd_socket}") as client:
         code, output = await run_to_completion(client, f"{local_registry}/{image.name}", [], tmp_path)
     assert (code, output.splitlines()) == (0, ["hello from the layer", "in /tmp"])
+
+
+@pytest.mark.integration
+async def test_cluster_dns_image_runs_the_dns_server_module(containerd_socket: str, local_registry: str,
+                                                            tmp_path: Path) -> None:
+    """Debian's Python in the image imports the server and everything it needs (here it stops at --help)."""
+    async with CRIClient(f"unix://{containerd_socket}") as client:
+        code, output = await run_to_completion(
+            client, f"{local_registry}/{build_images.CLUSTER_DNS_IMAGE}",
+            ["python3", "-m", build_images.CLUSTER_DNS_MODULE, "--help"], tmp_path)
+    assert code == 0, output
+    assert "--domain" in output and "--resolv-conf" in output
 
 
 @pytest.mark.integration

@@ -178,6 +178,29 @@ def test_server_side_apply_managed_fields_conflicts_and_removal(server):
     assert final["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
 
 
+DNS_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: ssa-dns}
+spec:
+  selector: {app: dns}
+  ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]
+"""
+
+
+def test_server_side_apply_keeps_one_port_per_protocol(server):
+    """ServiceSpec.ports is keyed by port and protocol for apply (x-kubernetes-list-map-keys): re-applying a
+    Service with 53/UDP and 53/TCP is a no-op, not a duplicate port."""
+    for _ in range(2):
+        assert "service/ssa-dns serverside-applied" in server.kubectl(
+            "apply", "--server-side", "-f", "-", input=DNS_SERVICE).stdout
+    applied = get_json(server, "service/ssa-dns", "--show-managed-fields")
+    assert [(p["name"], p["port"], p["protocol"]) for p in applied["spec"]["ports"]] == [
+        ("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")]
+    ports = managers(applied)[("kubectl", "Apply", "")]["fieldsV1"]["f:spec"]["f:ports"]
+    assert set(ports) == {'k:{"port":53,"protocol":"UDP"}', 'k:{"port":53,"protocol":"TCP"}'}
+
+
 def test_server_side_apply_raw_conflict_status_and_dry_run(server):
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}
     path = "/api/v1/namespaces/default/configmaps/cm"

@@ -89,3 +89,36 @@ async def test_resolve_uid_of_a_container_the_relist_has_not_seen() -> None:
     assert await relister.resolve_uid("c-ours") == "pod-1" and runtime.calls == 1      # remembered
     assert await relister.resolve_uid("c-theirs") is None                               # another node's
     assert await relister.resolve_uid("gone") is None
+
+
+class _Runtime:
+    """A CRI that keeps answering RUNNING (containerd busy deleting the task), then, once told, NotFound."""
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    async def container_status(self, container_id: str):
+        from types import SimpleNamespace
+
+        import grpc
+
+        from cri.errors import NotFound
+        from cri.gen import api_pb2
+        if self.gone:
+            raise NotFound(grpc.StatusCode.NOT_FOUND, "no such container")
+        return SimpleNamespace(status=SimpleNamespace(state=api_pb2.CONTAINER_RUNNING))
+
+
+async def test_an_exit_stays_announced_until_cri_agrees(monkeypatch) -> None:
+    """Past the settle wait, CRI still saying RUNNING must not take the exit back (the pod's status would
+    show the terminated container running again); once CRI agrees, the announcement goes."""
+    from agent import runtime_events
+    monkeypatch.setattr(runtime_events, "SETTLE_TIMEOUT", 0.05)
+    monkeypatch.setattr(runtime_events, "SETTLE_POLL", 0.01)
+    cache, runtime, notified = ExitCache(), _Runtime(), []
+    cache.record_exit("c1", 3, EXITED_AT, now=0)
+    await runtime_events._notify_when_settled(runtime, cache, "c1", "u", lambda uid, at: notified.append(uid))
+    assert notified == ["u"] and "c1" in cache.exits
+    runtime.gone = True
+    await runtime_events._notify_when_settled(runtime, cache, "c1", "u", lambda uid, at: notified.append(uid))
+    assert notified == ["u", "u"] and "c1" not in cache.exits

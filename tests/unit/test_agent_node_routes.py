@@ -132,7 +132,7 @@ async def test_routes_are_kept_while_masquerade_fails_and_node_changes_wake_the_
                 break
         assert routes.table == {"10.244.1.0/24": "192.168.1.2"} and iptables.calls >= 1
         nodes.append(node("c", "10.244.2.0/24", "192.168.1.3"))
-        loop.on_node_change("ADDED", None, nodes[-1])
+        loop.on_node_change("ADDED", nodes[-1], None)
         for _ in range(50):
             await asyncio.sleep(0.01)
             if len(routes.table) == 2:

@@ -196,6 +196,12 @@ def test_volume_kind_and_memory_size() -> None:
     assert memory_volume_size({"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}, limited,
                               node) == 128 << 20           # the smaller of the two
     assert memory_volume_size(unsized, {"spec": {"containers": [{"name": "a"}]}}, node) == node
+    # PodLimits: a sidecar runs next to the containers; a pod-level limit stands for the containers' own
+    with_sidecar = {"spec": {**limited["spec"], "initContainers": [
+        {"name": "s", "restartPolicy": "Always", "resources": {"limits": {"memory": "64Mi"}}}]}}
+    assert memory_volume_size(unsized, with_sidecar, node) == 192 << 20
+    pod_level = {"spec": {"containers": [{"name": "a"}], "resources": {"limits": {"memory": "256Mi"}}}}
+    assert memory_volume_size(unsized, pod_level, node) == 256 << 20
 
 
 # ---------------------------------------------------------------- VolumeManager against a fake API
@@ -274,7 +280,11 @@ async def test_manager_reports_missing_objects_like_kubelet(tmp_path) -> None:
         await manager.ensure(_pod([{"name": "s", "projected": {"sources": [{"secret": {"name": "gone"}}]}}]))
     with pytest.raises(VolumeError, match='volume "h" : hostPath /no/such/path doesn.t exist'):
         await manager.ensure(_pod([{"name": "h", "hostPath": {"path": "/no/such/path", "type": "Directory"}}]))
-    with pytest.raises(VolumeError, match="volume type persistentVolumeClaim is not supported"):
+    with pytest.raises(VolumeError, match="volume type nfs is not supported"):
+        await manager.ensure(_pod([{"name": "v", "nfs": {"server": "x", "path": "/"}}]))
+    with pytest.raises(VolumeError, match=r"^Unable to attach or mount volumes: unmounted volumes=\[v\], unattached "
+                                          r"volumes=\[v\], failed to process volumes=\[v\]: error processing PVC "
+                                          r"ns/x: failed to fetch PVC ns/x from API server"):
         await manager.ensure(_pod([{"name": "v", "persistentVolumeClaim": {"claimName": "x"}}]))
     paths = await manager.ensure(_pod([{"name": "cfg", "configMap": {"name": "nope", "optional": True}}]))
     assert os.path.islink(os.path.join(paths["cfg"], "..data"))

@@ -136,3 +136,23 @@ def test_create_bookkeeping_matches_the_field_set_of_the_object():
     assert created["metadata"]["managedFields"] == [
         {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "time": NOW, "fieldsType": "FieldsV1",
          "fieldsV1": to_fields_v1(field_set(pod, nodes=True))}]
+
+
+def test_service_ports_are_keyed_by_port_and_protocol_as_upstreams_list_map_keys():
+    """Upstream's ServiceSpec.ports is a list map keyed by port and protocol (protocol defaulting to TCP):
+    53/UDP and 53/TCP stay two items through repeated applies, and an item without protocol is the TCP one."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": "kube-system"},
+               "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                                  {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}
+    created = apply(None, service, "addons", False, NOW)
+    again = apply(created, service, "addons", False, LATER)
+    assert again["spec"]["ports"] == service["spec"]["ports"]
+    owned = entries(again)[("addons", "Apply", "")]
+    assert ("f:spec", "f:ports", 'k:{"port":53,"protocol":"UDP"}', "f:name") in owned
+    assert ("f:spec", "f:ports", 'k:{"port":53,"protocol":"TCP"}', "f:name") in owned
+    renamed = {**service, "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                                             {"name": "tcp", "port": 53}]}}
+    merged = apply(again, renamed, "addons", False, LATER)
+    # (protocol, no longer applied, goes; the server's defaulting after the merge puts TCP back, as upstream's)
+    assert [(port["name"], port["port"], port.get("protocol", "TCP")) for port in merged["spec"]["ports"]] == [
+        ("dns", 53, "UDP"), ("tcp", 53, "TCP")]

@@ -47,5 +47,20 @@ def test_explained_kinds_describe_top_level_and_spec_fields():
     assert spec["properties"]["template"]["allOf"] == [{"$ref": "#/components/schemas/io.k8s.api.core.v1.PodTemplateSpec"}]
     surge = document["components"]["schemas"]["io.k8s.api.apps.v1.RollingUpdateDeployment"]["properties"]["maxSurge"]
     assert surge["allOf"] == [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.util.intstr.IntOrString"}]
-    # No request body types on PATCH: kubectl keeps its built-in strategic-merge metadata for apply.
-    assert "requestBody" not in json.dumps(document)
+    # Exact kinds declare strategic merge on PATCH and publish upstream's merge keys: kubectl's client-side apply
+    # computes its three-way merge from them.
+    patch = document["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert sorted(patch["requestBody"]["content"]) == [
+        "application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json",
+        "application/strategic-merge-patch+json"]
+    core = group_version_document(RESOURCES, "", "v1")
+    schemas = core["components"]["schemas"]
+    containers = schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
+    assert (containers["x-kubernetes-patch-merge-key"], containers["x-kubernetes-patch-strategy"]) == ("name", "merge")
+    ports = schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"]
+    assert ports["x-kubernetes-list-map-keys"] == ["containerPort", "protocol"]
+    env = schemas["io.k8s.api.core.v1.Container"]["properties"]["env"]
+    assert env["x-kubernetes-patch-merge-key"] == "name" and env["x-kubernetes-list-type"] == "map"
+    # a kind with free-form parts does not offer strategic merge from its schema
+    node_patch = core["paths"]["/api/v1/nodes/{name}"]["patch"]
+    assert "application/strategic-merge-patch+json" not in node_patch["requestBody"]["content"]

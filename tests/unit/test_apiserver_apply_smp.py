@@ -97,3 +97,23 @@ def test_replace_directive_on_lists_and_maps_drops_directives():
         {"name": "only", "image": "x", "env": [{"name": "A", "value": "1"}]}, {"$patch": "replace"}]}}}})
     assert replaced["spec"]["template"]["spec"]["containers"] == [
         {"name": "only", "image": "x", "env": [{"name": "A", "value": "1"}]}]
+
+
+def test_webhooks_merge_by_name_as_upstreams_patch_merge_key() -> None:
+    """admissionregistration/v1: `webhooks` has patchMergeKey=name; kubectl apply's patch changing one field
+    names only that webhook and the field, and everything else of it stays."""
+    current = {"webhooks": [{"name": "a.example.com", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                             "clientConfig": {"url": "https://a.example.com"}},
+                            {"name": "b.example.com", "sideEffects": "None"}]}
+    patched = strategic_merge_patch(current, {"webhooks": [{"name": "a.example.com", "failurePolicy": "Ignore"}]})
+    assert patched["webhooks"][0] == {**current["webhooks"][0], "failurePolicy": "Ignore"}
+    assert patched["webhooks"][1] == current["webhooks"][1]
+
+
+def test_cronjob_pod_template_containers_merge_by_name() -> None:
+    containers = [{"name": "a", "image": "one"}, {"name": "b", "image": "two"}]
+    current = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": containers}}}}}}
+    patch = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "3"}]}}}}}}
+    patched = strategic_merge_patch(current, patch)
+    assert patched["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"] == [
+        containers[0], {"name": "b", "image": "3"}]

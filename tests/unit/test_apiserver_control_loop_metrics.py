@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apiserver.api import API
 from apiserver.http.metrics import ServerMetrics
-from apiserver.informer import Informer, SharedInformers, share_strings
+from apiserver.informer import RegistryInformer, SharedInformers, share_strings
 from apiserver.controllers.node_lifecycle import LifecycleConfig
 from apiserver.controllers.manager import ControllerContext, start_controllers
 from apiserver.storage.sqlite import SQLiteStorage
@@ -107,7 +107,7 @@ def test_share_strings_makes_equal_objects_share_keys_and_values():
 
 
 async def test_informer_caches_objects_with_shared_strings(api):
-    informer = Informer(api.pods)
+    informer = RegistryInformer(api.pods)
     task = asyncio.create_task(informer.run())
     try:
         for name in ("a", "b"):
@@ -130,10 +130,10 @@ async def test_metadata_only_informers_keep_metadata_unless_a_consumer_wants_who
     resource another loop watches whole: there one cache of whole objects serves both."""
     informers = SharedInformers()
     seen: list[dict] = []
-    config_maps = informers.informer(api.registry("", "configmaps"), lambda _type, obj: seen.append(obj),
+    config_maps = informers.informer(api.registry("", "configmaps"), lambda _type, obj, _old: seen.append(obj),
                                      metadata_only=True)
-    pods = informers.informer(api.pods, lambda _type, _obj: None, metadata_only=True)
-    assert informers.informer(api.pods, lambda _type, _obj: None) is pods   # a whole-object consumer
+    pods = informers.informer(api.pods, lambda _type, _obj, _old: None, metadata_only=True)
+    assert informers.informer(api.pods, lambda _type, _obj, _old: None) is pods   # a whole-object consumer
     assert config_maps.metadata_only and not pods.metadata_only
     task = asyncio.create_task(informers.run())
     try:

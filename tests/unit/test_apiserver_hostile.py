@@ -93,10 +93,10 @@ def test_yaml_alias_bomb_is_refused_quickly():
     for level in range(1, 10):
         previous = chr(ord("a") + level - 1)
         bomb.append(f"{chr(ord('a') + level)}: &{chr(ord('a') + level)} [" + ", ".join([f"*{previous}"] * 10) + "]")
-    started = time.monotonic()
+    started = time.process_time()
     error = refused("\n".join(bomb), "application/yaml")
     assert error.code == 400 and "excessive aliasing" in error.message
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
 
 
 def test_yaml_self_referencing_alias_is_refused():

@@ -2,7 +2,7 @@ from collections import Counter
 
 from apiserver.scheduler.cache import ClusterCache
 from apiserver.scheduler.predicates import (Resources, filter_reasons, least_allocated_score, matches_node_affinity,
-                                            node_info, pod_facts, pod_requests, schedule, spread_count)
+                                            node_info, pod_facts, requested_resources, schedule, spread_count)
 
 
 def node(name, cpu="2", memory="4Gi", pods="110", labels=None, **spec):
@@ -31,10 +31,10 @@ def test_pod_requests_sum_init_max_and_non_zero_defaults():
     p = pod(cpu="250m", memory="64Mi")
     p["spec"]["containers"].append({"name": "d", "resources": {"limits": {"cpu": "250m"}}})
     p["spec"]["initContainers"] = [{"name": "i", "resources": {"requests": {"cpu": "1", "memory": "1Mi"}}}]
-    assert pod_requests(p) == Resources(1000, 64 * 2**20, 1)
+    assert requested_resources(p) == Resources(1000, 64 * 2**20, 1)
     # scoring counts 100m / 200Mi for a container without requests (upstream's non-zero requests)
-    assert pod_requests(pod(), non_zero=True) == Resources(100, 200 * 2**20, 1)
-    assert pod_requests(pod()) == Resources(0, 0, 1)
+    assert requested_resources(pod(), non_zero=True) == Resources(100, 200 * 2**20, 1)
+    assert requested_resources(pod()) == Resources(0, 0, 1)
 
 
 def test_resource_filters():

@@ -123,11 +123,11 @@ def test_cluster_dns_follows_informer_changes_and_never_forwards_to_itself() -> 
     assert dns.forwarder.servers == ["10.255.255.53"]
     assert upstream_servers(ResolvConf(servers=["169.254.20.10"]), "169.254.20.10") == []
     question = wire.Question("db-service.dev.svc.cluster.local", wire.TYPE_A)
-    dns.on_service_change("ADDED", None, SERVICE)
+    dns.on_service_change("ADDED", SERVICE, None)
     dns.on_services_synced()
     assert not dns.zone.synced
     dns.on_endpoint_slices_synced()
     assert dns.zone.synced
     assert dns.zone.resolve(question).answers
-    dns.on_service_change("DELETED", SERVICE, None)
+    dns.on_service_change("DELETED", SERVICE, SERVICE)
     assert dns.zone.resolve(question).rcode == wire.RCODE_NXDOMAIN

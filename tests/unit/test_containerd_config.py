@@ -169,3 +169,12 @@ def test_default_mirror_applies_only_without_a_registries_file(tmp_path: Path) -
     assert cc.main(["--registries", str(registries), *args]) == 0
     hosts = (certs / "docker.io" / "hosts.toml").read_text()
     assert 'host."http://127.0.0.1:5999"' in hosts and "5000" not in hosts
+
+
+def test_without_a_registries_file_the_public_registries_manifests_name_are_mirrored(tmp_path) -> None:
+    """make up's default: busybox, registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:2.0 come from the local registry."""
+    document = cc.load_registries(tmp_path / "absent.yaml", "http://127.0.0.1:5000")
+    assert document == {"mirrors": {name: {"endpoint": ["http://127.0.0.1:5000"]}
+                                     for name in ("docker.io", "registry.k8s.io", "k8s.gcr.io", "gcr.io")}}
+    rendered = cc.render(document)
+    assert any("registry.k8s.io" in path for path in rendered.hosts)

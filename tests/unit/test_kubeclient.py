@@ -15,9 +15,10 @@ from tests.unit.fake_api_server import client_for
 from tests.unit.https_fake import HttpsServer, ClusterCA, peer_common_name, serving
 
 from shipmate import kubeclient, pki
-from shipmate.kubeclient import (NODES, PODS, AlreadyExists, Conflict, Gone, Informer, Invalid, KubeClient,
-                                 KubeConfig, NotFound, Resource, ServerError, config_from_flags, parse_kubeconfig,
-                                 parse_servers)
+from shipmate.informer import Informer
+from shipmate.kubeclient import (NODES, PODS, AlreadyExists, Conflict, Gone, Invalid, KubeClient, KubeConfig,
+                                 NotFound, Resource, ResourceSource, ServerError, config_from_flags, parse_kubeconfig,
+                                 in_cluster_config, parse_servers)
 
 
 def status(code: int, reason: str, message: str) -> web.Response:
@@ -191,8 +192,8 @@ async def test_informer_lists_watches_resumes_and_relists_after_410(api: tuple[F
     fake, client = api
     await client.create(PODS, pod("first"))
     changes: list[tuple[str, str]] = []
-    informer = Informer(client, PODS, "ns", min_backoff=0.01,
-                        on_change=lambda kind, old, new: changes.append((kind, (new or old)["metadata"]["name"])))
+    informer = Informer(ResourceSource(client, PODS, "ns"),
+                        lambda kind, obj, _old: changes.append((kind, obj["metadata"]["name"])), min_backoff=0.01)
     task = asyncio.create_task(informer.run())
     try:
         await asyncio.wait_for(informer.synced.wait(), 3)
@@ -217,7 +218,7 @@ async def test_informer_lists_watches_resumes_and_relists_after_410(api: tuple[F
         del fake.pods["second"]
         fake.watch_queues[0].put_nowait({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})
         await wait_until(lambda: ("DELETED", "second") in changes)
-        assert set(informer.store) == {"ns/first"}
+        assert set(informer.cache) == {"ns/first"}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -415,3 +416,42 @@ def test_parse_servers() -> None:
             parse_servers(bad)
     config = config_from_flags("https://a:1,https://b:2", None)
     assert (config.server, config.extra_servers) == ("https://a:1", ("https://b:2",))
+
+
+def test_in_cluster_config_as_client_go(tmp_path) -> None:
+    """rest.InClusterConfig: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, the mounted service
+    account's CA, token (a file: the kubelet rotates it) and namespace."""
+    (tmp_path / "token").write_text("first\n")
+    (tmp_path / "namespace").write_text("kube-system")
+    config = in_cluster_config({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+                               str(tmp_path))
+    assert (config.server, config.certificate_authority, config.namespace) == \
+        ("https://10.96.0.1:443", str(tmp_path / "ca.crt"), "kube-system")
+    assert config.bearer_token() == "first" and str(tmp_path / "token") in config.credential_files()
+    (tmp_path / "token").write_text("rotated")
+    assert config.bearer_token() == "rotated"
+    assert in_cluster_config({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"},
+                             str(tmp_path)).server == "https://[fd00::1]:443"
+    with pytest.raises(ValueError, match="not in a cluster"):
+        in_cluster_config({}, str(tmp_path))
+
+
+async def test_rotated_token_file_is_sent_without_a_new_client(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(kubeclient, "CREDENTIALS_CHECK_PERIOD", 0.0)
+    seen: list[str] = []
+
+    async def node(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"kind": "Node", "metadata": {"name": "n"}})
+    app = web.Application()
+    app.router.add_get("/api/v1/nodes/n", node)
+    token = tmp_path / "token"
+    token.write_text("one")
+    async with client_for(app) as plain:
+        config = KubeConfig(server=plain.server, token_file=str(token))
+        async with KubeClient(config) as client:
+            await client.get(NODES, "n")
+            token.write_text("two")
+            os.utime(token, (1, 1))   # a rotation is seen by the file's stamp, whatever the clock's resolution
+            await client.get(NODES, "n")
+    assert seen == ["Bearer one", "Bearer two"]

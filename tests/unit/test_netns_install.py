@@ -13,7 +13,7 @@ def test_render_conflist():
     assert conf["cniVersion"] == "1.0.0" and conf["name"] == "shipmate"
     assert conf["plugins"] == [{"type": "shipmate-cni", "bridge": "shipmate0", "subnet": "10.244.7.0/24",
                                 "gateway": "10.244.7.1", "hairpinMode": True, "ipamDataDir": "/ipam",
-                                "mtu": 1400}]
+                                "capabilities": {"portMappings": True}, "mtu": 1400}]
     assert "mtu" not in json.loads(render_conflist("10.244.7.0/24"))["plugins"][0]
 
 

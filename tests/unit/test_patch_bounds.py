@@ -17,9 +17,9 @@ def test_json_size_matches_compact_json_and_stops_early():
     value = {"a": [1, "xy", None, True, {"b": 2.5}], "c": {}}
     assert json_size(value, 10 ** 6) == len(json.dumps(value, separators=(",", ":")))
     huge = ["x" * 1000] * 10 ** 6  # 1 GB as JSON: counted only until it passes the bound
-    started = time.monotonic()
+    started = time.process_time()
     assert json_size(huge, 10_000) > 10_000
-    assert time.monotonic() - started < 0.1
+    assert time.process_time() - started < 0.1
 
 
 def test_repeated_copies_of_a_subtree_are_refused_once_they_add_more_than_the_copy_limit():
@@ -35,11 +35,11 @@ def test_repeated_copies_of_a_subtree_are_refused_once_they_add_more_than_the_co
 def test_a_doubling_copy_bomb_is_refused_at_once_without_building_the_value():
     target = {"metadata": {"name": "x"}, "data": {"seed": "x" * 1024}}
     operations = [{"op": "copy", "from": "", "path": f"/k{i}"} for i in range(60)]  # 2^60 KiB if built
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(PatchError) as caught:
         apply_patch(JSON_PATCH, target, operations)
     assert caught.value.code == 422
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
 
 
 def test_copies_within_the_limit_still_apply():
@@ -83,9 +83,9 @@ def test_strategic_merge_of_long_keyed_lists_is_linear():
     target = {"spec": {"containers": [{"name": f"c{i}", "image": "a"} for i in range(count)]}}
     patch = {"spec": {"containers": [{"name": f"c{i}", "image": "b"} for i in range(0, 2 * count, 2)]
                       + [{"name": f"c{i}", "$patch": "delete"} for i in range(1, count, 2)]}}
-    started = time.monotonic()
+    started = time.process_time()
     result = strategic_merge_patch(target, patch)
-    assert time.monotonic() - started < 2  # quadratic: 4·10^8 comparisons
+    assert time.process_time() - started < 2  # quadratic: 4·10^8 comparisons
     containers = result["spec"]["containers"]
     assert len(containers) == count and containers[0] == {"name": "c0", "image": "b"}
     assert containers[-1] == {"name": f"c{2 * count - 2}", "image": "b"}

@@ -64,3 +64,25 @@ def test_node_error_keeps_the_node_message() -> None:
                               "message": 'container "c" in pod "p" is waiting to start: ContainerCreating',
                               "reason": "BadRequest", "code": 400}
     assert node_error(502, "").code == 500
+
+
+def test_forward_ports_accept_repeated_and_comma_separated_values() -> None:
+    from multidict import MultiDict
+    from apiserver import errors
+    from apiserver.http.pod_proxy import forward_ports
+    assert forward_ports(MultiDict([("ports", "80,443"), ("ports", "8080")])) == [80, 443, 8080]
+    assert forward_ports(MultiDict()) == []
+    for bad in ("x", "0", "65536"):
+        with pytest.raises(errors.APIError) as raised:
+            forward_ports(MultiDict(ports=bad))
+        assert raised.value.code in (400, 422)
+
+
+def test_spdy_tunnel_subprotocols_name_the_spdy_protocols() -> None:
+    from apiserver.http.pod_proxy import offered_protocols, tunnelled_protocols
+    from multidict import CIMultiDict
+    headers = CIMultiDict([("Sec-WebSocket-Protocol", "SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io"),
+                           ("Sec-WebSocket-Protocol", "SPDY/3.1+other.example.com")])
+    offered = offered_protocols(headers, "Sec-WebSocket-Protocol")
+    assert offered == ["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io", "SPDY/3.1+other.example.com"]
+    assert tunnelled_protocols(offered) == ["portforward.k8s.io"]

@@ -20,12 +20,12 @@ class Recorder:
         self.calls: list[tuple] = []
         self.fail = fail
 
-    def on_service_change(self, kind, old, new):
+    def on_service_change(self, kind, service, old):
         self.calls.append(("service", kind))
         if self.fail:
             raise RuntimeError("consumer bug")
 
-    def on_endpoint_slice_change(self, kind, old, new):
+    def on_endpoint_slice_change(self, kind, endpoint_slice, old):
         self.calls.append(("slice", kind))
 
     def on_services_synced(self):
@@ -37,8 +37,12 @@ class Recorder:
 
 def test_flags_and_defaults() -> None:
     config = parse_args(["--node-ip", "10.0.0.1"])
-    assert (config.cluster_cidr, config.cluster_dns, config.cluster_domain) == \
-        ("10.244.0.0/16", "169.254.20.10", "cluster.local")
+    # kubeadm's clusterDNS: the kube-dns Service of the DNS addon, served by pods, not by the agent
+    assert (config.cluster_cidr, config.cluster_dns, config.cluster_domain, config.serve_cluster_dns) == \
+        ("10.244.0.0/16", "10.96.0.10", "cluster.local", False)
+    assert parse_args(["--node-ip", "10.0.0.1", "--cluster-dns", "169.254.20.10",
+                       "--serve-cluster-dns"]).serve_cluster_dns
+    assert not parse_args(["--node-ip", "10.0.0.1", "--cluster-dns", "", "--serve-cluster-dns"]).serve_cluster_dns
     assert not config.cleanup_iptables and not config.masquerade_all
     assert (config.iptables_min_sync_period, config.iptables_sync_period) == (1.0, 30.0)
     config = parse_args(["--node-ip", "10.0.0.1", "--cluster-dns", "", "--cluster-domain", "Corp.Internal.",
@@ -74,15 +78,15 @@ async def test_sources_fan_out_and_survive_a_failing_consumer() -> None:
 async def test_proxier_takes_informer_shaped_changes() -> None:
     ipt = FakeIptables()
     proxier = Proxier(ipt, RenderConfig(cluster_cidr="10.244.0.0/16"), min_sync_period=0)
-    proxier.on_service_change("ADDED", None, svc(1))
-    proxier.on_endpoint_slice_change("ADDED", None, eps(1, "10.244.1.5"))
+    proxier.on_service_change("ADDED", svc(1), None)
+    proxier.on_endpoint_slice_change("ADDED", eps(1, "10.244.1.5"), None)
     proxier.on_services_synced()
     proxier.on_endpoint_slices_synced()
     assert await proxier.sync()
     assert "10.244.1.5:8080" in ipt.take()
-    # A relist's DELETED carries only the old object; a watch's carries it as `new`.
-    proxier.on_endpoint_slice_change("DELETED", eps(1, "10.244.1.5"), None)
-    proxier.on_service_change("DELETED", None, svc(1))
+    # A DELETED carries the last state; `old` is what the informer's cache held (a relist passes it twice).
+    proxier.on_endpoint_slice_change("DELETED", eps(1, "10.244.1.5"), eps(1, "10.244.1.5"))
+    proxier.on_service_change("DELETED", svc(1), None)
     assert await proxier.sync()
     text = ipt.take()
     assert "-X KUBE-SEP-" in text and "-D KUBE-SERVICES" in text
@@ -107,3 +111,66 @@ def test_masquerade_all_drops_the_source_condition() -> None:
     everything = render_full(state, RenderConfig(cluster_cidr="10.244.0.0/16", masquerade_all=True)).transactions[0]
     assert "! -s 10.244.0.0/16 -j KUBE-MARK-MASQ" in plain
     assert "! -s 10.244.0.0/16" not in everything and "--dport 80 -j KUBE-MARK-MASQ" in everything
+
+
+@pytest.mark.parametrize("requested, backend, has_nft, mode", [
+    ("", "nft", True, "iptables"),          # kube-proxy's default, whatever the host's iptables
+    ("", "legacy", True, "iptables"),
+    ("iptables", "nft", True, "iptables"),
+    ("nftables", "legacy", True, "nftables"),
+])
+def test_default_proxy_mode(requested, backend, has_nft, mode) -> None:
+    from agent.proxy.wiring import choose_proxy_mode
+    from netns.iptables import LEGACY, NFT
+    assert choose_proxy_mode(requested, NFT if backend == "nft" else LEGACY, has_nft) == mode
+
+
+def test_proxy_mode_nftables_without_nft_is_an_error() -> None:
+    from agent.proxy.wiring import choose_proxy_mode
+    from netns.iptables import NFT
+    with pytest.raises(RuntimeError, match="nft command is not installed"):
+        choose_proxy_mode("nftables", NFT, False)
+    assert parse_args(["--node-ip", "10.0.0.1", "--proxy-mode", "iptables"]).proxy_mode == "iptables"
+    assert parse_args(["--node-ip", "10.0.0.1"]).proxy_mode == ""
+
+
+@pytest.mark.parametrize("requested, expected", [("nftables", "NftProxier"), ("iptables", "Proxier")])
+async def test_agent_start_removes_the_other_modes_rules(monkeypatch, requested, expected) -> None:
+    """At start the agent removes what the other mode left: switching to nftables removes the proxy's
+    iptables chains only (hostPort and NetworkPolicy chains stay), switching to iptables the nft table."""
+    from agent.proxy import wiring
+    from netns.iptables import NFT
+    calls: list[tuple] = []
+
+    async def fake_cleanup_iptables(backends=None, proxy_only=False):
+        calls.append(("iptables", tuple(b.name for b in backends), proxy_only))
+        return []
+
+    async def fake_cleanup_nftables(netns=None):
+        calls.append(("nftables",))
+        return []
+
+    async def fake_detect_backend():
+        return NFT
+
+    class FakeNft:
+        netns = None
+
+    class Setup:
+        bridge_netfilter, route_localnet = True, True
+
+    monkeypatch.setattr(wiring, "prepare_host", lambda: Setup())
+    monkeypatch.setattr(wiring, "detect_backend", fake_detect_backend)
+    monkeypatch.setattr(wiring, "nft_available", lambda: True)
+    monkeypatch.setattr(wiring, "cleanup_iptables", fake_cleanup_iptables)
+    monkeypatch.setattr(wiring, "cleanup_nftables", fake_cleanup_nftables)
+    monkeypatch.setattr(wiring, "Nft", FakeNft)
+    monkeypatch.setattr(wiring, "Iptables", lambda backend: FakeIptables())
+    config = parse_args(["--node-ip", "10.0.0.1", "--proxy-mode", requested, "--cluster-dns", "",
+                         "--disable-network-policy"])
+    tasks = await wiring.service_role_tasks(client=None, cfg=config, host_resolv=None)
+    assert calls == ([("iptables", ("nft",), True)] if requested == "nftables" else [("nftables",)])
+    proxy = dict(tasks)["proxy"]
+    assert proxy.cr_frame.f_locals["self"].__class__.__name__ == expected
+    for _, coroutine in tasks:
+        coroutine.close()

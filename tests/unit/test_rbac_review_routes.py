@@ -107,7 +107,7 @@ async def test_review_kinds_are_in_discovery(client):
     aggregated = discovery.aggregated_discovery(resources, False, "apidiscovery.k8s.io/v2")
     groups = {item["metadata"]["name"]: item for item in aggregated["items"]}
     assert [r["resource"] for r in groups["authentication.k8s.io"]["versions"][0]["resources"]] == \
-        ["selfsubjectreviews"]
+        ["selfsubjectreviews", "tokenreviews"]
     assert "rbac.authorization.k8s.io" in groups
 
 

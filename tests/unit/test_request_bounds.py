@@ -76,9 +76,9 @@ def test_pages_follow_keys_and_an_expired_token_is_410_with_an_inconsistent_cont
 
 def test_paging_a_large_list_is_linear():
     keyed = [(f"ns/{index:08d}", index) for index in range(200_000)]
-    started = time.monotonic()
+    started = time.process_time()
     chunk = paging.page(keyed, 500, paging.decode_continue(paging.encode_continue(3, "ns/00100000\x00")).start, 3)
-    assert chunk.items[0] == 100_001 and time.monotonic() - started < 0.5
+    assert chunk.items[0] == 100_001 and time.process_time() - started < 0.5
 
 
 def test_requests_aiohttp_cannot_parse_are_not_logged_as_errors(caplog):

@@ -23,12 +23,12 @@ PATHOLOGICAL = {
 @pytest.mark.parametrize("text", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
 @pytest.mark.parametrize("parse", [parse_label_selector, parse_field_selector])
 def test_pathological_selectors_are_parsed_in_linear_time(parse, text):
-    started = time.monotonic()
+    started = time.process_time()
     try:
         parse(text)
     except SelectorError:
         pass
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_field_terms_split_at_the_first_unescaped_operator_as_upstream():

@@ -41,14 +41,14 @@ def test_a_header_block_that_inflates_past_the_limit_is_refused_without_inflatin
     assert len(bomb) < 300_000  # 200 MB once inflated
     parser = FrameParser(HeaderCodec())
     tracemalloc.start()
-    started = time.monotonic()
+    started = time.process_time()
     try:
         with pytest.raises(SpdyError, match="larger than"):
             parser.feed(_syn_reply(1, bomb))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
     assert peak < 4 * (MAX_HEADER_BLOCK_BYTES + len(bomb))
 
 
