@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.e2e.multinode.harness import unmount_under
 from tests.support import remove_runtime_pods, runtime_sandboxes, wait_for
 
 pytestmark = pytest.mark.integration
@@ -117,6 +118,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.server.terminate()
             cluster.server.wait(10)
         remove_node_sandboxes()
+        # A pod still terminating when the agent stopped keeps its token tmpfs mounted under the temp dir, and
+        # every later pytest run would warn it cannot remove it.
+        unmount_under(cluster.workdir)
 
 
 def running(cluster: Cluster, name: str) -> dict | None:

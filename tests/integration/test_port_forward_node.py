@@ -86,12 +86,24 @@ def node_metrics(node: PrivateNode) -> dict[str, float]:
     return values
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets a process holds; an fd closed while we walk the table is skipped, not an error."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
 def agent_runtime_connections(node: PrivateNode) -> int:
     """TCP connections the agent holds to containerd's streaming server (loopback, not :10250 or :6443)."""
     pid = node.agent.pid()
     assert pid is not None
-    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+    inodes = socket_inodes(pid)
     count = 0
     for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
