@@ -147,7 +147,8 @@ def parse_args(argv: list[str]) -> AgentConfig:
     parser.add_argument("--cleanup-iptables", action="store_true",
                         help="remove the proxy's iptables chains and rules and its nftables table, then exit")
     parser.add_argument("--proxy-mode", choices=("", "iptables", "nftables"), default="",
-                        help="how services are programmed (default: iptables, as kube-proxy's)")
+                        help="how services are programmed (default: nftables where the host's iptables is "
+                             "iptables-nft and nft is installed, else iptables)")
     parser.add_argument("--disable-network-policy", action="store_true",
                         help="do not enforce NetworkPolicies on this node (as k3s's flag)")
     parser.add_argument("--eviction-hard", default=None, metavar="SIGNAL<QUANTITY,...",

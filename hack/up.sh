@@ -11,7 +11,7 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(containerd runc iptables conntrack iproute2 docker-registry busybox-static skopeo
+APT_PACKAGES=(containerd runc iptables nftables conntrack iproute2 docker-registry busybox-static skopeo
               gcc libc6-dev python3 python3-venv curl procps util-linux ca-certificates)
 SERVER_ARGS=(--bind-address 0.0.0.0 --port "$API_PORT" --data-dir "$SERVER_DIR"
              --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24 --admin-kubeconfig "$KUBECONFIG_PATH")
@@ -172,7 +172,9 @@ ensure_agent() {
     log "starting shipmate agent (with its client certificate from $AGENT_ROOT)"
   fi
   # shellcheck disable=SC2086  # ${token:+...} expands to two words or none
-  start_daemon agent "$VENV/bin/shipmate" agent "${AGENT_ARGS[@]}" ${token:+--token "$token"}
+  # SHIPMATE_PROXY_MODE (iptables|nftables; default: the agent's choice) lets the e2e tests run both modes.
+  start_daemon agent "$VENV/bin/shipmate" agent "${AGENT_ARGS[@]}" ${token:+--token "$token"} \
+    ${SHIPMATE_PROXY_MODE:+--proxy-mode "$SHIPMATE_PROXY_MODE"}
 }
 
 # The agent registers the node under the hostname (lower-cased, as the kubelet does).

@@ -23,10 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def choose_proxy_mode(requested: str, backend: Backend, has_nft: bool) -> str:
-    """`--proxy-mode`, by default iptables as kube-proxy's on Linux (nftables is its opt-in mode too)."""
+    """`--proxy-mode`; by default nftables where the host's iptables is iptables-nft and nftables is installed
+    (kube-proxy's nftables mode is GA and what upstream recommends), iptables on legacy hosts."""
     if requested == "nftables" and not has_nft:
         raise RuntimeError("--proxy-mode nftables: the nft command is not installed (apt-get install nftables)")
-    return requested or "iptables"
+    if requested:
+        return requested
+    return "nftables" if has_nft and backend.name == "nft" else "iptables"
 
 
 async def service_role_tasks(client: KubeClient, cfg: AgentConfig,

@@ -1,9 +1,10 @@
-"""Issue 4 acceptance: Services through the agent's iptables proxy and cluster DNS, real kubectl.
+"""Issue 4 acceptance: Services through the agent's proxy and cluster DNS, real kubectl. The proxy's tests run
+with the agent in each proxy mode (issue 20: nftables, and iptables for legacy hosts).
 
 Network rule: traffic only goes from pods this test creates (commands run inside the client
 pod's container through CRI ExecSync, so its netns, resolv.conf and busybox) to service IPs, pod
 IPs and the node's own address (NodePorts). A service IP is only ever used once its rules are
-in the node's nat table, so nothing is routed off the node.
+in the node's rules, so nothing is routed off the node.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from agent.proxy import chains
 from cri.client import CRIClient
 from cri.gen import api_pb2
+from tests.e2e import proxy_rules
 from tests.e2e.cluster import TEST_IMAGE, Kubectl, pod_manifest, unique_name
+from tests.e2e.proxy_rules import programmed
 from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,8 +35,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 AGENT_PID_FILE = "/run/shipmate/agent.pid"
 CLUSTER_DNS = "10.96.0.10"   # the kube-dns Service of the DNS addon (shipmate.addons), as kubeadm's
 NODE_PORT = 30008
-# Each backend answers with its own hostname (the pod name).
-BACKEND_COMMAND = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+# Each backend answers with its own hostname (the pod name), and /cgi-bin/peer with the client address it saw.
+BACKEND_COMMAND = ["sh", "-c", "mkdir -p /www/cgi-bin && hostname > /www/index.html"
+                   " && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/peer"
+                   " && chmod +x /www/cgi-bin/peer && exec httpd -f -p 8080 -h /www"]
 CLIENT_COMMAND = ["sh", "-c", "exec sleep 3600"]
 
 
@@ -98,29 +102,6 @@ def fetch_many(pod: dict[str, Any], url: str, count: int, pause: float = 0) -> l
     return out.split()
 
 
-def nat_table() -> str:
-    return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
-
-
-def chain_rules(table_text: str, chain: str) -> list[str]:
-    return [line for line in table_text.splitlines() if line.startswith(f"-A {chain} ")]
-
-
-def service_chain(namespace: str, name: str, port: str = "http") -> str:
-    # Upstream's ServicePortName string: "ns/name:port", or "ns/name" for an unnamed port.
-    return chains.cluster_policy_chain(f"{namespace}/{name}:{port}" if port else f"{namespace}/{name}", "tcp")
-
-
-def programmed(svc: dict[str, Any], endpoints: int) -> bool:
-    """The node's nat table sends the cluster IP to a KUBE-SVC chain with `endpoints` endpoints."""
-    meta, ip = svc["metadata"], svc["spec"]["clusterIP"]
-    nat = nat_table()
-    chain = service_chain(meta["namespace"], meta["name"], svc["spec"]["ports"][0].get("name", ""))
-    entry = [r for r in chain_rules(nat, "KUBE-SERVICES") if f"-d {ip}/32" in r and f"-j {chain}" in r]
-    seps = [r for r in chain_rules(nat, chain) if "-j KUBE-SEP-" in r and "--rcheck" not in r]
-    return bool(entry) and len(seps) == endpoints
-
-
 def create_service(kubectl: Kubectl, manifest: dict[str, Any], endpoints: int) -> dict[str, Any]:
     kubectl.apply(manifest)
     meta = manifest["metadata"]
@@ -136,6 +117,54 @@ def node_ip(kubectl: Kubectl) -> str:
 
 
 # ------------------------------------------------------------------------------ fixtures
+def agent_pid() -> int | None:
+    try:
+        with open(AGENT_PID_FILE) as handle:
+            pid = int(handle.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def restart_agent_in_mode(mode: str | None) -> None:
+    """Stops the agent (SIGTERM: pods and rules stay) and starts it again through `make up`'s script with
+    --proxy-mode `mode` (None: the agent's own choice)."""
+    pid = agent_pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: agent_pid() is None, timeout=30, what="the agent stopped")
+    start_agent(mode)
+
+
+def start_agent(mode: str | None) -> None:
+    """`make up`'s script starts the agent again when its pid is gone (and does nothing otherwise), with
+    --proxy-mode `mode` (None: the agent's own choice)."""
+    env = {k: v for k, v in os.environ.items() if k != "SHIPMATE_PROXY_MODE"}
+    if mode:
+        env["SHIPMATE_PROXY_MODE"] = mode
+    subprocess.run(["bash", os.path.join(REPO, "hack", "up.sh")], check=True, capture_output=True, timeout=180,
+                   env=env)
+
+
+def agent_forced_mode() -> bool:
+    pid = agent_pid()
+    return pid is not None and b"--proxy-mode" in open(f"/proc/{pid}/cmdline", "rb").read()
+
+
+@pytest.fixture(scope="module", params=[proxy_rules.NFT_MODE, proxy_rules.IPTABLES_MODE])
+def proxy_mode(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    """The agent runs in this proxy mode for the test (restarted with --proxy-mode when it runs in the other);
+    afterwards it goes back to its own choice."""
+    mode = request.param
+    if proxy_rules.current_mode() != mode:
+        restart_agent_in_mode(mode)
+        wait_for(lambda: proxy_rules.current_mode() == mode, timeout=60, what=f"the proxy in {mode} mode")
+    yield mode
+    if agent_forced_mode():
+        restart_agent_in_mode(None)
+
+
 @pytest.fixture
 def namespaces(kubectl: Kubectl) -> Iterator[Callable[[], str]]:
     """Makes namespaces on demand (`namespaces()`), deleted with what is in them afterwards."""
@@ -163,7 +192,8 @@ def web(kubectl: Kubectl, namespaces: Callable[[], str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ tests
-def test_cluster_ip_reaches_all_backends_follows_scaling_and_goes_away(kubectl: Kubectl, web: dict) -> None:
+def test_cluster_ip_reaches_all_backends_follows_scaling_and_goes_away(kubectl: Kubectl, proxy_mode: str,
+                                                                         web: dict) -> None:
     namespace, client_pod = web["namespace"], web["client"]
     svc = create_service(kubectl, service("web", namespace, "web"), endpoints=3)
     url = f"http://{svc['spec']['clusterIP']}:80/"
@@ -171,10 +201,7 @@ def test_cluster_ip_reaches_all_backends_follows_scaling_and_goes_away(kubectl: 
     assert Counter(answers).keys() == {"web-0", "web-1", "web-2"}, Counter(answers)
     # Hairpin: a backend reaching the service also reaches itself (masqueraded back over its port).
     assert set(fetch_many(web["backends"][0], url, 30)) == {"web-0", "web-1", "web-2"}
-    nat = nat_table()
-    probabilities = re.findall(r"--probability (\S+)", "\n".join(chain_rules(nat, service_chain(namespace, "web"))))
-    # iptables-save prints the kernel's fixed-point value of 1/3 and 1/2, as on any kube-proxy node.
-    assert probabilities == ["0.33333333349", "0.50000000000"], probabilities
+    assert proxy_rules.uniform_pick(svc) == proxy_rules.expected_uniform_pick(proxy_mode)
 
     # 3 → 1: the rules follow the EndpointSlice.
     kubectl.run("delete", "pod", "web-1", "web-2", "-n", namespace, "--grace-period=1", "--wait=true", timeout=60)
@@ -187,26 +214,21 @@ def test_cluster_ip_reaches_all_backends_follows_scaling_and_goes_away(kubectl: 
 
     # Deleting the service removes its chains (no traffic to its old IP: it would leave the node).
     kubectl.run("delete", "service", "web", "-n", namespace)
-    wait_for(lambda: f":{service_chain(namespace, 'web')} " not in nat_table(), timeout=20,
-             what="KUBE-SVC chain of the deleted service gone")
-    assert svc["spec"]["clusterIP"] not in nat_table()
+    wait_for(lambda: proxy_rules.service_rules(svc) is None, timeout=20, what="the deleted service's rules gone")
+    assert not proxy_rules.mentions(svc["spec"]["clusterIP"])
 
 
-def test_service_without_endpoints_rejects(kubectl: Kubectl, web: dict) -> None:
+def test_service_without_endpoints_rejects(kubectl: Kubectl, proxy_mode: str, web: dict) -> None:
     manifest = service("nobody", web["namespace"], "no-such-app")
     kubectl.apply(manifest)
     svc = kubectl.json("get", "service", "nobody", "-n", web["namespace"])
     ip = svc["spec"]["clusterIP"]
-
-    def rejected() -> bool:
-        saved = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
-        return any(f"-d {ip}/32" in r and "-j REJECT" in r for r in chain_rules(saved, "KUBE-SERVICES"))
-    wait_for(rejected, timeout=20, what="REJECT rule for a service without endpoints")
+    wait_for(lambda: proxy_rules.rejects(svc), timeout=20, what="REJECT rule for a service without endpoints")
     out = exec_in(web["client"], f"timeout 3 wget -q -O - http://{ip}:80/ 2>&1; echo rc=$?")
     assert "refused" in out.lower() and "rc=1" in out, out
 
 
-def test_node_port_and_load_balancer(kubectl: Kubectl, web: dict) -> None:
+def test_node_port_and_load_balancer(kubectl: Kubectl, proxy_mode: str, web: dict) -> None:
     namespace, client_pod, address = web["namespace"], web["client"], node_ip(kubectl)
     create_service(kubectl, service("web-np", namespace, "web", "NodePort", node_port=NODE_PORT), endpoints=3)
     answers = fetch_many(client_pod, f"http://{address}:{NODE_PORT}/", 30)
@@ -237,12 +259,27 @@ def test_node_port_and_load_balancer(kubectl: Kubectl, web: dict) -> None:
     assert set(fetch_many(client_pod, f"http://{lb['spec']['clusterIP']}/", 10)) <= {"web-0", "web-1", "web-2"}
 
 
-def test_session_affinity_pins_a_client(kubectl: Kubectl, web: dict) -> None:
+def test_session_affinity_pins_a_client(kubectl: Kubectl, proxy_mode: str, web: dict) -> None:
     svc = create_service(kubectl, service("sticky", web["namespace"], "web", sessionAffinity="ClientIP"),
                          endpoints=3)
     answers = fetch_many(web["client"], f"http://{svc['spec']['clusterIP']}/", 20)
     assert len(set(answers)) == 1 and answers[0].startswith("web-"), Counter(answers)
-    assert "--rcheck --seconds 10800 --reap" in nat_table()
+    assert proxy_rules.remembers_clients(svc, seconds=10800)
+
+
+def test_external_traffic_policy_local_keeps_the_client_address(kubectl: Kubectl, proxy_mode: str,
+                                                                  web: dict) -> None:
+    """A NodePort with externalTrafficPolicy Cluster masquerades what it forwards; with Local (endpoints on
+    this node) the backend sees the client's own address, as on a kube-proxy node."""
+    namespace, client_pod, address = web["namespace"], web["client"], node_ip(kubectl)
+    client_ip = client_pod["status"]["podIP"]
+    seen = {}
+    for policy, node_port in (("Cluster", NODE_PORT + 1), ("Local", NODE_PORT + 2)):
+        create_service(kubectl, service(f"etp-{policy.lower()}", namespace, "web", "NodePort", node_port=node_port,
+                                        externalTrafficPolicy=policy), endpoints=3)
+        seen[policy] = set(fetch_many(client_pod, f"http://{address}:{node_port}/cgi-bin/peer", 5))
+    assert seen["Local"] == {client_ip}, seen
+    assert client_ip not in seen["Cluster"] and "FAIL" not in seen["Cluster"], seen
 
 
 def test_cluster_dns_is_kube_system_pods_behind_kube_dns(kubectl: Kubectl) -> None:
@@ -296,10 +333,11 @@ def test_dns_names_in_and_across_namespaces(kubectl: Kubectl, web: dict, namespa
 
 
 @pytest.mark.disruptive
-def test_killed_agent_keeps_traffic_flowing(kubectl: Kubectl, web: dict) -> None:
+def test_killed_agent_keeps_traffic_flowing(kubectl: Kubectl, proxy_mode: str, web: dict) -> None:
     svc = create_service(kubectl, service("web", web["namespace"], "web"), endpoints=3)
     url = f"http://{svc['spec']['clusterIP']}/"
-    before = nat_table()
+    before = proxy_rules.service_rules(svc)
+    mode = proxy_mode if agent_forced_mode() else None
     with open(AGENT_PID_FILE) as handle:
         os.kill(int(handle.read().strip()), signal.SIGKILL)
     try:
@@ -309,16 +347,10 @@ def test_killed_agent_keeps_traffic_flowing(kubectl: Kubectl, web: dict) -> None
         # Requests go on while the agent starts again, lists and re-syncs its rules.
         with ThreadPoolExecutor(1) as pool:
             during = pool.submit(fetch_many, web["client"], url, 60, 0.1)
-            restart_agent()
+            start_agent(mode)
             answers = during.result()
     finally:
-        restart_agent()   # no-op when it runs
+        start_agent(mode)   # no-op when it runs
     assert "FAIL" not in answers and set(answers) == {"web-0", "web-1", "web-2"}, Counter(answers)
     wait_for(lambda: programmed(svc, 3), timeout=20, what="rules after the restart")
-    assert chain_rules(nat_table(), service_chain(web["namespace"], "web")) == \
-        chain_rules(before, service_chain(web["namespace"], "web"))
-
-
-def restart_agent() -> None:
-    """`make up`'s script starts the agent again when its pid is gone (and does nothing otherwise)."""
-    subprocess.run(["bash", os.path.join(REPO, "hack", "up.sh")], check=True, capture_output=True, timeout=180)
+    assert proxy_rules.service_rules(svc) == before

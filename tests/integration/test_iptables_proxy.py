@@ -92,8 +92,7 @@ def backends():
 
 def modes():
     """iptables mode on every installed backend, and the nftables mode."""
-    return [*backends(), pytest.param(NFTABLES, id="nftables",
-                                      marks=pytest.mark.skipif(not nft_available(), reason="nft not installed"))]
+    return [*backends(), pytest.param(NFTABLES, id="nftables")]
 
 
 def nft_table(netns: str) -> str:
@@ -191,6 +190,8 @@ def sep_counters(saved: str, chain: str) -> int:
 def make_proxier(mode, netns: str, **config) -> Proxier:
     cfg = RenderConfig(cluster_cidr="10.244.0.0/16", node_name="node-a", **config)
     if mode == NFTABLES:
+        if not nft_available():   # a skip here once hid that CI never ran the nftables mode
+            pytest.fail("nft is not installed (make up and make test install the nftables package)")
         return NftProxier(Nft(netns), cfg, min_sync_period=0)
     return Proxier(Iptables(mode, netns), cfg, min_sync_period=0)
 
@@ -549,7 +550,6 @@ async def test_external_traffic_policy(features, mode):
         await cleanup(mode, node)
 
 
-@pytest.mark.skipif(not nft_available(), reason="nft not installed")
 @pytest.mark.parametrize("backend", backends())
 async def test_switching_modes_removes_the_other_modes_rules(topology, backend):
     """What the agent does at start: to nftables, the iptables proxy chains go (a hostPort chain stays);

@@ -114,8 +114,9 @@ def test_masquerade_all_drops_the_source_condition() -> None:
 
 
 @pytest.mark.parametrize("requested, backend, has_nft, mode", [
-    ("", "nft", True, "iptables"),          # kube-proxy's default, whatever the host's iptables
-    ("", "legacy", True, "iptables"),
+    ("", "nft", True, "nftables"),          # a host on nftables
+    ("", "nft", False, "iptables"),         # ... without the nft command
+    ("", "legacy", True, "iptables"),       # a legacy host
     ("iptables", "nft", True, "iptables"),
     ("nftables", "legacy", True, "nftables"),
 ])
