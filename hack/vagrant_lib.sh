@@ -127,7 +127,8 @@ cleanup_libvirt_firewall() {
   for tool in iptables ip6tables; do
     command -v "$tool" >/dev/null || continue
     for table in filter nat mangle; do
-      "$tool" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j LIBVIRT_' | while read -r rule; do
+      # (no LIBVIRT_ rule left is fine: grep's status 1 must not end the script under pipefail)
+      { "$tool" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j LIBVIRT_' || true; } | while read -r rule; do
         # shellcheck disable=SC2086  # the rule is a list of words
         "$tool" -t "$table" ${rule/-A/-D} 2>/dev/null || true
       done
