@@ -372,9 +372,10 @@ def vagrant_section() -> str:
         if any(cell != "–" for cell in cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if "box_build_seconds" in data:
-        lines += ["", f"Latest box build (`make vagrant-box`, from the cached debootstrap tree): "
-                      f"{data['box_build_seconds']} s; a first build adds debootstrap from the mirror"
-                      + (f" ({data['debootstrap_seconds']} s here)" if "debootstrap_seconds" in data else "") + "."]
+        debootstrap = data.get("debootstrap_seconds")
+        how = ("" if debootstrap is None else " (from the cached debootstrap tree)" if debootstrap == 0
+               else f" (debootstrap from the Debian mirror included: {debootstrap} s)")
+        lines += ["", f"Latest box build (`make vagrant-box`): {data['box_build_seconds']} s{how}."]
     for name in ("smoke", "e2e"):
         if name in data:
             entry = data[name]

@@ -370,9 +370,13 @@ for vset in ("smoke", "e2e"):
         name, value = line.split()
         entry[name] = int(value)
     data[vset] = entry  # notes of an earlier run do not describe this one
-build = cache / "box-build-seconds"
+build, debootstrap = cache / "box-build-seconds", cache / "box-build-debootstrap-seconds"
 if build.exists():
     data["box_build_seconds"] = int(build.read_text())
+    # the debootstrap part of that build (0: from the cached tree); a figure of an earlier build goes
+    data.pop("debootstrap_seconds", None)
+    if debootstrap.exists():
+        data["debootstrap_seconds"] = int(debootstrap.read_text())
 out.write_text(json.dumps(data, indent=1) + "\n")
 EOF
   # docs/benchmarks.md's Vagrant block now (make bench rewrites the page with it too).

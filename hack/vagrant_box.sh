@@ -43,7 +43,9 @@ rootfs_inputs_hash() {
 
 # The debootstrap tree, cached on its own (the slow, network-bound part).
 build_rootfs() {
-  local rootfs=$1 mirror
+  local rootfs=$1 mirror started=$SECONDS
+  # What the box build's wall time below includes: 0 = the cached tree, else debootstrap's seconds.
+  printf '0\n' >"$VAGRANT_CACHE/box-build-debootstrap-seconds"
   [[ -e $rootfs/.complete ]] && return 0
   mirror=$(debian_mirror)
   rm -rf "$rootfs"
@@ -52,6 +54,7 @@ build_rootfs() {
   # Kernel postinst hooks must not build an initramfs yet (configured below).
   debootstrap --variant=minbase --include="$(IFS=,; echo "${PACKAGES[*]}")" "$SUITE" "$rootfs" "$mirror"
   touch "$rootfs/.complete"
+  printf '%s\n' "$((SECONDS - started))" >"$VAGRANT_CACHE/box-build-debootstrap-seconds"
 }
 
 configure_rootfs() {

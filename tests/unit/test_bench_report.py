@@ -118,3 +118,16 @@ def test_unreadable_result_file_is_a_failure(tmp_path, monkeypatch):
     (tmp_path / "density.json").write_text("{not json")
     assert report.load_result("density").status == "failed"
     assert report.load_result("nothing") is None
+
+
+def test_vagrant_block_says_whether_the_box_build_included_debootstrap(tmp_path, monkeypatch):
+    results = tmp_path / "vagrant.json"
+    monkeypatch.setattr(report, "VAGRANT_RESULTS", results)
+    entry = {"measured": "2026-12-07 19:08 UTC", "cores": 2, "driver": "qemu (TCG)", "box_ready": 110, "total": 1248}
+    results.write_text(json.dumps({"e2e": entry, "box_build_seconds": 106, "debootstrap_seconds": 70}))
+    assert "Latest box build (`make vagrant-box`): 106 s (debootstrap from the Debian mirror included: 70 s)." \
+        in report.vagrant_section()
+    results.write_text(json.dumps({"e2e": entry, "box_build_seconds": 30, "debootstrap_seconds": 0}))
+    assert "30 s (from the cached debootstrap tree)." in report.vagrant_section()
+    results.write_text(json.dumps({"e2e": entry}))
+    assert "box build" not in report.vagrant_section() and "| 110 s |" in report.vagrant_section()
