@@ -286,11 +286,31 @@ def deployment_node_port(cluster: Any, deployment: list[dict]) -> int:
     return cluster.json("get", "service", "-n", NAMESPACE, DEPLOYMENT)["spec"]["ports"][0]["nodePort"]
 
 
+def other_requests(cluster: Any) -> dict[str, Counter]:
+    """Per node, the requests (cpu, memory) of the containers of every pod but the Deployment's."""
+    per_node: dict[str, Counter] = {name: Counter() for name in node_names(cluster)}
+    for pod in cluster.json("get", "pods", "-A")["items"]:
+        node = pod["spec"].get("nodeName")
+        if (not node or (pod["metadata"].get("labels") or {}).get("app") == DEPLOYMENT
+                or pod["status"].get("phase") in ("Succeeded", "Failed")):
+            continue
+        for container in pod["spec"]["containers"]:
+            requests = (container.get("resources") or {}).get("requests") or {}
+            per_node.setdefault(node, Counter())[(requests.get("cpu", ""), requests.get("memory", ""))] += 1
+    return per_node
+
+
 def test_deployment_spreads_over_all_nodes_and_its_pods_reach_each_other(cluster: Any, deployment: list[dict]) -> None:
-    """6 replicas on 3 identical nodes: equal LeastAllocated scores, so the spread tie-break (fewest
-    pods of the same controller) decides: 2/2/2."""
+    """6 replicas on 3 nodes. Where the nodes carry the same requests (the netns harness), LeastAllocated
+    scores tie and the spread tie-break (fewest pods of the same controller) decides: 2/2/2. Where they do
+    not (the Vagrant VMs: the two DNS pods request 100m CPU each on some nodes), the scores differ and
+    every node still gets some."""
     spread = Counter(p["spec"]["nodeName"] for p in deployment)
-    assert spread == {name: REPLICAS // 3 for name in node_names(cluster)}, spread
+    names, others = node_names(cluster), other_requests(cluster)
+    if all(others[name] == others[names[0]] for name in names):
+        assert spread == {name: REPLICAS // 3 for name in names}, spread
+    else:
+        assert set(spread) == set(names), (spread, others)
     assert len({p["status"]["podIP"] for p in deployment}) == REPLICAS
     assert_pods_reach_each_other_without_nat(cluster, deployment_pods(cluster))
 
