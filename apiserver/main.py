@@ -29,6 +29,7 @@ from apiserver.resource_metrics import ResourceMetrics
 from apiserver.storage import open_storage
 from apiserver.storage import sqlite_admin
 from apiserver.storage.interface import StorageError
+from shipmate import event_loop
 from shipmate.sd_notify import Notifier
 from shipmate.supervisor import run_until_first_ends
 
@@ -152,7 +153,7 @@ def main(argv: list[str]) -> int:
     if config.snapshot_path or config.restore_path:
         return _snapshot_or_restore(config)
     try:
-        asyncio.run(serve(config))
+        event_loop.run(serve(config))
     except KeyboardInterrupt:
         pass
     except (sqlite_admin.StoreAdminError, StorageError, PKIError) as exc:  # + an unusable cluster CA

@@ -17,6 +17,7 @@ from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
 from apiserver.fieldcheck import WrongType, check_types, definition_name
 from apiserver.openapi_schemas import DEFINITIONS
+from shipmate import jsoncodec
 from shipmate.timeutil import rfc3339
 from apiserver.patch import APPLY_PATCH, PatchError, apply_patch, json_size
 from apiserver.apply.request import apply_config, track
@@ -39,7 +40,6 @@ class WriteAdmission(Protocol):
     async def admit(self, obj: Obj, old: Obj | None) -> Obj: ...
 
     async def validate(self, obj: Obj | None, old: Obj | None) -> None: ...
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with arguments builds one per call
 
 
 def utc_now() -> datetime.datetime:
@@ -122,7 +122,7 @@ def encode(obj: Obj) -> bytes:
     meta = dict(stored.get("metadata") or {})
     meta.pop("resourceVersion", None)
     stored["metadata"] = meta
-    return _ENCODER.encode(stored).encode()
+    return jsoncodec.dumps(stored)
 
 
 @dataclass

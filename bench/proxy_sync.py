@@ -3,7 +3,10 @@
 For each mode (nftables, iptables) and size (services × 5 endpoints), in throwaway network namespaces:
   floor  = nftables: one bare `nft -f` of the same full ruleset into an empty namespace; iptables: one
            bare `iptables-restore` (flushing mode, empty tables) of the same rules;
-  ours   = the agent's first full sync (trackers → render → transactions);
+  ours   = the agent's first full sync (trackers → render → transactions; nftables: the table is new, so
+           the endpoint maps' and hairpin set's elements go as one netlink batch after the rules);
+  replace = nftables: a full sync over the table already there (one transaction replacing it whole), against
+           a bare `nft -f` of the same ruleset over the same loaded table;
   change = one service's endpoints replaced, end to end: from the EndpointSlice event (the informer
            callback) until the sync that applies it returns (the rules are then in the kernel; checked
            by reading them back); its floor: nftables, a bare `nft -f` of the same partial transaction;
@@ -185,6 +188,8 @@ class Measured:
     added: float
     connect_us: float | None = None
     change_netlink_floor: list[float] = field(default_factory=list)
+    replace: float | None = None          # a full sync over the table already there (nftables)
+    replace_floor: float | None = None    # a bare `nft -f` of the same ruleset over the same loaded table
 
     @property
     def ratios(self) -> list[float]:
@@ -192,10 +197,13 @@ class Measured:
         return [ours / floor for ours, floor in zip(self.full, self.floor)]
 
 
-def bare_load(mode: str, backend: Backend, text: str) -> float:
-    """The floor: the bare tool loading the same ruleset into an empty namespace."""
+def bare_load(mode: str, backend: Backend, text: str, over_itself: bool = False) -> float:
+    """The floor: the bare tool loading the same ruleset into an empty namespace (`over_itself`: into one
+    that already holds it, as a full sync replacing the table)."""
     tool = ["nft", "-f", "-"] if mode == "nftables" else [backend.restore]
     with Netns("shipmate-bench-floor") as floor_ns:
+        if over_itself:
+            subprocess.run([*enter(floor_ns), *tool], input=text.encode(), check=True)
         started = time.perf_counter()
         subprocess.run([*enter(floor_ns), *tool], input=text.encode(), check=True)
         return time.perf_counter() - started
@@ -224,6 +232,14 @@ async def measure(mode: str, backend: Backend, n: int, repeat: int, full_repeat:
                     await measure_changes(mode, backend, ours_ns, proxier, n, repeat, result)
                     if connects:
                         result.connect_us = connect_time_us(ours_ns, connects)
+                    if mode == "nftables":      # the periodic full sync: the table is there, replaced whole
+                        proxier._need_full_sync = True
+                        started = time.perf_counter()
+                        if not await proxier.sync():
+                            raise SystemExit("full sync over the existing table failed")
+                        result.replace = time.perf_counter() - started
+                        result.replace_floor = bare_load(mode, backend, nft_render.render_full(
+                            proxier.applied_state, proxier.config).text, over_itself=True)
             finally:
                 server.kill()
                 server.wait()
@@ -349,6 +365,8 @@ async def main() -> int:
                   f"one-service change {_ms(m.change)}; its floor {_ms(m.change_floor)}"
                   + (f", as a bare netlink batch {_ms(m.change_netlink_floor)}" if m.change_netlink_floor else "")
                   + f"; new service {m.added * 1000:.0f} ms"
+                  + (f"; full sync over the table already there {m.replace:.2f} s, its bare nft -f "
+                     f"{m.replace_floor:.2f} s" if m.replace and m.replace_floor else "")
                   + (f"; connect via cluster IP {m.connect_us:.0f} µs" if m.connect_us else ""), flush=True)
     n = sizes[-1]
     figures, notes = [], []
@@ -366,6 +384,9 @@ async def main() -> int:
                               "≤ 20 ms" if mode == "nftables" else "", baseline_label=f"{bare} of the change"))
         figures.append(Figure(f"{label}: new service, {n} services", m.added * 1000, None, "ms",
                               baseline_label="—"))
+        if m.replace and m.replace_floor:
+            figures.append(Figure(f"{label}: full sync over the table already there, {n} services", m.replace,
+                                  m.replace_floor, "s", "≤ 1.0", baseline_label="bare nft -f over the same table"))
         if m.change_netlink_floor:
             figures.append(Figure(f"{label}: one-service change end to end, {n} services, against the bare "
                                   "netlink batch of its elements", statistics.median(m.change) * 1000,

@@ -366,10 +366,13 @@ class NftRuleset:
     picks: frozenset[str] = frozenset()   # the pick chains in the table once it is applied
     # A partial transaction that only moves elements of LAYOUTS' collections: the same as `text`, for netlink.
     element_changes: tuple[ElementChange, ...] | None = None
+    # A full sync's elements of LAYOUTS' collections that `text` leaves out (render_full's `bulk`).
+    bulk: dict[str, list[tuple[str, str]]] | None = None
 
 
-def render_full(state: ProxyState, cfg: RenderConfig) -> NftRuleset:
-    """The whole table, recreated in one transaction (`add` + `delete` first: it may not exist yet)."""
+def render_full(state: ProxyState, cfg: RenderConfig, bulk: bool = False) -> NftRuleset:
+    """The whole table, recreated in one transaction (`add` + `delete` first: it may not exist yet). `bulk`:
+    the elements of LAYOUTS' collections are left out of the text, in `bulk`, for one netlink batch after it."""
     lines = [f"add table {FAMILY_TABLE}", f"delete table {FAMILY_TABLE}", f"add table {FAMILY_TABLE}"]
     base = _base_chains(cfg)
     lines += [f"add chain {FAMILY_TABLE} {name} {decl}".rstrip() for name, (decl, _) in base.items()]
@@ -406,10 +409,14 @@ def render_full(state: ProxyState, cfg: RenderConfig) -> NftRuleset:
         lines += _chain_lines(name, rules)
     elements[HAIRPIN] = [(f"{ip} . {ip}", "") for ip in sorted(refs.counts)]
     count = 0
+    bulk_elements: dict[str, list[tuple[str, str]]] = {}
     for collection, items in elements.items():
-        lines += _element_lines("add", collection, items)
+        if bulk and collection in LAYOUTS:
+            bulk_elements[collection] = items
+        else:
+            lines += _element_lines("add", collection, items)
         count += len(items)
-    return NftRuleset("\n".join(lines) + "\n", refs, written, count, frozenset(picks))
+    return NftRuleset("\n".join(lines) + "\n", refs, written, count, frozenset(picks), bulk=bulk_elements or None)
 
 
 def render_partial(previous: ProxyState, current: ProxyState, changed: Iterable[ServicePortName],

@@ -220,6 +220,7 @@ class NftProxier(Proxier):
         self._picks: frozenset[str] = frozenset()
         self.last_text = ""          # the last transaction applied (tests, benchmarks)
         self.last_by_netlink = False  # ... and whether it went as a netlink element batch
+        self.last_bulk_elements = 0   # elements the last full sync sent as a netlink batch after its rules
         self.last_changes: tuple | None = None   # ... its element changes, when it had only those
 
     def _is_large(self, state: ProxyState) -> bool:
@@ -230,8 +231,23 @@ class NftProxier(Proxier):
         self._picks = frozenset()
 
     async def _full_sync(self, state: ProxyState) -> None:
-        ruleset = await asyncio.to_thread(nft_render.render_full, state, self.config)
-        await self.nft.apply(ruleset.text)
+        # A table made from nothing (agent start on a fresh node, rules flushed) has no traffic to keep whole
+        # between two transactions: its bulk (endpoint maps, hairpin set: most of the elements at scale) goes
+        # as a netlink batch right after the rules, encoded while libnftables parses them. A table that
+        # exists is replaced in one transaction.
+        bulk = self.nft.elements_by_netlink and not await self.nft.has_table("ip", nft_render.TABLE)
+        ruleset = await asyncio.to_thread(nft_render.render_full, state, self.config, bulk)
+        if ruleset.bulk:
+            encoding = asyncio.ensure_future(asyncio.to_thread(nft_render.element_changes, {}, ruleset.bulk))
+            try:
+                await self.nft.apply(ruleset.text)
+            finally:
+                changes = await encoding
+            # `text` is what apply_elements would run without netlink; `bulk` is only chosen with it.
+            await self.nft.apply_elements("ip", nft_render.TABLE, changes or (), "")
+        else:
+            await self.nft.apply(ruleset.text)
+        self.last_bulk_elements = sum(len(items) for items in (ruleset.bulk or {}).values())
         self._hairpin, self._picks = ruleset.hairpin, ruleset.picks
         self.last_text, self.last_by_netlink = ruleset.text, False
 
@@ -248,7 +264,7 @@ class NftProxier(Proxier):
         self.last_text = ruleset.text
 
     async def _rules_intact(self) -> bool:
-        # The table's canary: its `services` chain (listing one small chain stays cheap at any size).
+        # The table's canary: its `services` chain (one netlink GET by name: cheap at any size).
         return await self.nft.has_chain("ip", nft_render.TABLE, "services")
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from apiserver.apply.request import apply_config, request_writer
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
 from apiserver.storage.interface import RevisionCompacted, WatchClosed
 from apiserver.tables import partial_object_metadata, render_table
+from shipmate import jsoncodec
 from shipmate.timeutil import rfc3339
 from shipmate.selectors import SelectorError, parse_field_selector, parse_label_selector
 
@@ -39,22 +39,15 @@ BOOKMARK_INTERVAL = 30.0
 _MIN_REQUEST_TIMEOUT = 1800
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps with arguments builds an encoder per call
-
-
-def _dumps(body: Any) -> str:
-    return _ENCODER.encode(body)
-
-
 def json_response(body: Any, status: int = 200, content_type: str = JSON,
                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=_dumps(body).encode(), status=status,
+    return web.Response(body=jsoncodec.dumps(body), status=status,
                         headers={"Content-Type": content_type, **(headers or {})})
 
 
 def error_response(exc: errors.APIError) -> web.Response:
     """A Status, encoded as upstream's (Go's json.Encoder ends it with a newline)."""
-    return web.Response(body=(_dumps(exc.status()) + "\n").encode(), status=exc.code,
+    return web.Response(body=jsoncodec.dumps_line(exc.status()), status=exc.code,
                         headers={"Content-Type": JSON, **exc.headers})
 
 
@@ -513,7 +506,7 @@ class HTTPServer:
         except RevisionCompacted as exc:
             # As upstream's watch cache: a 200 stream whose only event is an ERROR carrying 410 Expired.
             await response.prepare(request)
-            await response.write((_dumps({"type": "ERROR", "object": expired_status(exc)}) + "\n").encode())
+            await response.write(jsoncodec.dumps_line({"type": "ERROR", "object": expired_status(exc)}))
             await response.write_eof()
             return response
         self._watches.add(resource_watch)
@@ -549,4 +542,4 @@ class HTTPServer:
                                    obj["metadata"].get("resourceVersion", ""))
             elif rendering.as_kind == "PartialObjectMetadata" and event.type != "BOOKMARK":
                 obj = partial_object_metadata(obj, f"meta.k8s.io/{rendering.version}")
-            await response.write((_dumps({"type": event.type, "object": obj}) + "\n").encode())
+            await response.write(jsoncodec.dumps_line({"type": event.type, "object": obj}))

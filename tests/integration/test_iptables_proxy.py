@@ -293,6 +293,37 @@ async def test_cluster_ip_node_port_reject_partial_and_cleanup(topology, mode):
             assert "KUBE-" not in save(mode, node, table)
 
 
+async def test_nftables_full_sync_of_a_new_table_sends_its_bulk_by_netlink_and_replaces_a_table_whole(topology):
+    """A new table's endpoint-map and hairpin elements go as one netlink batch after its rules (the kernel
+    holds them as nft would have loaded them); a full sync over the table already there is one transaction."""
+    node = topology
+    proxier = make_proxier(NFTABLES, node)
+    assert not await proxier.nft.has_table("ip", nft_render.TABLE)
+    proxier.on_service_add(service("web", "10.96.0.10", node_port=30080))
+    proxier.on_endpoint_slice_update(endpoints("web", POD_IP))
+    proxier.on_services_synced()
+    proxier.on_endpoint_slices_synced()
+    assert await proxier.sync()
+    by_ip, by_port = nft_render.endpoint_maps(False, "tcp")
+    assert proxier.last_bulk_elements == 3                        # by IP, by node port, hairpin
+    assert f"{POD_IP} . 8080" not in proxier.last_text            # not in the nft transaction...
+    assert nft_elements(node, by_ip) == {"10.96.0.10 . 80 . 0": f"{POD_IP} . 8080"}    # ...yet in the kernel
+    assert nft_elements(node, by_port) == {"30080 . 0": f"{POD_IP} . 8080"}
+    assert f"{POD_IP} . {POD_IP}" in nft_table(node)               # the hairpin set
+    assert await proxier.nft.has_table("ip", nft_render.TABLE)
+    assert await proxier.nft.has_chain("ip", nft_render.TABLE, "services")
+    assert not await proxier.nft.has_chain("ip", nft_render.TABLE, "no-such-chain")
+    assert connect(node, "10.96.0.10", 80) == "pod-answer"
+
+    proxier._need_full_sync = True                                  # as the periodic full sync
+    assert await proxier.sync()
+    assert proxier.last_bulk_elements == 0 and "delete table" in proxier.last_text
+    assert f"{POD_IP} . 8080" in proxier.last_text
+    assert nft_elements(node, by_ip) == {"10.96.0.10 . 80 . 0": f"{POD_IP} . 8080"}
+    assert connect(node, "10.96.0.10", 80) == "pod-answer"
+    await cleanup(NFTABLES, node)
+
+
 @pytest.mark.parametrize("backend", backends())
 async def test_restore_error_names_the_failing_line(topology, backend):
     iptables = Iptables(backend, topology)

@@ -244,3 +244,27 @@ def test_netlink_batch_layout():
     ok = struct.pack("=IHHII", 36, nft_netlink.NLMSG_ERROR, 0, 101, 0) + struct.pack("=i", 0) + bytes(16)
     failed = struct.pack("=IHHII", 36, nft_netlink.NLMSG_ERROR, 0, 102, 0) + struct.pack("=i", -2) + bytes(16)
     assert nft_netlink.parse_acks(ok + failed) == (2, -2)
+
+
+def test_netlink_lookup_of_a_table_or_chain_and_its_ack():
+    message = nft_netlink.lookup_message("ip", "shipmate-proxy", "services", seq=7)
+    length, kind, flags, seq = struct.unpack_from("=IHHI", message)
+    assert length == len(message) and kind == (10 << 8) | nft_netlink.NFT_MSG_GETCHAIN and seq == 7
+    assert flags == nft_netlink.NLM_F_REQUEST | nft_netlink.NLM_F_ACK
+    assert b"shipmate-proxy\0" in message and b"services\0" in message
+    table = nft_netlink.lookup_message("ip", "shipmate-proxy", None, seq=8)
+    assert struct.unpack_from("=H", table, 4)[0] == (10 << 8) | nft_netlink.NFT_MSG_GETTABLE
+    data = struct.pack("=IHHII", 20, 0x0a00, 0, 8, 0) + bytes(4)          # the object itself, then its ack
+    data += struct.pack("=IHHII", 36, nft_netlink.NLMSG_ERROR, 0, 8, 0) + struct.pack("=i", -2) + bytes(16)
+    assert nft_netlink.ack_of(data, 8) == -2 and nft_netlink.ack_of(data, 9) is None
+
+
+def test_full_render_with_bulk_leaves_the_endpoint_elements_out_of_the_text():
+    st = state((port(), eps("10.180.0.1", "10.180.0.2", node="node-a")), (port("svc2", "172.30.0.42"), ()))
+    whole, split = nft.render_full(st, CFG), nft.render_full(st, CFG, bulk=True)
+    assert whole.bulk is None and split.bulk and set(split.bulk) <= set(nft.LAYOUTS)
+    assert split.elements == whole.elements
+    moved = [f"{key} : {value}" if value else key for items in split.bulk.values() for key, value in items]
+    assert moved and all(element in whole.text and element not in split.text for element in moved)
+    changes = nft.element_changes({}, split.bulk)
+    assert sum(len(change.elements) for change in changes) == len(moved)
