@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
-import json
 import logging
 import os
 import secrets
@@ -198,7 +197,7 @@ class Registry:
         return encode(obj)
 
     def decode(self, kv: KeyValue) -> Obj:
-        obj = json.loads(kv.value)
+        obj = jsoncodec.loads(kv.value)
         obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
         return obj
@@ -413,7 +412,7 @@ class Registry:
             if kv is None:
                 raise self._not_found(name)
             old = self.decode(kv)
-            new = await asyncio.to_thread(mutate, copy.deepcopy(old)) if offload else mutate(copy.deepcopy(old))
+            new = await asyncio.to_thread(mutate, copy_object(old)) if offload else mutate(copy_object(old))
             new = self._validate_body(new, namespace, name)
             requested_rv = new["metadata"].get("resourceVersion")
             if requested_rv and requested_rv != old["metadata"]["resourceVersion"]:

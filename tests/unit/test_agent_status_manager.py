@@ -102,3 +102,28 @@ async def test_no_status_write_for_a_pod_the_api_no_longer_has(api: tuple[FakeAp
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_null_field_the_api_leaves_out_is_not_drift(api: tuple[FakeApi, KubeClient],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A strategic merge patch's null deletes the field (conditions' `lastProbeTime: null`): the reconcile must
+    not take the API's view without it for drift and re-send the status forever; a real difference it re-sends."""
+    from agent import status_manager
+    monkeypatch.setattr(status_manager, "RECONCILE_INTERVAL", 0.05)
+    fake, client = api
+    created = await client.create(PODS, pod("p"))
+    ours = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None,
+                                                 "lastTransitionTime": "2026-12-07T23:43:23Z"}]}
+    shown = dict(created, status={"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-07T23:43:23Z"}]})
+    manager = StatusManager(client, api_pod=lambda uid: shown)
+    task = asyncio.create_task(manager.run())
+    try:
+        manager.set_status(created, ours)
+        await asyncio.sleep(0.4)                     # several reconciles
+        assert writes(fake) == []                    # the API already shows it
+        shown["status"]["conditions"][0]["status"] = "False"        # someone else changed it
+        await until(lambda: len(writes(fake)) == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
