@@ -50,6 +50,7 @@ from agent.status_manager import StatusManager
 from shipmate import local_path
 from shipmate.informer import Informer
 from shipmate.kubeclient import NODES, PODS, KubeClient, ResourceSource
+from shipmate.memory import limit_heap_retention, release_freed_memory
 from shipmate.sd_notify import Notifier
 from shipmate.supervisor import run_until_first_ends, stop_tasks
 
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 SYNC_TICK = 1.0
 HOUSEKEEPING_TICK = 2.0
+TRIM_PERIOD = 60.0           # freed heap back to the kernel (shipmate.memory)
 RELIST_PERIOD = 1.0
 RUNTIME_RETRY_MAX = 10.0
 EXIT_SETTLE_RETRY = 0.5
@@ -77,10 +79,12 @@ class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         self.inputs: asyncio.Queue[LoopInput] = asyncio.Queue()
+        self._trimmed_at = time.monotonic()
 
     # ------------------------------------------------------------------ startup
     async def run(self) -> int:
         cfg = self.config
+        limit_heap_retention()
         credentials = await load_credentials(cfg)     # joins the cluster first when needed
         async with CRIClient(cfg.container_runtime_endpoint, timeout=cfg.runtime_request_timeout) as runtime, \
                 KubeClient(credentials.kubeconfig, user_agent="shipmate-agent") as client:
@@ -298,6 +302,9 @@ class Agent:
         self.workers.resync_due()
 
     def _handle_housekeeping(self, _item: LoopInput) -> None:
+        if time.monotonic() - self._trimmed_at >= TRIM_PERIOD:
+            release_freed_memory()
+            self._trimmed_at = time.monotonic()
         if not self.node_manager.health.ready:
             self.node_manager.runtime_changed()
         self._start_static_pods()

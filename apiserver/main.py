@@ -16,7 +16,7 @@ from apiserver.controllers.manager import run_term
 from apiserver.http.limits import HEADER_READ_TIMEOUT, InflightLimiter
 from apiserver.http.serving import BoundedTCPSite, log_client_errors_at_debug
 from apiserver.http.tls_buffers import limit_tls_read_buffer
-from apiserver.memory import limit_heap_retention
+from shipmate.memory import limit_heap_retention
 from apiserver.http.server import HTTPServer
 from apiserver.kinds.priorityclasses import ensure_system_priority_classes
 from apiserver.kinds.storageclasses import ensure_local_path_class

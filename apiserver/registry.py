@@ -121,7 +121,7 @@ def encode(obj: Obj) -> bytes:
     meta = dict(stored.get("metadata") or {})
     meta.pop("resourceVersion", None)
     stored["metadata"] = meta
-    return jsoncodec.dumps(stored)
+    return jsoncodec.dumps(stored, kept=True)
 
 
 @dataclass

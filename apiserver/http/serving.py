@@ -23,7 +23,7 @@ from aiohttp.web_runner import BaseSite
 
 from apiserver.bounds import MAX_OPEN_CONNECTIONS
 from apiserver.http.limits import TLS_HANDSHAKE_TIMEOUT
-from apiserver.memory import release_freed_memory
+from shipmate.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 

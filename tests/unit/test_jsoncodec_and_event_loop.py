@@ -58,3 +58,17 @@ def test_asyncio_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
         return type(asyncio.get_running_loop())
 
     assert event_loop.run(loop_type()) is not uvloop.Loop
+
+
+def test_kept_bytes_and_watch_frames_hold_only_their_own_size() -> None:
+    import tracemalloc
+    value = {"metadata": {"name": "p", "labels": {"app": "x"}}, "spec": {"containers": [{"name": "c"}]}}
+    tracemalloc.start()
+    try:
+        kept = [jsoncodec.dumps(value, kept=True) for _ in range(1000)]
+        frames = [jsoncodec.dumps_line({"type": "ADDED", "object": value}) for _ in range(1000)]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    own = sum(len(b) for b in kept + frames)
+    assert held < 3 * own            # orjson's own bytes held 8 KiB each, ~100 times these
