@@ -5,7 +5,9 @@ Cross-node path: a pod on node1 → its node's shipmate0 bridge → node1's rout
 (host-gw, agent.node_routes) → the test bridge → node2 → its shipmate0 → the pod. The cluster is
 the multi-node harness (tests/e2e/multinode): real containerd, CNI and agents per node. The same
 Python echo client/server runs in both setups, inside the pods' network namespaces (nsenter), so
-only the network path differs. Prints medians; the last line is the latency ratio (target ≤ 1.2).
+only the network path differs. Targets: RTT p50 ≤ 1.2 × the floor, throughput ≥ 0.9 × the floor. Which hop
+costs what: the same echo from the pod to its own node, node to node over the wire, and from the pod to
+the other node (one round each, in the notes). Prints medians; the last line is the latency ratio.
 
     /opt/shipmate/venv/bin/python bench/cross_node.py [--rounds 5] [--round-trips 5000] [--megabytes 100]
 """
