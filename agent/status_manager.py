@@ -159,17 +159,13 @@ class StatusManager:
             return False
 
 
-def _status_contains(api_status: Obj, ours: Obj) -> bool:
-    return _contains(api_status, ours)
-
-
-def _contains(api: Any, ours: Any) -> bool:
+def _status_contains(api: Any, ours: Any) -> bool:
     """Whether the API shows what we wrote. A null field of ours is one the API may leave out, at any depth:
     a strategic merge patch's null deletes the field (conditions' `lastProbeTime: null`), and comparing
     with plain equality re-sent every pod's status each reconcile (no-op patches, 7/s at 110 pods)."""
     if isinstance(ours, dict):
         return isinstance(api, dict) and all(
-            _contains(api[key], value) if key in api else value is None for key, value in ours.items())
+            _status_contains(api[key], value) if key in api else value is None for key, value in ours.items())
     if isinstance(ours, list):
-        return isinstance(api, list) and len(api) == len(ours) and all(map(_contains, api, ours))
+        return isinstance(api, list) and len(api) == len(ours) and all(map(_status_contains, api, ours))
     return api == ours

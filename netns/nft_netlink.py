@@ -121,33 +121,27 @@ def lookup_message(family: str, table: str, chain: str | None, seq: int) -> byte
     return _message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK, seq, FAMILIES[family], name)
 
 
-def ack_of(data: bytes, seq: int) -> int | None:
-    """The error code (0: success) of the ack for `seq` in a netlink reply buffer, None when it is not in it."""
+def _acks(data: bytes) -> Iterable[tuple[int, int]]:
+    """(sequence number, error code: 0 or a negative errno) of each ack in a netlink reply buffer."""
     offset = 0
     while offset + 16 <= len(data):
-        length, kind, _flags, msg_seq = struct.unpack_from("=IHHI", data, offset)
+        length, kind, _flags, seq = struct.unpack_from("=IHHI", data, offset)
         if length < 16:
             break
-        if kind == NLMSG_ERROR and msg_seq == seq and length >= 20:
-            return struct.unpack_from("=i", data, offset + 16)[0]
+        if kind == NLMSG_ERROR and length >= 20:
+            yield seq, struct.unpack_from("=i", data, offset + 16)[0]
         offset += (length + 3) & ~3
-    return None
+
+
+def ack_of(data: bytes, seq: int) -> int | None:
+    """The error code (0: success) of the ack for `seq` in a netlink reply buffer, None when it is not in it."""
+    return next((code for acked, code in _acks(data) if acked == seq), None)
 
 
 def parse_acks(data: bytes) -> tuple[int, int]:
     """(acks seen, first non-zero error as a negative errno or 0) in a netlink reply buffer."""
-    seen, error, offset = 0, 0, 0
-    while offset + 16 <= len(data):
-        length, kind = struct.unpack_from("=IH", data, offset)
-        if length < 16:
-            break
-        if kind == NLMSG_ERROR:
-            (code,) = struct.unpack_from("=i", data, offset + 16)
-            seen += 1
-            if code and not error:
-                error = code
-        offset += (length + 3) & ~3
-    return seen, error
+    codes = [code for _seq, code in _acks(data)]
+    return len(codes), next((code for code in codes if code), 0)
 
 
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
