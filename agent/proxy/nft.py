@@ -25,7 +25,8 @@ table's chain. The layout follows kube-proxy's nftables mode in spirit; the code
   random pick and refreshed (`update`) on every new connection that goes to that endpoint.
 - Services without endpoints: plain sets (no verdicts, so no graph validation) checked from filter
   chains at priority filter - 10: reject for the cluster IP, drop/reject for external IPs and NodePorts.
-- A full sync deletes and recreates the table in one transaction (affinity entries start over); a
+- A full sync deletes and recreates the table in one transaction (affinity entries start over), its text
+  reused for the service ports unchanged since the last one (`RenderCache`); a
   partial sync moves map and set elements and rewrites only the chains whose rules changed.
 """
 from __future__ import annotations
@@ -266,9 +267,13 @@ def _own_set_decl(name: str, declaration: str) -> str:
     return f"add set {FAMILY_TABLE} {name} {declaration}"
 
 
+def _element_texts(verb: str, items: Iterable[tuple[str, str]]) -> list[str]:
+    return [f"{key} : {value}" if value and verb == "add" else key for key, value in items]
+
+
 def _element_lines(verb: str, collection: str, items: Iterable[tuple[str, str]]) -> list[str]:
     """`add element` (key : value for maps) or `delete element` (keys only), ELEMENTS_PER_LINE per line."""
-    texts = [f"{key} : {value}" if value and verb == "add" else key for key, value in items]
+    texts = _element_texts(verb, items)
     return [f"{verb} element {FAMILY_TABLE} {collection} {{ {', '.join(texts[i:i + ELEMENTS_PER_LINE])} }}"
             for i in range(0, len(texts), ELEMENTS_PER_LINE)]
 
@@ -370,13 +375,136 @@ class NftRuleset:
     bulk: dict[str, list[tuple[str, str]]] | None = None
 
 
-def render_full(state: ProxyState, cfg: RenderConfig, bulk: bool = False) -> NftRuleset:
+@dataclass(frozen=True, slots=True)
+class _ServiceText:
+    """One service port's share of a full render's text, joined (a few strings per service port, not one
+    per line and element: at 10k services the cache holds ≈10 MiB instead of ≈30)."""
+    service: ServicePort
+    endpoints: tuple[Endpoint, ...]
+    shared: tuple[tuple[str, int, str], ...]   # (shared collection, element count, its elements joined)
+    sets: str            # its own sets' declarations and elements, lines joined ("" if none)
+    chains: str          # `add chain` lines
+    rules: str           # `add rule` lines
+    picks: dict[str, tuple[str, ...]]
+    chain_count: int
+    hairpin: frozenset[str]
+
+
+def _service_text(sp: ServicePort, endpoints: tuple[Endpoint, ...], cfg: RenderConfig) -> _ServiceText:
+    rendered = service_rules(sp, endpoints, cfg)
+    shared, own = [], [_own_set_decl(name, decl) for name, decl in rendered.sets.items()]
+    for collection, items in rendered.elements.items():
+        if collection in COLLECTIONS:
+            shared.append((collection, len(items), ", ".join(_element_texts("add", items.items()))))
+        else:
+            own += _element_lines("add", collection, items.items())
+    rules = [line for chain, chain_rules in rendered.chains.items() for line in _chain_lines(chain, chain_rules)]
+    return _ServiceText(sp, endpoints, tuple(shared), "\n".join(own),
+                        "\n".join(f"add chain {FAMILY_TABLE} {chain}" for chain in rendered.chains),
+                        "\n".join(rules), rendered.picks, len(rendered.chains), rendered.hairpin)
+
+
+class RenderCache:
+    """What the last full render made of each service port, so the next one (the periodic full sync, a
+    canary repair) renders again only the service ports whose service or endpoints changed since: at
+    10k services that is most of the render's time, spent before `nft` can start. Filled by the renders
+    of whole text (a new table's render leaves the endpoint elements out of its text, so it neither uses
+    nor fills it)."""
+
+    def __init__(self) -> None:
+        self._config: RenderConfig | None = None
+        self._entries: dict[ServicePortName, _ServiceText] = {}
+        self.rendered = 0    # service ports the last full render had to render (tests, logs)
+
+    def text_of(self, name: ServicePortName, sp: ServicePort, endpoints: tuple[Endpoint, ...],
+                cfg: RenderConfig, keep: dict[ServicePortName, _ServiceText]) -> _ServiceText:
+        entry = self._entries.get(name) if cfg == self._config else None
+        if entry is None or not ((entry.service is sp or entry.service == sp)
+                                 and (entry.endpoints is endpoints or entry.endpoints == endpoints)):
+            entry = _service_text(sp, endpoints, cfg)
+            self.rendered += 1
+        keep[name] = entry
+        return entry
+
+    def replace(self, cfg: RenderConfig, entries: dict[ServicePortName, _ServiceText]) -> None:
+        self._config, self._entries = cfg, entries   # entries of gone service ports go with the old dict
+
+
+def _joined_element_lines(collection: str, pieces: list[tuple[int, str]]) -> list[str]:
+    """`add element` lines of service ports' joined elements, cut after about ELEMENTS_PER_LINE elements."""
+    lines, line, count = [], [], 0
+    for size, text in pieces:
+        line.append(text)
+        count += size
+        if count >= ELEMENTS_PER_LINE:
+            lines.append(f"add element {FAMILY_TABLE} {collection} {{ {', '.join(line)} }}")
+            line, count = [], 0
+    if line:
+        lines.append(f"add element {FAMILY_TABLE} {collection} {{ {', '.join(line)} }}")
+    return lines
+
+
+def _add_chains(lines: list[str], picks: dict[str, tuple[str, ...]], chain_lines: list[str],
+                rule_lines: list[str], base: dict[str, tuple[str, list[str]]]) -> None:
+    """The pick chains, the service ports' chains, then their rules and the base chains' (which jump to them)."""
+    for pick in sorted(picks):
+        lines.append(f"add chain {FAMILY_TABLE} {pick}")
+        lines += _chain_lines(pick, picks[pick])
+    lines += chain_lines + rule_lines
+    for name, (_, rules) in base.items():
+        lines += _chain_lines(name, rules)
+
+
+def render_full(state: ProxyState, cfg: RenderConfig, bulk: bool = False,
+                cache: RenderCache | None = None) -> NftRuleset:
     """The whole table, recreated in one transaction (`add` + `delete` first: it may not exist yet). `bulk`:
-    the elements of LAYOUTS' collections are left out of the text, in `bulk`, for one netlink batch after it."""
+    the elements of LAYOUTS' collections are left out of the text, in `bulk`, for one netlink batch after it.
+    `cache` (whole text only): reuse what the last full render with it made of unchanged service ports."""
     lines = [f"add table {FAMILY_TABLE}", f"delete table {FAMILY_TABLE}", f"add table {FAMILY_TABLE}"]
     base = _base_chains(cfg)
     lines += [f"add chain {FAMILY_TABLE} {name} {decl}".rstrip() for name, (decl, _) in base.items()]
     lines += [_set_decl(name) for name in COLLECTIONS]
+    if bulk:
+        return _render_bulk(state, cfg, base, lines)
+    cache = cache if cache is not None else RenderCache()
+    cache.rendered = 0
+    pieces: dict[str, list[tuple[int, str]]] = {name: [] for name in COLLECTIONS}
+    set_lines: list[str] = []
+    chain_lines: list[str] = []
+    rule_lines: list[str] = []
+    refs = HairpinRefs()
+    empty: tuple[Endpoint, ...] = ()
+    written = count = 0
+    picks: dict[str, tuple[str, ...]] = {}
+    kept: dict[ServicePortName, _ServiceText] = {}
+    hairpin_ips: list[str] = []
+    for name in sorted(state.services):
+        text = cache.text_of(name, state.services[name], state.endpoints.get(name, empty), cfg, kept)
+        picks.update(text.picks)
+        for collection, size, joined in text.shared:
+            pieces[collection].append((size, joined))
+            count += size
+        if text.sets:
+            set_lines.append(text.sets)
+        if text.chain_count:
+            chain_lines.append(text.chains)
+            rule_lines.append(text.rules)
+        written += text.chain_count
+        hairpin_ips += text.hairpin
+    refs.counts.update(hairpin_ips)      # one counting pass, not one per service port
+    cache.replace(cfg, kept)
+    lines += set_lines
+    _add_chains(lines, picks, chain_lines, rule_lines, base)
+    hairpin = [f"{ip} . {ip}" for ip in sorted(refs.counts)]
+    pieces[HAIRPIN] = [(1, element) for element in hairpin]
+    count += len(hairpin)
+    for collection, collection_pieces in pieces.items():
+        lines += _joined_element_lines(collection, collection_pieces)
+    return NftRuleset("\n".join(lines) + "\n", refs, written, count, frozenset(picks))
+
+
+def _render_bulk(state: ProxyState, cfg: RenderConfig, base: dict[str, tuple[str, list[str]]],
+                 lines: list[str]) -> NftRuleset:
     elements: dict[str, list[tuple[str, str]]] = {name: [] for name in COLLECTIONS}
     own_elements: list[str] = []
     rule_lines: list[str] = []
@@ -401,22 +529,17 @@ def render_full(state: ProxyState, cfg: RenderConfig, bulk: bool = False) -> Nft
         set_lines += [_own_set_decl(name, decl) for name, decl in rendered.sets.items()]
         refs.counts.update(rendered.hairpin)
     lines += set_lines + own_elements
-    for pick in sorted(picks):
-        lines.append(f"add chain {FAMILY_TABLE} {pick}")
-        lines += _chain_lines(pick, picks[pick])
-    lines += chain_lines + rule_lines
-    for name, (_, rules) in base.items():
-        lines += _chain_lines(name, rules)
+    _add_chains(lines, picks, chain_lines, rule_lines, base)
     elements[HAIRPIN] = [(f"{ip} . {ip}", "") for ip in sorted(refs.counts)]
     count = 0
     bulk_elements: dict[str, list[tuple[str, str]]] = {}
     for collection, items in elements.items():
-        if bulk and collection in LAYOUTS:
+        if collection in LAYOUTS:
             bulk_elements[collection] = items
         else:
             lines += _element_lines("add", collection, items)
         count += len(items)
-    return NftRuleset("\n".join(lines) + "\n", refs, written, count, frozenset(picks), bulk=bulk_elements or None)
+    return NftRuleset("\n".join(lines) + "\n", refs, written, count, frozenset(picks), bulk=bulk_elements)
 
 
 def render_partial(previous: ProxyState, current: ProxyState, changed: Iterable[ServicePortName],

@@ -218,10 +218,12 @@ class NftProxier(Proxier):
         self.nft = nft
         self._hairpin = nft_render.HairpinRefs()
         self._picks: frozenset[str] = frozenset()
+        self._render_cache = nft_render.RenderCache()   # only the full render thread touches it
         self.last_text = ""          # the last transaction applied (tests, benchmarks)
         self.last_by_netlink = False  # ... and whether it went as a netlink element batch
         self.last_bulk_elements = 0   # elements the last full sync sent as a netlink batch after its rules
         self.last_changes: tuple | None = None   # ... its element changes, when it had only those
+        self.last_rendered = 0        # service ports the last full sync rendered again (the rest: its cache)
 
     def _is_large(self, state: ProxyState) -> bool:
         return False      # the iptables mode's comments and chain text: nothing here depends on it
@@ -236,7 +238,7 @@ class NftProxier(Proxier):
         # as a netlink batch right after the rules, encoded while libnftables parses them. A table that
         # exists is replaced in one transaction.
         bulk = self.nft.elements_by_netlink and not await self.nft.has_table("ip", nft_render.TABLE)
-        ruleset = await asyncio.to_thread(nft_render.render_full, state, self.config, bulk)
+        ruleset = await asyncio.to_thread(nft_render.render_full, state, self.config, bulk, self._render_cache)
         if ruleset.bulk:
             encoding = asyncio.ensure_future(asyncio.to_thread(nft_render.element_changes, {}, ruleset.bulk))
             try:
@@ -247,6 +249,7 @@ class NftProxier(Proxier):
             await self.nft.apply_elements("ip", nft_render.TABLE, changes or (), "")
         else:
             await self.nft.apply(ruleset.text)
+        self.last_rendered = self._render_cache.rendered
         self.last_bulk_elements = sum(len(items) for items in (ruleset.bulk or {}).values())
         self._hairpin, self._picks = ruleset.hairpin, ruleset.picks
         self.last_text, self.last_by_netlink = ruleset.text, False

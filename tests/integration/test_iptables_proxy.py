@@ -319,7 +319,18 @@ async def test_nftables_full_sync_of_a_new_table_sends_its_bulk_by_netlink_and_r
     assert await proxier.sync()
     assert proxier.last_bulk_elements == 0 and "delete table" in proxier.last_text
     assert f"{POD_IP} . 8080" in proxier.last_text
+    assert proxier.last_rendered == 1          # the new table's render left its elements out: not reusable
     assert nft_elements(node, by_ip) == {"10.96.0.10 . 80 . 0": f"{POD_IP} . 8080"}
+    assert connect(node, "10.96.0.10", 80) == "pod-answer"
+    proxier._need_full_sync = True
+    assert await proxier.sync()
+    assert proxier.last_rendered == 0          # nothing changed: the last full sync's text is reused
+    assert nft_elements(node, by_ip) == {"10.96.0.10 . 80 . 0": f"{POD_IP} . 8080"}
+
+    proxier.on_service_add(service("other", "10.96.0.11"))     # one more service: only it is rendered
+    proxier._need_full_sync = True
+    assert await proxier.sync()
+    assert proxier.last_rendered == 1 and "10.96.0.11" in proxier.last_text
     assert connect(node, "10.96.0.10", 80) == "pod-answer"
     await cleanup(NFTABLES, node)
 

@@ -268,3 +268,34 @@ def test_full_render_with_bulk_leaves_the_endpoint_elements_out_of_the_text():
     assert moved and all(element in whole.text and element not in split.text for element in moved)
     changes = nft.element_changes({}, split.bulk)
     assert sum(len(change.elements) for change in changes) == len(moved)
+
+
+def test_full_render_cache_renders_again_only_what_changed_and_gives_the_same_text():
+    a, b, c = port(), port("svc2", "172.30.0.42", type="NodePort"), port("svc3", "172.30.0.43")
+    first = state((a, eps("10.180.0.1", "10.180.0.2")), (b, eps("10.180.0.3")), (c, ()))
+    cache = nft.RenderCache()
+    assert nft.render_full(first, CFG, cache=cache).text == nft.render_full(first, CFG).text
+    assert cache.rendered == 3
+
+    # The periodic full sync with nothing changed renders nothing again; an equal (not identical) endpoint
+    # tuple is a hit too (a slice rewritten with the same endpoints).
+    same = state((a, eps("10.180.0.1", "10.180.0.2")), (b, eps("10.180.0.3")), (c, ()))
+    assert nft.render_full(same, CFG, cache=cache).text == nft.render_full(same, CFG).text
+    assert cache.rendered == 0
+
+    # One service's endpoints, another gone, a new one: only the changed and the new are rendered, the
+    # gone one leaves the text and the cache.
+    d = port("svc4", "172.30.0.44")
+    changed = state((a, eps("10.180.0.1", "10.180.0.9")), (b, eps("10.180.0.3")), (d, eps("10.180.0.4")))
+    text = nft.render_full(changed, CFG, cache=cache).text
+    assert text == nft.render_full(changed, CFG).text and cache.rendered == 2
+    assert "172.30.0.43" not in text and "10.180.0.2" not in text
+    assert nft.render_full(state((c, ())), CFG, cache=cache).text == nft.render_full(state((c, ())), CFG).text
+    assert cache.rendered == 1   # svc3 had left the cache with the render it was not part of
+
+    # Another configuration renders everything again (the masquerade rule's text depends on it).
+    other = RenderConfig(cluster_cidr="10.244.0.0/16", node_name="node-a", masquerade_all=True)
+    assert nft.render_full(state((c, ())), other, cache=cache).text == nft.render_full(state((c, ())), other).text
+    assert cache.rendered == 1
+    assert nft.render_full(changed, other, cache=cache).text == nft.render_full(changed, other).text
+    assert cache.rendered == 3
