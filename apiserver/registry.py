@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 from apiserver import errors
 from apiserver.decoded_objects import DecodedObjects
+from apiserver.read_cache import ReadCache
 from apiserver.kinds.base import Obj, Strategy
 from apiserver.deletion_propagation import gc_finalizers
 from apiserver.fieldcheck import WrongType, check_types, definition_name
@@ -159,6 +160,12 @@ def parse_resource_version(value: str | None) -> int:
 
 
 class Registry:
+    # Reads may be served by a ReadCache (apiserver/read_cache.py) where the storage allows it, as the stored
+    # bytes with their resourceVersion spliced in: decode() changes nothing else (a subclass whose decode()
+    # transforms what it reads turns the latter off).
+    serves_cached_reads = True
+    serves_stored_bytes = True
+
     def __init__(self, strategy: Strategy, storage: Storage, clock: Clock = utc_now,
                  decoded: DecodedObjects | None = None):
         self.strategy = strategy
@@ -169,6 +176,15 @@ class Registry:
         # What decode() depends on besides the stored value: registries of the same scope share decoded objects.
         self._decode_scope = (self.info.api_version, self.info.kind)
         self._subresource_registries: dict[str, Registry] = {}
+        self._read_cache: ReadCache | None = None
+
+    def read_cache(self) -> ReadCache | None:
+        """This resource's ReadCache for client reads; None where the storage can neither publish writes before
+        acknowledging them nor confirm a cache's revision, or this registry does not serve reads from memory."""
+        if self._read_cache is None and self.serves_cached_reads and (
+                getattr(self.storage, "publishes_before_ack", False) or hasattr(self.storage, "unchanged_since")):
+            self._read_cache = ReadCache(self)
+        return self._read_cache
 
     def for_subresource(self, subresource: str) -> "Registry":
         """The registry that writes this subresource: the same objects through the subresource's own strategy

@@ -369,6 +369,8 @@ def _cell(kind: str, value: Any, now: datetime.datetime) -> Any:
 class CustomResourceRegistry(Registry):
     """Registry of one version of a custom resource: keys under `/registry/<group>/<plural>/`, stored as the
     storage version, read (and watched) as this version with its schema's pruning and defaults."""
+    serves_cached_reads = False   # registries come and go with their CRD: no cache watch to leave behind
+    serves_stored_bytes = False   # decode() prunes, defaults and converts
 
     def __init__(self, strategy: CustomResourceStrategy, storage: Storage, storage_version: str,
                  clock: Clock = utc_now, decoded: DecodedObjects | None = None):

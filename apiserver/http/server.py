@@ -25,6 +25,7 @@ from apiserver.deletion_propagation import parse_policy
 from apiserver.patch import APPLY_PATCH, JSON_PATCH
 from apiserver.apply import context as field_managers
 from apiserver.apply.request import apply_config, request_writer
+from apiserver.read_cache import CachedObject
 from apiserver.registry import DeleteOptions, Registry, expired_status, utc_now
 from apiserver.storage.interface import RevisionCompacted, WatchClosed
 from apiserver.tables import partial_object_metadata, render_table
@@ -264,8 +265,7 @@ class HTTPServer:
             raise errors.method_not_allowed(method, registry.info.plural)
         if method == "GET":
             if info.name:
-                obj = await registry.get(info.namespace, info.name)
-                return self._object_response(request, registry, obj)
+                return await self._get(request, registry, info)
             if _bool(request.query.get("watch")):
                 with self.watch_limits.hold(client_key(request)):  # 429 past the per-user/total caps
                     return await self._watch(request, registry, info)
@@ -363,6 +363,18 @@ class HTTPServer:
                                  headers=headers)
         return json_response(obj, status, headers=headers)
 
+    async def _get(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
+        cache = registry.read_cache()
+        if cache is None or not cache.serves_gets:
+            return self._object_response(request, registry, await registry.get(info.namespace, info.name))
+        await cache.current()
+        cached = cache.get(registry.key(info.namespace, info.name))
+        if cached is None:
+            raise errors.not_found(registry.info.group, registry.info.plural, info.name)
+        if negotiate(request.headers.get("Accept", "")).as_kind:
+            return self._object_response(request, registry, registry.decode(cached.kv))
+        return web.Response(body=cached.json(registry), headers={"Content-Type": JSON})
+
     def _selectors(self, request: web.Request):
         try:
             return (parse_label_selector(request.query.get("labelSelector")),
@@ -376,12 +388,23 @@ class HTTPServer:
         token = paging.decode_continue(request.query["continue"]) if request.query.get("continue") else None
         if token is not None:
             paging.check_expired(token, registry.storage.compacted_revision)  # 410 Expired past the history
-        items, revision = await registry.list(info.namespace, labels, fields)
+        prefix_length = len(registry.prefix(info.namespace))
+        cache = registry.read_cache()
+        items: list[Any]
+        if cache is None:
+            items, revision = await registry.list(info.namespace, labels, fields)
+        else:  # CachedObjects, rendered below
+            registry.field_selector_check(fields)
+            revision = await cache.current()
+            items = cache.select(registry.prefix(info.namespace), labels, fields)
+
+        def relative_key(item: Any) -> str:
+            if cache is not None:
+                return item.kv.key[prefix_length:]
+            return registry.key(item["metadata"].get("namespace", ""), item["metadata"]["name"])[prefix_length:]
         list_meta: dict[str, Any] = {"resourceVersion": str(revision)}
         if limit or token is not None:
-            prefix_length = len(registry.prefix(info.namespace))
-            keyed = [(registry.key(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])[prefix_length:],
-                      obj) for obj in items]
+            keyed = [(relative_key(item), item) for item in items]
             if token is not None and token.revision != -1:
                 revision = token.revision  # every page of a list reports the first page's resourceVersion
             chunk = paging.page(keyed, limit, token.start if token else "", revision)
@@ -392,6 +415,10 @@ class HTTPServer:
                 if labels.empty() and fields.empty():
                     list_meta["remainingItemCount"] = chunk.remaining
         rendering = negotiate(request.headers.get("Accept", ""))
+        if cache is not None:
+            if not rendering.as_kind:
+                return web.Response(body=self._list_json(registry, list_meta, items), headers={"Content-Type": JSON})
+            items = [registry.decode(cached.kv) for cached in items]
         if rendering.as_kind == "Table":
             spec = registry.strategy.table(utc_now())
             table = render_table(spec, items, request.query.get("includeObject", "Metadata"), rendering.version,
@@ -405,6 +432,20 @@ class HTTPServer:
                                   "items": [partial_object_metadata(obj, api_version) for obj in items]})
         return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
                               "metadata": list_meta, "items": items})
+
+    @staticmethod
+    def _list_json(registry: Registry, list_meta: dict[str, Any], items: list[CachedObject]) -> bytes:
+        """The List as json_response encodes it, its items' JSON joined as the cache holds them."""
+        head = jsoncodec.dumps({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
+                                "metadata": list_meta, "items": []})
+        parts = [head[:-2]]  # up to and with the items' "[": one join copies every item once
+        for cached in items:
+            parts += (cached.json(registry), b",")
+        if items:
+            parts[-1] = b"]}"  # the last item's comma
+        else:
+            parts.append(b"]}")
+        return b"".join(parts)
 
     async def _create(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.Response:
         body = await self._body(request)

@@ -310,6 +310,15 @@ class EtcdStorage(Storage):
                 return items, revision
             start = response.kvs[-1].key + b"\0"
 
+    async def unchanged_since(self, prefix: str, revision: int, count: int) -> tuple[bool, int]:
+        """Whether the keys under `prefix` are the `count` keys they were at `revision`, unchanged, and the
+        current revision. One keys-only Range of the keys written after `revision`: none, and as many keys as
+        then, means none was written or deleted since (a key written since has a later mod revision; a
+        deletion alone changes the count). The store's view of a read cache filled to `revision`."""
+        response = await self._call("Range", rpc_pb2.RangeRequest(
+            key=prefix.encode(), range_end=prefix_end(prefix.encode()), keys_only=True, min_mod_revision=revision + 1))
+        return not response.kvs and response.count == count, response.header.revision
+
     async def compact(self, revision: int) -> None:
         """Drop etcd's history before `revision` (kube-apiserver's compactor, or `etcdctl compact`)."""
         await self._call("Compact", rpc_pb2.CompactionRequest(revision=revision, physical=True))

@@ -91,6 +91,10 @@ class Watch(abc.ABC):
 
 
 class Storage(abc.ABC):
+    # True when every write is published to watchers before it is acknowledged: a watch polled before a read
+    # then holds every write acknowledged before the read began (apiserver/read_cache.py relies on it).
+    publishes_before_ack = False
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 
@@ -140,6 +144,7 @@ class QueueWatch(Watch):
 
     _STOP = object()
     max_pending = 10000
+    expects_to_fall_behind = False  # a watcher read only now and then (apiserver/read_cache.py): not a warning
 
     def __init__(self, prefix: str, from_revision: int, on_stop):
         self.prefix = prefix
@@ -151,8 +156,8 @@ class QueueWatch(Watch):
     def offer(self, event: StorageEvent) -> None:
         if not self._stopped and event.revision > self.from_revision and event.kv.key.startswith(self.prefix):
             if self._queue.qsize() >= self.max_pending:
-                log.warning("closing a watcher that fell behind prefix=%s pending=%d", self.prefix,
-                            self._queue.qsize())
+                (log.debug if self.expects_to_fall_behind else log.warning)(
+                    "closing a watcher that fell behind prefix=%s pending=%d", self.prefix, self._queue.qsize())
                 self.stop()
                 return
             self._queue.put_nowait(event)

@@ -56,6 +56,8 @@ def _prefix_end(prefix: str) -> str:
 
 
 class SQLiteStorage(Storage):
+    publishes_before_ack = True  # _complete publishes a group's events before completing its writes
+
     def __init__(self, path: str, history_size: int = 10000):
         self._path = path
         self._history = WatchHistory(history_size)
