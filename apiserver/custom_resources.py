@@ -13,7 +13,6 @@ StorageCache does; `run()` also follows them as they come (other servers' writes
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from apiserver.decoded_objects import DecodedObjects
 from apiserver.kinds.base import Obj, ResourceInfo
 from apiserver.registry import Registry
 from apiserver.registry import Clock
-from apiserver.storage.interface import EventType, RevisionCompacted, Storage, StorageEvent, Watch, WatchClosed
+from apiserver.storage.interface import EventType, KeyValue, Storage, StorageEvent, WatchClosed
+from apiserver.storage.mirror import StorageMirror
 
 
 class ServingAPI(Protocol):
@@ -58,13 +58,12 @@ def _signature(crd: Obj) -> str:
     return json.dumps([crd.get("spec"), definition.accepted_names(crd), terminating], sort_keys=True)
 
 
-class CustomResources:
+class CustomResources(StorageMirror):
     def __init__(self, api: ServingAPI):
         self.api = api
+        super().__init__(api.storage, self.registry.prefix())
         self.crds: dict[str, Obj] = {}          # stored CRDs by name
         self._served: dict[str, _Served] = {}   # by CRD name
-        self._watch: Watch | None = None
-        self._relisting = asyncio.Lock()
         self._listeners: list[Listener] = []
 
     @property
@@ -123,15 +122,7 @@ class CustomResources:
     # following the CRDs -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         """Apply what the CRD watch queued since the last call (relisting when it closed)."""
-        while True:
-            if self._watch is None:
-                await self._relist()
-            try:
-                while (event := self._watch.poll()) is not None:
-                    self._apply_event(event)
-                return
-            except WatchClosed:
-                self._watch = None
+        await self._catch_up()
 
     async def run(self) -> None:
         """Follow CRD changes as they come (every server), so listeners hear of them without requests."""
@@ -143,38 +134,25 @@ class CustomResources:
                 self._watch = None
                 continue
             if event is not None:
-                self._apply_event(event)
+                self._apply(event)
 
-    async def _relist(self) -> None:
-        async with self._relisting:
-            if self._watch is not None:
-                return
-            prefix = self.registry.prefix()
-            for attempt in range(3):
-                kvs, revision = await self.api.storage.list(prefix)
-                try:
-                    watch = self.api.storage.watch(prefix, revision)
-                    break
-                except RevisionCompacted:
-                    if attempt == 2:
-                        raise
-            crds = {}
-            for kv in kvs:
-                crd = self.registry.decode(kv)
-                crds[crd["metadata"]["name"]] = crd
-            for name in list(self.crds):
-                if name not in crds:
-                    self._forget(name)
-            for crd in crds.values():
-                self._apply(crd)
-            self._watch = watch
+    def _reset(self, kvs: list[KeyValue], revision: int) -> None:
+        crds = {}
+        for kv in kvs:
+            crd = self.registry.decode(kv)
+            crds[crd["metadata"]["name"]] = crd
+        for name in list(self.crds):
+            if name not in crds:
+                self._forget(name)
+        for crd in crds.values():
+            self._serve(crd)
 
-    def _apply_event(self, event: StorageEvent) -> None:
+    def _apply(self, event: StorageEvent) -> None:
         crd = self.registry.decode(event.kv)
         if event.type == EventType.DELETE:
             self._forget(crd["metadata"]["name"])
         else:
-            self._apply(crd)
+            self._serve(crd)
 
     def _forget(self, name: str) -> None:
         self.crds.pop(name, None)
@@ -195,7 +173,7 @@ class CustomResources:
         return builtin is None or isinstance(builtin, CustomResourceRegistry) and \
             builtin.crd_uid == crd["metadata"].get("uid")
 
-    def _apply(self, crd: Obj) -> None:
+    def _serve(self, crd: Obj) -> None:
         name = crd["metadata"]["name"]
         self.crds[name] = crd
         existing = self._served.get(name)

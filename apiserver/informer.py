@@ -8,7 +8,8 @@ from typing import AsyncIterator
 
 from apiserver.kinds.base import Obj
 from apiserver.registry import Registry, WatchEvent
-from apiserver.storage.interface import EventType, RevisionCompacted, StorageEvent, Watch, WatchClosed
+from apiserver.storage.interface import EventType, KeyValue, RevisionCompacted, StorageEvent, WatchClosed
+from apiserver.storage.mirror import StorageMirror
 from shipmate import informer as shared
 from shipmate.informer import Expired, Handler, object_key
 from shipmate.selectors import FieldSelector, LabelSelector
@@ -128,7 +129,7 @@ class SharedInformers:
             await stop_tasks(tasks)
 
 
-class StorageCache:
+class StorageCache(StorageMirror):
     """A registry's objects by namespace and name for admission checks, current without a task of its own:
     each read first applies the events its storage watch queued since the previous read (or relists when
     that watch closed). A backend queues a write's event before it acknowledges the write (SQLite), or when
@@ -136,13 +137,10 @@ class StorageCache:
     on etcd it trails the watch stream as upstream's informer-fed admission plugins do. Objects are shared:
     callers must not mutate them."""
 
-    _RELIST_ATTEMPTS = 3
-
     def __init__(self, registry: Registry):
+        super().__init__(registry.storage, registry.prefix())
         self.registry = registry
         self._objects: dict[str, dict[str, Obj]] = {}  # namespace ("" when cluster-scoped) -> name -> object
-        self._watch: Watch | None = None
-        self._relisting = asyncio.Lock()
 
     async def get(self, namespace: str, name: str) -> Obj | None:
         await self._catch_up()
@@ -152,39 +150,14 @@ class StorageCache:
         await self._catch_up()
         return list(self._objects.get(namespace, {}).values())
 
-    async def _catch_up(self) -> None:
-        while True:
-            if self._watch is None:
-                await self._relist()
-            try:
-                while (event := self._watch.poll()) is not None:
-                    self._apply(event)
-                return
-            except WatchClosed:  # storage closed, history reset, or the watch fell behind
-                self._watch = None
-
-    async def _relist(self) -> None:
-        async with self._relisting:
-            if self._watch is not None:
-                return
-            prefix = self.registry.prefix()
-            for attempt in range(self._RELIST_ATTEMPTS):
-                kvs, revision = await self.registry.storage.list(prefix)
-                try:
-                    watch = self.registry.storage.watch(prefix, revision)
-                    break
-                except RevisionCompacted:
-                    if attempt + 1 == self._RELIST_ATTEMPTS:
-                        raise
-            self._objects = {}
-            for kv in kvs:
-                namespace, name = self._names(kv.key)
-                self._objects.setdefault(namespace, {})[name] = self.registry.decode(kv)
-            self._watch = watch
+    def _reset(self, kvs: list[KeyValue], revision: int) -> None:
+        self._objects = {}
+        for kv in kvs:
+            namespace, name = self._names(kv.key)
+            self._objects.setdefault(namespace, {})[name] = self.registry.decode(kv)
 
     def _names(self, key: str) -> tuple[str, str]:
-        rest = key[len(self.registry.prefix()):]
-        namespace, _, name = rest.rpartition("/")
+        namespace, _, name = key[len(self._prefix):].rpartition("/")
         return namespace, name
 
     def _apply(self, event: StorageEvent) -> None:

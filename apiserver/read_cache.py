@@ -20,8 +20,8 @@ import bisect
 from typing import Any, Protocol
 
 from apiserver.kinds.base import Obj, ResourceInfo
-from apiserver.storage.interface import (EventType, KeyValue, QueueWatch, RevisionCompacted, Storage, StorageEvent,
-                                         Watch, WatchClosed)
+from apiserver.storage.interface import EventType, KeyValue, QueueWatch, Storage, StorageEvent, Watch
+from apiserver.storage.mirror import StorageMirror
 from shipmate import jsoncodec
 from shipmate.selectors import FieldSelector, LabelSelector, Operator
 
@@ -136,20 +136,16 @@ def select(registry: Registry, objects: list[CachedObject], labels: LabelSelecto
     return [cached for cached in objects if labels.matches(cached.labels(registry))]
 
 
-class ReadCache:
+class ReadCache(StorageMirror):
     """A registry's stored objects (every namespace) by storage key, current as of the last read."""
 
-    _RELIST_ATTEMPTS = 3
-
     def __init__(self, registry: Registry):
+        super().__init__(registry.storage, registry.prefix())
         self.registry = registry
-        self._prefix = registry.prefix()
         self._objects: dict[str, CachedObject] = {}
         self._sorted: list[str] | None = None  # the keys in order, rebuilt after keys come or go
-        self._watch: Watch | None = None
         self._revision = 0
         self._applied = 0  # events applied, and relists: what changes the objects
-        self._relisting = asyncio.Lock()
 
     @property
     def serves_gets(self) -> bool:
@@ -183,17 +179,9 @@ class ReadCache:
 
     async def _caught_up(self) -> int:
         """Apply what the watch queued (relist if it closed); the revision the cache now reflects."""
-        while True:
-            if self._watch is None:
-                await self._relist()
-            try:
-                while (event := self._watch.poll()) is not None:
-                    self._apply(event)
-            except WatchClosed:  # storage closed, history reset, or the watch fell behind
-                self._watch = None
-                continue
-            self._revision = max(self._revision, self.registry.storage.revision)
-            return self._revision
+        await self._catch_up()
+        self._revision = max(self._revision, self.registry.storage.revision)
+        return self._revision
 
     def get(self, key: str) -> CachedObject | None:
         return self._objects.get(key)
@@ -215,33 +203,17 @@ class ReadCache:
         """The objects under `prefix` that the selectors match, in key order."""
         return select(self.registry, self.under(prefix), labels, fields)
 
-    def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
+    def _watching(self, watch: Watch) -> None:
+        if isinstance(watch, QueueWatch):
+            # Events queue between reads: past this many the watch closes and the next read relists,
+            # so a resource read once and then written at length holds no long queue.
+            watch.max_pending, watch.expects_to_fall_behind = _MAX_PENDING, True
 
-    async def _relist(self) -> None:
-        async with self._relisting:
-            if self._watch is not None:
-                return
-            storage = self.registry.storage
-            for attempt in range(self._RELIST_ATTEMPTS):
-                kvs, revision = await storage.list(self._prefix)
-                try:
-                    watch = storage.watch(self._prefix, revision)
-                    break
-                except RevisionCompacted:
-                    if attempt + 1 == self._RELIST_ATTEMPTS:
-                        raise
-            if isinstance(watch, QueueWatch):
-                # Events queue between reads: past this many the watch closes and the next read relists,
-                # so a resource read once and then written at length holds no long queue.
-                watch.max_pending, watch.expects_to_fall_behind = _MAX_PENDING, True
-            self._objects = {kv.key: CachedObject(kv) for kv in kvs}
-            self._applied += 1
-            self._sorted = None
-            self._revision = revision
-            self._watch = watch
+    def _reset(self, kvs: list[KeyValue], revision: int) -> None:
+        self._objects = {kv.key: CachedObject(kv) for kv in kvs}
+        self._applied += 1
+        self._sorted = None
+        self._revision = revision
 
     def _apply(self, event: StorageEvent) -> None:
         self._applied += 1
