@@ -3,7 +3,9 @@ safety net for anything missed while the stream was down.
 
 An exit is announced twice: at once (with the exit recorded in the ExitCache, so the pod's status
 can show it before CRI does), and again once CRI's ContainerStatus stops saying RUNNING (≈0.25 s
-later on containerd 1.6), so that actions such as a restart see the runtime agree.
+later on containerd 1.6), so that actions such as a restart see the runtime agree. CRI cannot agree
+before containerd has deleted the task, so asking starts with the task's TaskDelete: until then a
+ContainerStatus call would only compete with the exit's status write for the CPU and containerd.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 TOPICS = ("/tasks/start", "/tasks/exit", "/tasks/oom", "/tasks/delete")
 RETRY_INITIAL, RETRY_MAX = 0.5, 10.0
 SETTLE_POLL, SETTLE_TIMEOUT = 0.02, 3.0
+DELETE_WAIT = 0.5           # a TaskDelete missed (stream reconnected) delays the asking by this much
 
 
 async def watch_task_events(endpoint: str, uid_of: Callable[[str], Awaitable[str | None]],
@@ -33,6 +36,7 @@ async def watch_task_events(endpoint: str, uid_of: Callable[[str], Awaitable[str
     containers (`uid_of` resolves an id to its pod, None for others')."""
     delay = RETRY_INITIAL
     settling: set[asyncio.Task[None]] = set()
+    deleted: dict[str, asyncio.Event] = {}      # container id → its task was deleted (while settling)
     while True:
         try:
             async with ContainerdEvents(endpoint) as events:
@@ -44,14 +48,20 @@ async def watch_task_events(endpoint: str, uid_of: Callable[[str], Awaitable[str
                     now = time.monotonic()
                     log.debug("task event topic=%s container=%s pod_uid=%s exit_status=%s", event.topic,
                               event.container_id[:13], uid, event.exit_status)
+                    if event.topic == "/tasks/delete" and event.init_process and event.container_id in deleted:
+                        # The settling tells the pod once CRI agrees; a sync now would repeat the announced exit.
+                        deleted[event.container_id].set()
+                        continue
                     if exits is not None:
                         _record(exits, event, now)
                     notify(uid, now)
                     if runtime is not None and exits is not None and _is_exit(event):
+                        task_deleted = deleted[event.container_id] = asyncio.Event()
                         task = asyncio.create_task(_notify_when_settled(runtime, exits, event.container_id, uid,
-                                                                        notify))
+                                                                        notify, task_deleted))
                         settling.add(task)
                         task.add_done_callback(settling.discard)
+                        task.add_done_callback(lambda _, cid=event.container_id: deleted.pop(cid, None))
         except asyncio.CancelledError:
             for task in settling:
                 task.cancel()
@@ -74,8 +84,13 @@ def _record(exits: ExitCache, event: ContainerdEvent, now: float) -> None:
 
 
 async def _notify_when_settled(runtime: CRIClient, exits: ExitCache, container_id: str, uid: str,
-                               notify: Callable[[str, float], None]) -> None:
+                               notify: Callable[[str, float], None], deleted: asyncio.Event | None = None) -> None:
     deadline = time.monotonic() + SETTLE_TIMEOUT
+    if deleted is not None:
+        try:
+            await asyncio.wait_for(deleted.wait(), DELETE_WAIT)
+        except asyncio.TimeoutError:
+            pass
     while time.monotonic() < deadline:
         try:
             status = (await runtime.container_status(container_id)).status

@@ -1,5 +1,9 @@
 """The one writer of pod status: versioned per UID, no-op updates skipped, PATCH to pods/status,
-and deletion of terminated pods (UID precondition, gracePeriodSeconds=0)."""
+and deletion of terminated pods (UID precondition, gracePeriodSeconds=0).
+
+A change is written at once by the pod's own writer (one at a time per pod, so an older status never
+lands last), not behind other pods' writes; the run loop retries failures with backoff and re-sends
+what the API does not show (level-triggered)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +11,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 from shipmate.kubeclient import PODS, Conflict, KubeClient, NotFound
@@ -41,6 +46,10 @@ class StatusManager:
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _writers: dict[str, asyncio.Task[bool]] = field(default_factory=dict)     # uid → its write in flight
+    _again: set[str] = field(default_factory=set)       # changed while its writer was writing
+    _running: bool = False
+    _backing_off: bool = False
 
     def cached_status(self, uid: str) -> Obj | None:
         entry = self._entries.get(uid)
@@ -62,8 +71,7 @@ class StatusManager:
         if current is not None and _status_contains(current.get("status") or {}, status):
             new.written_version = version     # e.g. after an agent restart: the API already has it
             return
-        self._dirty.add(uid)
-        self._wake.set()
+        self._due(uid)
 
     def request_deletion(self, pod: Obj) -> None:
         """The pod is terminated and has a deletionTimestamp: delete the API object."""
@@ -74,44 +82,85 @@ class StatusManager:
             self._entries[meta["uid"]] = entry
         if not entry.deleted:
             entry.delete_requested = True
-            self._dirty.add(meta["uid"])
-            self._wake.set()
+            self._due(meta["uid"])
 
     def refresh(self, uid: str) -> None:
         """The pod's API object changed identity (e.g. a mirror pod was created): write again."""
         entry = self._entries.get(uid)
         if entry is not None and entry.status and not entry.deleted:
             entry.written_version = 0
-            self._dirty.add(uid)
-            self._wake.set()
+            self._due(uid)
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
         self._dirty.discard(uid)
 
+    def _due(self, uid: str) -> None:
+        """The pod has something to write: its writer starts now, unless the run loop is not running
+        yet or is backing off after failed writes (then the loop writes it)."""
+        if self._running and not self._backing_off:
+            self._writer(uid)
+        else:
+            self._dirty.add(uid)
+            self._wake.set()
+
+    def _writer(self, uid: str) -> asyncio.Task[bool]:
+        task = self._writers.get(uid)
+        if task is not None:
+            self._again.add(uid)
+            return task
+        task = asyncio.create_task(self._write_while_changed(uid))
+        self._writers[uid] = task
+        task.add_done_callback(partial(self._writer_done, uid))
+        return task
+
+    async def _write_while_changed(self, uid: str) -> bool:
+        while True:
+            self._again.discard(uid)
+            if not await self._write(uid):
+                return False
+            if uid not in self._again:
+                return True
+
+    def _writer_done(self, uid: str, task: asyncio.Task[bool]) -> None:
+        if self._writers.get(uid) is task:
+            del self._writers[uid]
+        if not task.cancelled() and not task.result():
+            self._dirty.add(uid)
+            self._wake.set()
+
     async def run(self) -> None:
         delay = RETRY_INITIAL
         last_reconcile = time.monotonic()
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RECONCILE_INTERVAL)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            if time.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
-                self._mark_drifted()
-                last_reconcile = time.monotonic()
-            uids, self._dirty = list(self._dirty), set()
-            results = await asyncio.gather(*(self._write(uid) for uid in uids))
-            failed = [uid for uid, ok in zip(uids, results) if not ok]
-            if failed:
-                self._dirty.update(failed)
-                log.info("status writes will be retried pods=%d retry_in=%.1fs", len(failed), delay)
+        self._running = True
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), RECONCILE_INTERVAL)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+                if time.monotonic() - last_reconcile >= RECONCILE_INTERVAL:
+                    self._mark_drifted()
+                    last_reconcile = time.monotonic()
+                uids, self._dirty = list(self._dirty), set()
+                results = await asyncio.gather(*(self._writer(uid) for uid in uids))
+                if all(results):
+                    delay = RETRY_INITIAL
+                    continue
+                # the failed ones are dirty again (_writer_done)
+                log.info("status writes will be retried pods=%d retry_in=%.1fs", results.count(False), delay)
+                self._backing_off = True
                 await asyncio.sleep(delay)
+                self._backing_off = False
                 delay = min(delay * 2, RETRY_MAX)
                 self._wake.set()
-            else:
-                delay = RETRY_INITIAL
+        finally:
+            self._running = False
+            writers = list(self._writers.values())
+            for task in writers:
+                task.cancel()
+            await asyncio.gather(*writers, return_exceptions=True)
 
     def _mark_drifted(self) -> None:
         """Level-triggered safety net: re-send statuses the API does not show."""

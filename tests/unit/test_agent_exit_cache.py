@@ -1,6 +1,7 @@
 """Exits announced by containerd's events, applied to a pod's runtime status before CRI shows them."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from agent.pleg import ExitCache
@@ -122,3 +123,79 @@ async def test_an_exit_stays_announced_until_cri_agrees(monkeypatch) -> None:
     runtime.gone = True
     await runtime_events._notify_when_settled(runtime, cache, "c1", "u", lambda uid, at: notified.append(uid))
     assert notified == ["u", "u"] and "c1" not in cache.exits
+
+
+class _Stream:
+    """containerd's event stream, fed by the test."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def __call__(self, endpoint: str) -> "_Stream":
+        return self
+
+    async def __aenter__(self) -> "_Stream":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        pass
+
+    async def subscribe(self, topics):
+        while True:
+            yield await self.queue.get()
+
+
+class _CountingRuntime:
+    """CRI answers RUNNING until containerd has deleted the task, as containerd 1.6 does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.task_deleted = False
+
+    async def container_status(self, container_id: str):
+        from types import SimpleNamespace
+
+        from cri.gen import api_pb2
+        self.calls += 1
+        state = api_pb2.CONTAINER_EXITED if self.task_deleted else api_pb2.CONTAINER_RUNNING
+        return SimpleNamespace(status=SimpleNamespace(state=state))
+
+
+async def test_cri_is_asked_about_an_exit_only_once_containerd_deleted_the_task(monkeypatch) -> None:
+    """Before TaskDelete, CRI still says RUNNING: asking then only competes with the exit's status write."""
+    from agent import runtime_events
+    from cri.events import ContainerdEvent
+    stream, runtime, cache, notified = _Stream(), _CountingRuntime(), ExitCache(), []
+    monkeypatch.setattr(runtime_events, "ContainerdEvents", stream)
+    monkeypatch.setattr(runtime_events, "SETTLE_POLL", 0.005)
+
+    async def uid_of(container_id: str) -> str:
+        return "u"
+    watcher = asyncio.create_task(runtime_events.watch_task_events(
+        "unix:///x", uid_of, lambda uid, at: notified.append(uid), cache, runtime))  # type: ignore[arg-type]
+    try:
+        stream.queue.put_nowait(ContainerdEvent("/tasks/exit", "k8s.io", EXITED_AT, "containerd.events.TaskExit",
+                                                container_id="c1", exit_status=137, exited_at=EXITED_AT))
+        await asyncio.sleep(0.1)
+        assert notified == ["u"] and "c1" in cache.exits          # announced at once
+        assert runtime.calls == 0                                 # CRI not asked yet
+        runtime.task_deleted = True
+        stream.queue.put_nowait(ContainerdEvent("/tasks/delete", "k8s.io", EXITED_AT, "containerd.events.TaskDelete",
+                                                container_id="c1", exit_status=137, exited_at=EXITED_AT))
+        await asyncio.sleep(0.1)
+        assert runtime.calls == 1 and "c1" not in cache.exits     # settled
+        assert notified == ["u", "u"]                             # the exit, then CRI agreeing (not the delete)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def test_a_missed_task_delete_delays_the_settling_only_so_long(monkeypatch) -> None:
+    from agent import runtime_events
+    monkeypatch.setattr(runtime_events, "DELETE_WAIT", 0.05)
+    runtime, cache, notified = _CountingRuntime(), ExitCache(), []
+    runtime.task_deleted = True
+    cache.record_exit("c1", 3, EXITED_AT, now=0)
+    await runtime_events._notify_when_settled(runtime, cache, "c1", "u", lambda uid, at: notified.append(uid),
+                                              asyncio.Event())
+    assert runtime.calls == 1 and notified == ["u"] and "c1" not in cache.exits

@@ -3,6 +3,7 @@ terminated pods deleted with a UID precondition."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import AsyncIterator
 
 import pytest
@@ -127,3 +128,92 @@ async def test_a_null_field_the_api_leaves_out_is_not_drift(api: tuple[FakeApi, 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class _SlowClient:
+    """Records PATCHes; a pod named in `held` waits in its PATCH until released."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, asyncio.Event] = {}
+        self.patches: list[tuple[str, dict]] = []
+        self.in_flight: dict[str, int] = {}
+        self.most_in_flight = 0
+        self.failures = 0
+
+    async def patch(self, resource, name: str, body: dict, namespace: str, subresource: str = "") -> dict:
+        self.in_flight[name] = self.in_flight.get(name, 0) + 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight[name])
+        try:
+            if name in self.held:
+                await self.held[name].wait()
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("API down")
+            self.patches.append((name, body["status"]))
+            return {}
+        finally:
+            self.in_flight[name] -= 1
+
+
+def _pod(name: str) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"}}
+
+
+@contextlib.asynccontextmanager
+async def _running(client: _SlowClient):
+    manager = StatusManager(client)  # type: ignore[arg-type]
+    task = asyncio.create_task(manager.run())
+    try:
+        await asyncio.sleep(0)
+        yield manager
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_pods_status_is_not_written_behind_another_pods_slow_write() -> None:
+    client = _SlowClient()
+    client.held["slow"] = asyncio.Event()
+    async with _running(client) as manager:
+        manager.set_status(_pod("slow"), {"phase": "Running"})
+        await asyncio.sleep(0.05)
+        manager.set_status(_pod("fast"), {"phase": "Failed"})
+        await until(lambda: ("fast", {"phase": "Failed"}) in client.patches, timeout=1.0)
+        client.held["slow"].set()
+        await until(lambda: ("slow", {"phase": "Running"}) in client.patches)
+
+
+async def test_one_write_at_a_time_per_pod_and_the_newest_status_lands_last() -> None:
+    client = _SlowClient()
+    client.held["p"] = asyncio.Event()
+    async with _running(client) as manager:
+        manager.set_status(_pod("p"), {"phase": "Running"})
+        await asyncio.sleep(0.05)
+        manager.set_status(_pod("p"), {"phase": "Failed"})
+        manager.set_status(_pod("p"), {"phase": "Succeeded"})
+        await asyncio.sleep(0.05)
+        client.held["p"].set()
+        await until(lambda: client.patches and client.patches[-1] == ("p", {"phase": "Succeeded"}))
+        await asyncio.sleep(0.05)
+        assert client.most_in_flight == 1
+        assert client.patches == [("p", {"phase": "Running"}), ("p", {"phase": "Succeeded"})]
+
+
+async def test_failed_writes_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import status_manager
+    monkeypatch.setattr(status_manager, "RETRY_INITIAL", 0.01)
+    client = _SlowClient()
+    client.failures = 3
+    async with _running(client) as manager:
+        manager.set_status(_pod("p"), {"phase": "Running"})
+        await until(lambda: client.patches == [("p", {"phase": "Running"})])
+        assert client.failures == 0
+
+
+async def test_stopping_the_manager_stops_its_writes() -> None:
+    client = _SlowClient()
+    client.held["p"] = asyncio.Event()
+    async with _running(client) as manager:
+        manager.set_status(_pod("p"), {"phase": "Running"})
+        await asyncio.sleep(0.05)
+    assert client.in_flight["p"] == 0
