@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from apiserver.scheduler.predicates import NodeInfo, Obj, counts_on_node
+from apiserver.scheduler.predicates import Charges, NodeInfo, Obj, counts_on_node
 
 
 @dataclass
@@ -16,6 +16,7 @@ class ClusterCache:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     _placed: dict[str, str] = field(default_factory=dict)  # pod uid -> node name it holds resources on
     assumed: dict[str, str] = field(default_factory=dict)  # pod uid -> node name, binding not yet seen
+    charges: Charges = field(default_factory=Charges)       # what each pod requests, by uid
 
     def _info(self, name: str) -> NodeInfo:
         info = self.nodes.get(name)
@@ -41,7 +42,7 @@ class ClusterCache:
     def _place(self, pod: Obj, node_name: str) -> None:
         uid = pod["metadata"]["uid"]
         self._forget(uid)
-        self._info(node_name).add_pod(pod)
+        self._info(node_name).add_pod(pod, self.charges.of(pod))
         self._placed[uid] = node_name
 
     def _forget(self, uid: str) -> None:
@@ -71,6 +72,7 @@ class ClusterCache:
         uid = pod["metadata"]["uid"]
         self.assumed.pop(uid, None)
         self._forget(uid)
+        self.charges.forget(uid)
 
     def assume(self, pod: Obj, node_name: str) -> None:
         self.assumed[pod["metadata"]["uid"]] = node_name

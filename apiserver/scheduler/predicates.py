@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
-from shipmate.pod_resources import non_zero_requests, pod_requests, resource_list
+from shipmate.pod_resources import non_zero_requests, pod_requests, resize_infeasible, resource_list
 from shipmate.node_selectors import node_selector_matches
 
 Obj = dict[str, Any]
@@ -24,6 +24,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 MAX_NODE_SCORE = 10
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 _UNSCHEDULABLE_TAINT_OBJ = {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
+_STATIC_ANSWERS = 256   # kinds of pods whose node-object filter answers a NodeInfo keeps
 
 # Filter reasons (kube-scheduler's texts).
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
@@ -65,6 +66,44 @@ def requested_resources(pod: Obj, non_zero: bool = False) -> Resources:
     request counts upstream's defaults). A resized pod counts the largest of its desired, allocated and actual
     requests (upstream's UseStatusResources)."""
     return _resources(non_zero_requests(pod, use_status=True) if non_zero else pod_requests(pod, use_status=True), 1)
+
+
+Charge = tuple[Resources, Resources]   # (requests, non-zero requests) of one pod
+
+
+def _charge_inputs(pod: Obj) -> tuple:
+    """Every part of the pod that `requested_resources` reads (shipmate.pod_resources, use_status)."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    return (spec.get("containers"), spec.get("initContainers"), spec.get("resources"), spec.get("overhead"),
+            status.get("containerStatuses"), status.get("initContainerStatuses"), resize_infeasible(pod))
+
+
+class Charges:
+    """`requested_resources` of each pod, kept by uid while the parts it reads stay equal.
+
+    A pod's requests are read when it is tried, assumed, then confirmed by the informer (and again on each
+    retry), and computing them (exact quantities) costs far more than comparing those parts."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[tuple, Charge]] = {}
+
+    def of(self, pod: Obj) -> Charge:
+        uid = pod["metadata"].get("uid")
+        inputs = _charge_inputs(pod)
+        known = self._known.get(uid) if uid else None
+        if known is not None and known[0] == inputs:
+            return known[1]
+        charge = (requested_resources(pod), requested_resources(pod, non_zero=True))
+        if uid:
+            self._known[uid] = (inputs, charge)
+        return charge
+
+    def forget(self, uid: str) -> None:
+        self._known.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 def node_allocatable(node: Obj) -> Resources:
@@ -136,6 +175,8 @@ class NodeInfo:
     owners: Counter = field(default_factory=Counter)           # controller uid -> pods on this node
     used_ports: Counter = field(default_factory=Counter)       # (hostIP, protocol, hostPort) -> pods
     _charged: dict[str, tuple[Resources, Resources]] = field(default_factory=dict)
+    # The node-object filters' reasons by PodFacts.constraints: pods alike (a Deployment's) ask the same.
+    _static: dict[str, list[str]] = field(default_factory=dict)
 
     def set_node(self, node: Obj | None) -> None:
         self.node = node
@@ -146,6 +187,19 @@ class NodeInfo:
         self.labels = ((node or {}).get("metadata") or {}).get("labels") or {}
         self.unschedulable = bool(spec.get("unschedulable"))
         self.blocking_taints = [t for t in spec.get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+        self._static = {}
+
+    def static_reasons(self, facts: "PodFacts") -> list[str]:
+        """NodeUnschedulable, TaintToleration and NodeAffinity: they read only the node object and the pod's
+        spec, so their answer holds until the node changes."""
+        if not facts.constraints:
+            return _node_object_reasons(facts, self)
+        reasons = self._static.get(facts.constraints)
+        if reasons is None:
+            if len(self._static) >= _STATIC_ANSWERS:
+                self._static.clear()
+            reasons = self._static[facts.constraints] = _node_object_reasons(facts, self)
+        return reasons
 
     @property
     def requested(self) -> Resources:
@@ -155,11 +209,12 @@ class NodeInfo:
     def non_zero_requested(self) -> Resources:
         return Resources(self.nz_cpu, self.nz_memory, self.req_pods)
 
-    def add_pod(self, pod: Obj) -> None:
+    def add_pod(self, pod: Obj, charge: Charge | None = None) -> None:
+        """`charge`: the pod's (requests, non-zero requests) when the caller already has them."""
         uid = pod["metadata"]["uid"]
         if uid in self.pods:
             self.remove_pod(uid)
-        requests, non_zero = requested_resources(pod), requested_resources(pod, non_zero=True)
+        requests, non_zero = charge or (requested_resources(pod), requested_resources(pod, non_zero=True))
         self.pods[uid] = pod
         self._charged[uid] = (requests, non_zero)
         self.req_cpu += requests.milli_cpu
@@ -248,21 +303,23 @@ class PodFacts:
     owner: str
     has_affinity: bool
     host_ports: tuple[tuple[str, str, int], ...] = ()
+    constraints: str = ""   # what the node-object filters read of the pod, as a key
 
 
-def pod_facts(pod: Obj) -> PodFacts:
+def pod_facts(pod: Obj, charge: Charge | None = None) -> PodFacts:
+    """`charge`: the pod's (requests, non-zero requests) when the caller already has them."""
     spec = pod.get("spec") or {}
     has_affinity = bool(spec.get("nodeSelector")) or bool(((spec.get("affinity") or {}).get("nodeAffinity") or {})
                                                            .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    return PodFacts(pod, spec, requested_resources(pod), requested_resources(pod, non_zero=True),
-                    tuple(t for t in spec.get("tolerations") or [] if isinstance(t, dict)), controller_uid(pod),
-                    has_affinity, tuple(host_ports(pod)))
+    requests, non_zero = charge or (requested_resources(pod), requested_resources(pod, non_zero=True))
+    tolerations = tuple(t for t in spec.get("tolerations") or [] if isinstance(t, dict))
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution")) if has_affinity else None
+    return PodFacts(pod, spec, requests, non_zero, tolerations, controller_uid(pod), has_affinity,
+                    tuple(host_ports(pod)), repr((tolerations, spec.get("nodeSelector"), required)))
 
 
-def filter_reasons(facts: PodFacts, info: NodeInfo, reserved: Resources | None = None) -> list[str]:
-    """Why the pod does not fit the node (empty: it fits). The first failing plugin decides. `reserved`: what
-    pods nominated to the node (by preemption) with at least this pod's priority hold there, as upstream's
-    RunFilterPluginsWithNominatedPods adds them."""
+def _node_object_reasons(facts: PodFacts, info: NodeInfo) -> list[str]:
     if info.unschedulable and not tolerated(facts.tolerations, _UNSCHEDULABLE_TAINT_OBJ):
         return [REASON_UNSCHEDULABLE]
     for taint in info.blocking_taints:
@@ -270,6 +327,18 @@ def filter_reasons(facts: PodFacts, info: NodeInfo, reserved: Resources | None =
             return [_taint_reason(taint)]
     if facts.has_affinity and not matches_node_affinity(facts.spec, info.labels, info.name):
         return [REASON_AFFINITY]
+    return []
+
+
+def filter_reasons(facts: PodFacts, info: NodeInfo, reserved: Resources | None = None) -> list[str]:
+    """Why the pod does not fit the node (empty: it fits). The first failing plugin decides. `reserved`: what
+    pods nominated to the node (by preemption) with at least this pod's priority hold there, as upstream's
+    RunFilterPluginsWithNominatedPods adds them."""
+    return info.static_reasons(facts) or _placement_reasons(facts, info, reserved)
+
+
+def _placement_reasons(facts: PodFacts, info: NodeInfo, reserved: Resources | None) -> list[str]:
+    """NodePorts and NodeResourcesFit: what the pods on the node leave."""
     if facts.host_ports and host_ports_conflict(facts.host_ports, info.used_ports):
         return [REASON_PORTS]
     requests = facts.requests if reserved is None else facts.requests + reserved
@@ -340,13 +409,15 @@ NEVER_PREEMPTS = "not eligible due to preemptionPolicy=Never."
 
 
 def schedule(pod: Obj, nodes: Iterable[NodeInfo], service_selectors: list[dict[str, str]] = (),
-             tie_breaker=min, reserved: Mapping[str, Resources] | None = None) -> Decision:
+             tie_breaker=min, reserved: Mapping[str, Resources] | None = None,
+             charge: Charge | None = None) -> Decision:
     """Pick the feasible node with the best score (then the fewest peers; remaining ties by `tie_breaker`
     over node names), or explain why none fits. A pod nominated to a node (`status.nominatedNodeName`, by
     preemption) that fits there goes there. `reserved`: by node, what nominated pods of at least this pod's
     priority hold there. The message's preemption part says what upstream's dry run finds when no node has
-    lower-priority pods to remove; the scheduler runs the real one (scheduler/preemption.py)."""
-    facts = pod_facts(pod)
+    lower-priority pods to remove; the scheduler runs the real one (scheduler/preemption.py). `charge`: the
+    pod's (requests, non-zero requests) when the caller already has them."""
+    facts = pod_facts(pod, charge)
     selectors = list(service_selectors)
     reserved = reserved or {}
     nominated = (pod.get("status") or {}).get("nominatedNodeName")
@@ -356,11 +427,23 @@ def schedule(pod: Obj, nodes: Iterable[NodeInfo], service_selectors: list[dict[s
     counts: Counter[str] = Counter()
     preemption: Counter[str] = Counter()
     total = 0
+    # Every (pod, node) pair goes through here: the common case (no host ports, nothing reserved, room
+    # left) is decided from the cached node-object answer and plain int sums; anything else takes
+    # filter_reasons' full path, so the reasons stay those of filter_reasons.
+    constraints, spreads = facts.constraints, bool(facts.owner or selectors)
+    want_pods, want_cpu, want_memory = facts.requests.pods, facts.requests.milli_cpu, facts.requests.memory
+    plain = not facts.host_ports and not reserved
     for info in nodes:
         if info.node is None:
             continue
         total += 1
-        reasons = filter_reasons(facts, info, reserved.get(info.name))
+        reasons = info._static.get(constraints)
+        if reasons is None:
+            reasons = info.static_reasons(facts)
+        if not reasons and not (plain and want_pods + info.req_pods <= info.alloc_pods
+                                and want_cpu + info.req_cpu <= info.alloc_cpu
+                                and want_memory + info.req_memory <= info.alloc_memory):
+            reasons = _placement_reasons(facts, info, reserved.get(info.name))
         if reasons:
             failures[info.name] = reasons
             counts.update(reasons)
@@ -368,7 +451,7 @@ def schedule(pod: Obj, nodes: Iterable[NodeInfo], service_selectors: list[dict[s
             continue
         if info.name == nominated:
             return Decision(info.name)
-        key = (least_allocated_score(facts, info), -spread_count(facts, info, selectors))
+        key = (least_allocated_score(facts, info), -spread_count(facts, info, selectors) if spreads else 0)
         if best is None or key > best:
             best, best_names = key, [info.name]
         elif key == best:

@@ -109,7 +109,8 @@ class Candidate:
 
 
 def _copy(info: NodeInfo) -> NodeInfo:
-    return dataclasses.replace(info, pods=dict(info.pods), owners=Counter(info.owners), _charged=dict(info._charged))
+    return dataclasses.replace(info, pods=dict(info.pods), owners=Counter(info.owners), _charged=dict(info._charged),
+                               used_ports=Counter(info.used_ports))
 
 
 def select_victims(facts: PodFacts, info: NodeInfo, pdbs: Iterable[Obj],

@@ -1,10 +1,12 @@
 """The scheduler task: informers → cache → decisions; bindings written concurrently through the API.
 
 Queueing follows kube-scheduler's shape: pending pods are tried in priority order; a pod found
-unschedulable waits until something that could make room happens (a node added or changed, a
-bound pod deleted or finished) or until the periodic retry; a chosen node is "assumed" at once and
-the binding runs in the background (at most BIND_CONCURRENCY at a time), so the next decision
-does not wait for storage. Events are posted by a background queue after the bindings.
+unschedulable waits until something that could make room happens (a node added, or changed in what
+the filters read: not a status heartbeat; a bound pod deleted or finished) or until the periodic
+retry; once such a change came, it is retried after its backoff, or as soon as no other pod is ready
+(SchedulerPopFromBackoffQ). A chosen node is "assumed" at once and the binding runs in the background
+(at most BIND_CONCURRENCY at a time), so the next decision does not wait for storage. Events are
+posted by a background queue after the bindings.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from apiserver.kinds.pods import set_condition
 from apiserver.registry import DeleteOptions
 from apiserver.scheduler import preemption
 from apiserver.scheduler.cache import ClusterCache
-from apiserver.scheduler.predicates import TERMINAL_PHASES, Decision, NodeInfo, Resources, requested_resources, schedule
+from apiserver.scheduler.predicates import TERMINAL_PHASES, Decision, NodeInfo, Resources, schedule
 from apiserver.scheduler.queue import RetryQueue
 from apiserver.scheduler.volumes import BindingFailed, PodVolumes, VolumeBinding, fit_error, prefilter_message
 from shipmate.timeutil import rfc3339
@@ -37,7 +39,9 @@ RETRY_INTERVAL = 10.0       # the loop wakes at least this often
 # whole queue per pod (10k pending pods without a node: a core busy).
 BACKOFF_FLUSH_PERIOD = 1.0
 BIND_CONCURRENCY = 32
-EVENT_WORKERS = 2
+# Events wait behind the bindings; then they go out as wide as bindings do, so that a burst's events share
+# storage commits instead of taking one round trip per two events.
+EVENT_WORKERS = BIND_CONCURRENCY
 
 
 def is_pending(pod: Obj) -> bool:
@@ -45,6 +49,24 @@ def is_pending(pod: Obj) -> bool:
     return (not spec.get("nodeName") and spec.get("schedulerName", SCHEDULER_NAME) == SCHEDULER_NAME
             and not pod["metadata"].get("deletionTimestamp") and not spec.get("schedulingGates")
             and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES)
+
+
+def _condition_statuses(node: Obj) -> dict:
+    return {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or ()
+            if isinstance(c, dict)}
+
+
+def scheduling_properties_changed(old: Obj, new: Obj) -> bool:
+    """Whether a node update is a cluster event for the unschedulable pods (upstream's
+    nodeSchedulingPropertiesChange: unschedulable, allocatable, labels, taints, condition statuses,
+    annotations); status heartbeats are not."""
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    old_status, new_status = old.get("status") or {}, new.get("status") or {}
+    return (old.get("spec") != new.get("spec") or old_meta.get("labels") != new_meta.get("labels")
+            or old_meta.get("annotations") != new_meta.get("annotations")
+            or old_status.get("allocatable") != new_status.get("allocatable")
+            or old_status.get("capacity") != new_status.get("capacity")
+            or _condition_statuses(old) != _condition_statuses(new))
 
 
 def _priority_order(pod: Obj) -> tuple:
@@ -108,11 +130,13 @@ class Scheduler:
             if was_holding and self.cache.node_of(uid) is None:
                 self._cluster_changed()   # a bound pod finished: its resources are free again
 
-    def _on_node(self, event_type: str, node: Obj, _old: Obj | None) -> None:
+    def _on_node(self, event_type: str, node: Obj, old: Obj | None) -> None:
         if event_type == "DELETED":
             self.cache.remove_node(node["metadata"]["name"])
         else:
             self.cache.set_node(node)
+            if event_type == "MODIFIED" and old is not None and not scheduling_properties_changed(old, node):
+                return      # a heartbeat: nothing a pod was refused for changed
         self._cluster_changed()
 
     def _cluster_changed(self) -> None:
@@ -135,6 +159,9 @@ class Scheduler:
                     raise
                 except Exception:  # noqa: BLE001 - the loop survives and retries
                     log.exception("scheduling pass failed")
+                else:
+                    if self._backoff_queue():
+                        continue    # the pods a change moved are next, backing off or not (PopFromBackoffQ)
                 deadline = self.retries.next_deadline()
                 timeout = RETRY_INTERVAL if deadline is None else \
                     min(RETRY_INTERVAL, max(BACKOFF_FLUSH_PERIOD, deadline - self.monotonic()))
@@ -156,10 +183,23 @@ class Scheduler:
                 selectors.append(selector)
         return selectors
 
+    def _backoff_queue(self) -> list[Obj]:
+        """The pods a cluster change moved since they failed, earliest backoff window first, then by priority
+        (upstream's backoff queue and its order)."""
+        windows = self.retries.moved()
+        waiting = [(windows[uid], _priority_order(pod), pod) for uid, pod in self.pending.items()
+                   if uid in windows and uid not in self.cache.assumed] if windows else []
+        waiting.sort(key=lambda item: item[:2])
+        return [pod for _window, _order, pod in waiting]
+
     async def schedule_pending(self) -> None:
+        """One pass over the pods ready for an attempt (upstream's activeQ, by priority); with none ready, over
+        those still backing off after a change moved them (upstream pops its backoffQ when activeQ is empty)."""
         now = self.monotonic()
         queue = sorted((pod for uid, pod in self.pending.items()
                         if uid not in self.cache.assumed and self.retries.ready(uid, now)), key=_priority_order)
+        if not queue:
+            queue = self._backoff_queue()
         self._binds_idle.clear()            # events wait for the pass and its bindings
         self._passing = True
         self._lowest_priority = min((preemption.priority(p) for info in self.cache.nodes.values()
@@ -186,7 +226,7 @@ class Scheduler:
             refused, plans = self.volumes.filter(pod, nodes) if nodes and not problem else ({}, {})
             decision = Decision(None, prefilter_message(len(nodes), problem)) if problem else \
                 schedule(pod, [n for n in nodes if n.name not in refused] if refused else nodes,
-                         self._service_selectors(pod), self._rng.choice, reserved)
+                         self._service_selectors(pod), self._rng.choice, reserved, self.cache.charges.of(pod))
             if decision.node_name is None and refused:
                 decision = fit_error(pod, nodes, refused, reserved)   # VolumeBinding refused some nodes
             if decision.node_name is None:
@@ -221,7 +261,7 @@ class Scheduler:
             other = self.pending.get(uid)
             if uid == own_uid or other is None or preemption.priority(other) < own:
                 continue
-            reserved[node_name] = reserved.get(node_name, Resources()) + requested_resources(other)
+            reserved[node_name] = reserved.get(node_name, Resources()) + self.cache.charges.of(other)[0]
         return reserved
 
     async def _preempt(self, pod: Obj, nodes: list[NodeInfo], decision: Decision,

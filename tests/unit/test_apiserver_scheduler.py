@@ -172,3 +172,59 @@ def test_retry_queue_backoff_and_cluster_changes():
     assert queue.next_deadline() == 35.0                                  # backoff capped at 10 s
     queue.forget("p")
     assert queue.ready("p", 0.0)
+
+
+def test_requests_computed_once_per_pod_version(monkeypatch):
+    from apiserver.scheduler import predicates
+    calls = []
+    real = predicates.requested_resources
+    monkeypatch.setattr(predicates, "requested_resources",
+                        lambda p, non_zero=False: calls.append(p) or real(p, non_zero))
+    cache = ClusterCache()
+    cache.set_node(node("a"))
+    p = pod(cpu="1", memory="1Gi")
+    assert schedule(p, cache.ready_nodes(), charge=cache.charges.of(p)).node_name == "a"
+    cache.assume(p, "a")
+    bound = {**p, "spec": {**p["spec"], "nodeName": "a"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "True"}]}}
+    cache.update_pod(bound)                  # tried, assumed, confirmed: the same requests, computed once
+    assert len(calls) == 2 and cache.nodes["a"].requested == Resources(1000, 2**30, 1)
+    resized = {**bound, "spec": {**bound["spec"],
+                                 "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}}
+    cache.update_pod(resized)                # what the requests are read from changed: computed again
+    assert cache.nodes["a"].requested == Resources(2000, 0, 1)
+    assert cache.nodes["a"].non_zero_requested.memory == 200 * 2**20
+    cache.delete_pod(resized)
+    assert not cache.charges and cache.nodes["a"].requested == Resources()
+
+
+def test_node_object_filters_answer_once_for_pods_alike_until_the_node_changes(monkeypatch):
+    from apiserver.scheduler import predicates
+    calls = []
+    real = predicates.matches_node_affinity
+    monkeypatch.setattr(predicates, "matches_node_affinity", lambda *a: calls.append(a) or real(*a))
+    info = node_info(node("a", labels={"pool": "web"}))
+    web = [pod(nodeSelector={"pool": "web"}) for _ in range(3)]
+    assert [schedule(p, [info]).node_name for p in web] == ["a", "a", "a"] and len(calls) == 1
+    db = schedule(pod(nodeSelector={"pool": "db"}), [info])
+    assert db.node_name is None and db.failures == {"a": ["node(s) didn't match Pod's node affinity/selector"]}
+    info.set_node(node("a", labels={"pool": "db"}))          # relabelled: the answers are asked again
+    assert schedule(web[0], [info]).node_name is None
+    assert schedule(pod(nodeSelector={"pool": "db"}), [info]).node_name == "a"
+    info.set_node(node("a", labels={"pool": "db"}, taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}]))
+    tainted = schedule(pod(nodeSelector={"pool": "db"}), [info])
+    assert tainted.failures == {"a": ["node(s) had untolerated taint {k: v}"]}
+    tolerant = pod(nodeSelector={"pool": "db"}, tolerations=[{"key": "k", "operator": "Exists"}])
+    assert schedule(tolerant, [info]).node_name == "a"
+
+
+def test_retry_queue_moved_pods_in_backoff_order():
+    from apiserver.scheduler.queue import RetryQueue
+    queue = RetryQueue(initial=1.0, maximum=10.0, flush=10.0)
+    queue.failed("early", 0.0)
+    queue.failed("late", 0.5)
+    assert queue.moved() == {}                                            # no change since they failed
+    queue.cluster_changed()
+    queue.failed("after", 0.7)                                            # failed after the change: not moved
+    assert queue.moved() == {"early": 1, "late": 2}                       # backoff ends at 1.0 and 1.5
+    assert not queue.ready("late", 1.0) and queue.ready("late", 1.5) and not queue.ready("after", 9.0)

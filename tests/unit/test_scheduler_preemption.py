@@ -148,3 +148,13 @@ def test_lower_priority_nominations_on_the_node_are_cleared():
     preemptor = pod("p", priority=10)
     assert names(preemption.lower_priority_nominated(preemptor, "a", [low, high, elsewhere, preemptor])) == ["low"]
     assert Counter(preemption.importance(p) for p in (low, low))[preemption.importance(low)] == 2
+
+
+def test_looking_for_victims_leaves_the_node_as_it_is():
+    low = pod("low", priority=1, node_name="a")
+    low["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
+    info = node_info(node("a", cpu="1"), [low])
+    found = preemption.select_victims(pod_facts(pod("high", priority=10)), info, [])
+    assert isinstance(found, preemption.Candidate) and names(found.victims) == ["low"]
+    # the dry run removed and re-added pods on a copy: the node still holds low's host port
+    assert info.used_ports == Counter({("", "TCP", 8080): 1}) and names(info.pods.values()) == ["low"]
