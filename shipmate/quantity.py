@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 
 class QuantityFormat(str, Enum):
@@ -123,4 +123,9 @@ def format_quantity(value: Fraction, fmt: QuantityFormat = QuantityFormat.DECIMA
 
 def canonical(text: str | int) -> str:
     """Canonical form of a quantity string, as the API server stores and returns it."""
+    return _canonical_string(text) if type(text) is str else str(parse_quantity(text))
+
+
+@lru_cache(maxsize=4096)   # the same few quantities come with every node and pod write
+def _canonical_string(text: str) -> str:
     return str(parse_quantity(text))

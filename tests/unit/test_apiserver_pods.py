@@ -1,5 +1,7 @@
 import copy
 
+import pytest
+
 from apiserver.kinds.namespaces import NamespaceStrategy
 from apiserver.kinds.nodes import NodeStrategy
 from apiserver.kinds.pods import PodStrategy
@@ -160,3 +162,13 @@ def test_probe_handlers_get_upstream_defaults():
     assert container["readinessProbe"]["httpGet"] == {"port": 80, "path": "/", "scheme": "HTTP"}
     assert container["livenessProbe"]["grpc"] == {"port": 9000, "service": ""}
     assert container["livenessProbe"]["periodSeconds"] == 10
+
+
+def test_canonical_quantities_are_remembered_and_bad_ones_still_refused():
+    from shipmate.quantity import QuantityError, _canonical_string, canonical
+    _canonical_string.cache_clear()
+    assert canonical("1000m") == canonical("1000m") == "1" and canonical(1) == "1"
+    assert _canonical_string.cache_info().hits == 1
+    for bad in (True, {"a": 1}, ["1"], "1x"):
+        with pytest.raises(QuantityError):
+            canonical(bad)
