@@ -63,8 +63,8 @@ class AgentConfig:
     container_log_max_files: int = 5
     # CRI call deadline (kubelet's --runtime-request-timeout; docs/benchmarks.md "Density")
     runtime_request_timeout: float = 120.0
-    # periodic pod resync (kubelet's --sync-frequency; docs/benchmarks.md "Footprint")
-    sync_frequency: float = 60.0
+    # periodic pod resync (kubelet's --sync-frequency, 1m there; a safety net here: agent/pod_workers.py)
+    sync_frequency: float = 300.0
     # joining the cluster (docs/design.md "Security: agent join and certificate rotation")
     token: str | None = None
     ca_cert_hash: str | None = None
@@ -173,8 +173,9 @@ def parse_args(argv: list[str]) -> AgentConfig:
                         help="most log files kept per container, the current one included (at least 2)")
     parser.add_argument("--runtime-request-timeout", type=_duration, default=120.0, metavar="DURATION",
                         help="deadline of each CRI call except pulls and long-running ones (kubelet's, 2m)")
-    parser.add_argument("--sync-frequency", type=_duration, default=60.0, metavar="DURATION",
-                        help="how often each pod is synced without a change (kubelet's, 1m)")
+    parser.add_argument("--sync-frequency", type=_duration, default=300.0, metavar="DURATION",
+                        help="how often each pod is synced without a change (kubelet's flag; 5m here, as runtime "
+                             "events, the 1 s relist and API changes sync a pod when something changes)")
     parser.add_argument("--local-path-dir", default=None, metavar="DIR",
                         help="where volumes of the local-path StorageClass live on this node, one directory each "
                              "(default: storage/ beside --root-dir, /var/lib/shipmate/storage)")

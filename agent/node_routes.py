@@ -147,7 +147,7 @@ class RouteTable:
         self.protocol = protocol
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute
+        from netns.rtnl import IPRoute
         return IPRoute(netns=self.netns) if self.netns else IPRoute()
 
     def observed(self) -> dict[str, str]:

@@ -17,7 +17,9 @@ from shipmate.supervisor import stop_tasks
 log = logging.getLogger(__name__)
 
 Pod = dict[str, Any]
-RESYNC_INTERVAL = 60.0  # kubelet's --sync-frequency default
+# The periodic resync is a safety net: containerd events, the 1 s relist, probe results and API
+# changes sync a pod when something happens (kubelet's 1m would be 2 syncs a second at 110 pods).
+RESYNC_INTERVAL = 300.0
 FINISHED_MEMORY = 60.0
 ERROR_BACKOFF_INITIAL = 0.5
 ERROR_BACKOFF_MAX = 30.0

@@ -11,8 +11,6 @@ import logging
 import os
 from typing import Any, Mapping
 
-from pyroute2 import IPRoute
-
 from netns import netlink_ops
 from netns.cni_codes import (
     ERR_CHECK_FAILED, ERR_INTERFACE_SETUP, ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, ERR_IPAM_FAILURE,
@@ -25,6 +23,7 @@ from netns.cni_spec import (
 )
 from netns.hostport import HostPortStore, Sandbox, parse_port_mappings
 from netns.ipam import IPAMExhausted, IPAMStore
+from netns.rtnl import IPRoute
 
 log = logging.getLogger(__name__)
 

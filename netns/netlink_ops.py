@@ -15,8 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from netns.rtnl import IPRoute, NetlinkError
 
 T = TypeVar("T")
 

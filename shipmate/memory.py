@@ -4,7 +4,7 @@ Request bodies and responses take blocks of 64 KiB and more. glibc serves blocks
 up to a threshold that it raises each time such a block is freed, after which they come from the heap,
 whose freed pages are rarely returned: RSS then keeps every past peak of requests. A fixed threshold and a
 trim after each collection of closed connections (serving.ConnectionLimiter) return them. The agent trims
-once a minute: pods that came and went (a node filled to 110 pods and drained) left ~30 MiB it never
+every 10 s: pods that came and went (a node filled to 110 pods and drained) left ~30 MiB it never
 gave back."""
 from __future__ import annotations
 

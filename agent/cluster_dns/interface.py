@@ -10,8 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from netns.rtnl import IPRoute, NetlinkError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@ sync that renders the whole filter state from the caches and applies it as one i
 transaction, only when the text (or the position of our jumps) changed.
 
 Syncs are rate-limited by the proxy's bounded-frequency runner (at most `burst` in a row, then one
-per `min_sync_period`), happen every `sync_period` without a change (a flushed chain comes back), and
+per `min_sync_period`), happen every `sync_period` without a change (a flushed chain comes back: 30 s, as
+kube-proxy's iptables resync; each one lists two chains with iptables, child processes the agent pays for), and
 a failed one is retried with an exponential backoff. A change reaches the kernel within
 min_sync_period + one restore (≈0.3 s + 30 ms here), inside upstream's expectations and our 1 s bound.
 """
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 NETWORK_NAME = "shipmate"
 MIN_BACKOFF, MAX_BACKOFF = 0.5, 30.0
+SYNC_PERIOD = 30.0
 
 
 def _namespace_labels(obj: Obj) -> dict[str, str]:
@@ -52,7 +54,7 @@ def local_interfaces(ipam_dir: str, network: str = NETWORK_NAME) -> list[render.
 class NetworkPolicyController:
     def __init__(self, client: KubeClient | None, iptables: Iptables, node_name: str, *,
                  interfaces: Callable[[], Iterable[render.Interface]] = list,
-                 min_sync_period: float = 0.3, sync_period: float = 10.0, burst: int = 3):
+                 min_sync_period: float = 0.3, sync_period: float = SYNC_PERIOD, burst: int = 3):
         self.iptables = iptables
         self.node_name = node_name
         self._interfaces = interfaces

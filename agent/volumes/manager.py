@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 RESYNC_PERIOD = 10.0
+# A refresh whose payload equals the one last written skips the disk; the files are still compared
+# with it this often (as kubelet's sync does), in case something changed them behind our back.
+VERIFY_PERIOD = 60.0
+# Pods the agent removes lose their directory at once (cleanup); the scan for ones it missed is a
+# safety net, and the agent's housekeeping runs every 2 s.
+ORPHAN_SCAN_PERIOD = 30.0
 # kubelet's plugin directory names.
 PLUGIN_DIRS = {
     "emptyDir": "kubernetes.io~empty-dir", "configMap": "kubernetes.io~configmap",
@@ -89,7 +96,8 @@ class _MountedPod:
 class VolumeManager:
     def __init__(self, root_dir: str, client: KubeClient, resync_period: float = RESYNC_PERIOD,
                  node_resources: NodeResources | None = None, sub_path_binder: Binder = bind_mount,
-                 node: Any = None):
+                 node: Any = None, verify_period: float = VERIFY_PERIOD, clock: Any = time.monotonic,
+                 orphan_scan_period: float = ORPHAN_SCAN_PERIOD):
         self.root_dir = root_dir
         self.node = node or (lambda: {})       # this node's Node object (name, labels): PV node affinity
         self.sub_path_binder = sub_path_binder
@@ -102,6 +110,12 @@ class VolumeManager:
         self._retry = Backoff(initial=1.0, maximum=30.0)
         # During one refresh pass, each configMap/secret is read once however many pods mount it.
         self._pass_cache: dict[tuple[str, str, str], Obj | None] | None = None
+        self.verify_period = verify_period
+        self.clock = clock
+        # pod uid → volume path → (the payload last written or found there, when the disk last agreed)
+        self._written: dict[str, dict[str, tuple[Payload, float]]] = {}
+        self.orphan_scan_period = orphan_scan_period
+        self._scanned_at: float | None = None
 
     def pod_dir(self, uid: str) -> str:
         return os.path.join(self.root_dir, "pods", uid)
@@ -275,7 +289,15 @@ class VolumeManager:
                             _name(pod), volume["name"], exc_info=True)
                 return False
             raise
-        return await asyncio.to_thread(write_payload, path, payload)
+        uid = pod["metadata"]["uid"]
+        known = self._written.get(uid, {}).get(path)
+        now = self.clock()
+        if not initial and known is not None and known[0] == payload and now - known[1] < self.verify_period:
+            return False
+        changed = await asyncio.to_thread(write_payload, path, payload)
+        if uid in self._mounted or initial:
+            self._written.setdefault(uid, {})[path] = (payload, now)
+        return changed
 
     async def _payload(self, pod: Obj, volume: Obj) -> Payload:
         kind = volume_kind(volume)
@@ -353,6 +375,7 @@ class VolumeManager:
     async def cleanup(self, pod_uid: str) -> None:
         """Unmounts the pod's tmpfs volumes and deletes its directory."""
         self._mounted.pop(pod_uid, None)
+        self._written.pop(pod_uid, None)
         self.tokens.forget(pod_uid)
         self._retry.reset(pod_uid)
         if await asyncio.to_thread(_remove_pod_dir, self.pod_dir(pod_uid)):
@@ -360,8 +383,13 @@ class VolumeManager:
 
     def housekeep(self, live_uids: set[str]) -> None:
         """Removes the directories of pods not in live_uids (a removal the agent missed). Runs in
-        the background; a pass still running makes this call a no-op."""
+        the background; a pass still running, or one less than `orphan_scan_period` ago, makes this
+        call a no-op."""
+        now = self.clock()
+        if self._scanned_at is not None and now - self._scanned_at < self.orphan_scan_period:
+            return
         if self._housekeeping is None or self._housekeeping.done():
+            self._scanned_at = now
             self._housekeeping = asyncio.create_task(self._remove_orphans(set(live_uids)),
                                                      name="volume-housekeeping")
 

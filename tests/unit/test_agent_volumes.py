@@ -301,6 +301,24 @@ async def test_housekeeping_removes_pods_not_live(tmp_path) -> None:
     assert sorted(os.listdir(tmp_path / "pods")) == ["live"]
 
 
+async def test_orphan_scan_runs_at_most_once_per_period(tmp_path) -> None:
+    """The agent asks every 2 s; the directory scan (a thread hop) runs once per orphan_scan_period."""
+    from agent.volumes import VolumeManager
+    now = [0.0]
+    manager = VolumeManager(str(tmp_path), FakeClient({}), clock=lambda: now[0], orphan_scan_period=30.0)
+    manager.housekeep(set())
+    await manager._housekeeping
+    await manager.ensure(_pod([{"name": "a", "emptyDir": {}}], uid="dead"))
+    now[0] = 29.0
+    manager.housekeep(set())
+    await asyncio.sleep(0)
+    assert manager._housekeeping.done() and os.listdir(tmp_path / "pods") == ["dead"]
+    now[0] = 30.0
+    manager.housekeep(set())
+    await manager._housekeeping
+    assert os.listdir(tmp_path / "pods") == []
+
+
 async def test_refresh_reads_each_object_once_per_pass(tmp_path) -> None:
     from agent.volumes import VolumeManager
     client = FakeClient({("configmaps", "ns", "cm"): {"data": {"key": "v1"}}})
@@ -311,6 +329,39 @@ async def test_refresh_reads_each_object_once_per_pass(tmp_path) -> None:
     manager._pass_cache = {}
     await manager._refresh_all()
     assert client.gets == 1
+
+
+async def test_refresh_of_unchanged_data_leaves_the_disk_alone_until_the_verify_period(tmp_path, monkeypatch) -> None:
+    """At idle a refresh pass is cheap: a payload equal to the one written goes nowhere near the disk (a
+    thread hop and a read of every file per volume per pass, 11 a second at 110 pods); the disk is
+    compared again once `verify_period` passed, and a changed object is written at once."""
+    from agent.volumes import VolumeManager
+    from agent.volumes import manager as manager_module
+    client = FakeClient({("configmaps", "ns", "cm"): {"data": {"key": "v1"}}})
+    now = [0.0]
+    manager = VolumeManager(str(tmp_path), client, verify_period=60.0, clock=lambda: now[0])
+    await manager.ensure(_pod([{"name": "cfg", "configMap": {"name": "cm"}}]))
+    writes: list[str] = []
+    real_write = manager_module.write_payload
+
+    def counting_write(path, payload):
+        writes.append(path)
+        return real_write(path, payload)
+    monkeypatch.setattr(manager_module, "write_payload", counting_write)
+    key = tmp_path / "pods" / "uid-1" / "volumes" / "kubernetes.io~configmap" / "cfg" / "key"
+    for now[0] in (10.0, 20.0, 50.0):
+        await manager._refresh_all()
+    assert writes == []
+    os.unlink(os.path.realpath(key))            # something changed the files behind the agent's back
+    now[0] = 61.0
+    await manager._refresh_all()
+    assert len(writes) == 1 and key.read_text() == "v1"
+    client.objects[("configmaps", "ns", "cm")] = {"data": {"key": "v2"}}
+    now[0] = 70.0
+    await manager._refresh_all()
+    assert len(writes) == 2 and key.read_text() == "v2"
+    await manager.cleanup("uid-1")
+    assert manager._written == {}
 
 
 async def wait_until(condition, timeout: float = 2.0) -> None:

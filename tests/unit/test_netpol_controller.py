@@ -80,3 +80,11 @@ def test_failed_sync_backs_off_and_rewrites_everything_next_time():
     asyncio.run(run())
     assert delays == [0.5, 1.0]
     assert len(iptables.restored) == 1 and c.last_sync > 0
+
+
+def test_idle_resync_every_30_seconds_as_kube_proxy():
+    """Each resync without a change runs two `iptables -S` child processes: every 30 s (kube-proxy's
+    iptables resync), not every 10 s; changes still go through at once (min_sync_period)."""
+    runner = controller(FakeIptables()).runner
+    assert runner._max_interval == 30.0
+    assert runner._retry_interval == 30.0
