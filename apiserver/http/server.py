@@ -96,6 +96,12 @@ def _optional_bool(value: str | None) -> bool | None:
     return None if value is None else _bool(value)
 
 
+def _list_of(registry: Registry, list_meta: dict[str, Any], items: list[Any]) -> dict[str, Any]:
+    """A kind's List: upstream's envelope around `items`."""
+    return {"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version, "metadata": list_meta,
+            "items": items}
+
+
 class HTTPServer:
     def __init__(self, api: API, server_address: str = "127.0.0.1:6443", token_auth_file: str = "",
                  inflight: InflightLimiter | None = None):
@@ -430,14 +436,12 @@ class HTTPServer:
             return json_response({"kind": "PartialObjectMetadataList", "apiVersion": api_version,
                                   "metadata": list_meta,
                                   "items": [partial_object_metadata(obj, api_version) for obj in items]})
-        return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
-                              "metadata": list_meta, "items": items})
+        return json_response(_list_of(registry, list_meta, items))
 
     @staticmethod
     def _list_json(registry: Registry, list_meta: dict[str, Any], items: list[CachedObject]) -> bytes:
         """The List as json_response encodes it, its items' JSON joined as the cache holds them."""
-        head = jsoncodec.dumps({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
-                                "metadata": list_meta, "items": []})
+        head = jsoncodec.dumps(_list_of(registry, list_meta, []))
         parts = [head[:-2]]  # up to and with the items' "[": one join copies every item once
         for cached in items:
             parts += (cached.json(registry), b",")
@@ -521,8 +525,7 @@ class HTTPServer:
                     continue
                 raise
             deleted.append(result.object)
-        return json_response({"kind": f"{registry.info.kind}List", "apiVersion": registry.info.api_version,
-                              "metadata": {"resourceVersion": str(revision)}, "items": deleted})
+        return json_response(_list_of(registry, {"resourceVersion": str(revision)}, deleted))
 
     # watch -----------------------------------------------------------------------------------
     async def _watch(self, request: web.Request, registry: Registry, info: RequestInfo) -> web.StreamResponse:
